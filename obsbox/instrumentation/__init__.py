@@ -1,0 +1,1 @@
+"""Setup of traces, metrics and logs; HTTP server middleware; HTTP client hooks."""

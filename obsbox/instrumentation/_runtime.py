@@ -1,0 +1,90 @@
+"""The request path's handle on the telemetry pipeline: the seam between the middleware and the exporters.
+
+Middleware (ASGI, WSGI, HTTP clients) asks `current()` for the tracer and the HTTP instruments once per request and
+calls only the small protocols below. `configure()` swaps in the fast implementations; before it (or with the SDK
+disabled) they fall back to whatever the global OpenTelemetry providers give, so instrumented code never breaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanContext
+
+from obsbox.instrumentation.catalogue import SEMCONV_METRICS
+
+AttributeValue = str | int
+
+
+class DurationRecorder(Protocol):
+    def record(
+        self, seconds: float, attributes: Mapping[str, AttributeValue], span_context: SpanContext | None = None
+    ) -> None: ...
+
+
+class ActiveRecorder(Protocol):
+    def add(self, amount: int, attributes: Mapping[str, AttributeValue]) -> None: ...
+
+
+class Runtime:
+    """What the request path needs. Replaced as a whole by `install()`; never mutated in place."""
+
+    __slots__ = ("tracer", "server_duration", "server_active", "client_duration")
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        server_duration: DurationRecorder,
+        server_active: ActiveRecorder,
+        client_duration: DurationRecorder,
+    ) -> None:
+        self.tracer = tracer
+        self.server_duration = server_duration
+        self.server_active = server_active
+        self.client_duration = client_duration
+
+
+class _ApiHistogram:
+    """Fallback: an OpenTelemetry API histogram (exemplars come from the current context)."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, h: metrics.Histogram) -> None:
+        self._h = h
+
+    def record(
+        self, seconds: float, attributes: Mapping[str, AttributeValue], span_context: SpanContext | None = None
+    ) -> None:
+        self._h.record(seconds, attributes)
+
+
+def _api_runtime() -> Runtime:
+    meter = metrics.get_meter("obsbox")
+    server = SEMCONV_METRICS["http.server.request.duration"]
+    active = SEMCONV_METRICS["http.server.active_requests"]
+    client = SEMCONV_METRICS["http.client.request.duration"]
+    return Runtime(
+        tracer=trace.get_tracer("obsbox"),
+        server_duration=_ApiHistogram(meter.create_histogram(server.name, server.unit, server.description)),
+        server_active=meter.create_up_down_counter(active.name, active.unit, active.description),
+        client_duration=_ApiHistogram(meter.create_histogram(client.name, client.unit, client.description)),
+    )
+
+
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    """The runtime in force: the one `configure()` installed, else one over the global OpenTelemetry API."""
+    global _current
+    if _current is None:
+        _current = _api_runtime()
+    return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    """Install the runtime `configure()` built (None: fall back to the global API again)."""
+    global _current
+    _current = runtime

@@ -1,0 +1,5 @@
+"""The obsbox logger: placeholder until the logging integration lands."""
+
+from loguru import logger
+
+__all__ = ["logger"]

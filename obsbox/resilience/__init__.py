@@ -1,0 +1,1 @@
+"""obsbox.resilience"""
