@@ -1,0 +1,139 @@
+"""The benchmark's server: one minimal FastAPI endpoint, instrumented the way MODE says, under uvicorn.
+
+    python benchmarks/app.py obsbox        # prints "PORT <n>" once bound, then serves until SIGINT/SIGTERM
+
+Every mode gets the same endpoint and the same server settings (one worker, access log off, uvloop and
+httptools when installed); only the instrumentation differs. OTLP modes export to OTEL_EXPORTER_OTLP_ENDPOINT
+(the benchmark points it at its receiver) under the service name OTEL_SERVICE_NAME.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+MODES: dict[str, str] = {
+    "bare": "no instrumentation",
+    "obsbox": "obsbox.configure() + obsbox.instrument(app): server span, RED metrics, exemplars over OTLP",
+    "contrib": "OpenTelemetry SDK + OTLP/HTTP exporters + contrib FastAPIInstrumentor (stable HTTP semconv)",
+    "native": "OpenTelemetry SDK + OTLP/HTTP exporters + FastAPI's own telemetry (operation spans on)",
+    "native-lean": "as native, with FastAPI(telemetry={'operation_spans': False})",
+    "logfire": "logfire.configure(send_to_logfire=False) exporting OTLP to the receiver + instrument_fastapi",
+    "pfi": "prometheus-fastapi-instrumentator: metrics only, pulled from /metrics (no OTLP export)",
+}
+
+
+def _routes(app: FastAPI) -> FastAPI:
+    @app.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, object]:
+        return {"item_id": item_id, "name": "widget", "price": 9.5}
+
+    return app
+
+
+def _otel_sdk() -> None:
+    """Global SDK providers exporting OTLP/HTTP protobuf, configured from the standard OTEL_* env."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create()  # service.name from OTEL_SERVICE_NAME
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+def bare() -> FastAPI:
+    return _routes(FastAPI())
+
+
+def obsbox_mode() -> FastAPI:
+    import obsbox
+
+    obsbox.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "bench-obsbox"))
+    return obsbox.instrument(_routes(FastAPI()))
+
+
+def contrib() -> FastAPI:
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    _otel_sdk()
+    app = _routes(FastAPI())
+    FastAPIInstrumentor.instrument_app(app)
+    return app
+
+
+def native() -> FastAPI:
+    _otel_sdk()
+    return _routes(FastAPI())
+
+
+def native_lean() -> FastAPI:
+    _otel_sdk()
+    return _routes(FastAPI(telemetry={"operation_spans": False}))
+
+
+def logfire_mode() -> FastAPI:
+    import logfire
+
+    # OTEL_EXPORTER_OTLP_ENDPOINT makes logfire add an OTLP span exporter and metric reader of its own.
+    logfire.configure(
+        send_to_logfire=False,
+        console=False,
+        service_name=os.environ.get("OTEL_SERVICE_NAME", "bench-logfire"),
+        inspect_arguments=False,
+    )
+    app = _routes(FastAPI())
+    logfire.instrument_fastapi(app)
+    return app
+
+
+def pfi() -> FastAPI:
+    from prometheus_fastapi_instrumentator import Instrumentator
+
+    app = _routes(FastAPI())
+    Instrumentator().instrument(app).expose(app)
+    return app
+
+
+BUILDERS: dict[str, Callable[[], FastAPI]] = {
+    "bare": bare,
+    "obsbox": obsbox_mode,
+    "contrib": contrib,
+    "native": native,
+    "native-lean": native_lean,
+    "logfire": logfire_mode,
+    "pfi": pfi,
+}
+
+
+def serve(mode: str) -> None:
+    import uvicorn
+
+    app = BUILDERS[mode]()
+    # Bind here, on an ephemeral port, and tell the parent which one: no fixed ports, no race.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, workers=1, access_log=False, log_level="warning", loop="auto", http="auto")
+    server = uvicorn.Server(config)
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in BUILDERS:
+        sys.exit(f"usage: app.py {{{','.join(BUILDERS)}}}")
+    serve(sys.argv[1])
