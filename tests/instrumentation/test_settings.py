@@ -1,0 +1,113 @@
+"""Settings: precedence argument > OBSBOX_* > OTEL_* > default; invalid values warn once and fall back."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from obsbox.instrumentation.settings import SETTINGS, render_markdown, resolve
+
+DOC = Path(__file__).parents[2] / "docs" / "configuration.md"
+
+
+def test_defaults() -> None:
+    s = resolve({}, environ={})
+    assert s.service_name == "unknown_service:python"
+    assert s.protocol == "http/protobuf" and s.otlp_endpoint == "http://127.0.0.1:4318"
+    assert s.sampler == "parentbased_always_on" and s.sample_ratio == 1.0
+    assert s.disabled is False and s.metrics_port is None and s.metrics_host == "127.0.0.1"
+    assert s.max_queue_size == 2048 and s.max_export_batch_size == 512
+
+
+def test_precedence_argument_then_obsbox_then_otel() -> None:
+    env = {"OBSBOX_SERVICE_NAME": "from-obsbox", "OTEL_SERVICE_NAME": "from-otel"}
+    assert resolve({"service_name": "from-arg"}, environ=env).service_name == "from-arg"
+    assert resolve({}, environ=env).service_name == "from-obsbox"
+    assert resolve({}, environ={"OTEL_SERVICE_NAME": "from-otel"}).service_name == "from-otel"
+
+
+def test_standard_otel_variables() -> None:
+    s = resolve({}, environ={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+        "OTEL_EXPORTER_OTLP_HEADERS": "api-key=s%20ecret,x-tenant=a",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=shop,team=core",
+        "OTEL_TRACES_SAMPLER": "traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        "OTEL_SDK_DISABLED": "TRUE",
+        "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "10",
+        "OTEL_BSP_SCHEDULE_DELAY": "250",
+        "OTEL_BSP_EXPORT_TIMEOUT": "2000",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1500",
+    })
+    assert s.endpoint == "http://collector:4318"
+    assert s.headers == {"api-key": "s ecret", "x-tenant": "a"}
+    assert s.resource_attributes == {"service.namespace": "shop", "team": "core"}
+    assert (s.sampler, s.sample_ratio, s.disabled) == ("traceidratio", 0.1, True)
+    assert s.metric_export_interval == 5.0 and s.schedule_delay == 0.25
+    assert s.batch_export_timeout == 2.0 and s.export_timeout == 1.5
+    assert (s.max_queue_size, s.max_export_batch_size) == (100, 10)
+
+
+def test_arguments_are_seconds_and_typed() -> None:
+    s = resolve({"metric_export_interval": 2, "metrics_port": 0, "headers": {"a": "b"}, "console": False}, environ={})
+    assert s.metric_export_interval == 2.0 and s.metrics_port == 0 and s.headers == {"a": "b"} and not s.console
+
+
+def test_grpc_default_port() -> None:
+    assert resolve({"protocol": "grpc"}, environ={}).otlp_endpoint == "http://127.0.0.1:4317"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected", "fallback_text"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon", "protocol", "http/protobuf", "default 'http/protobuf'"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url", "endpoint", None, "default None"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://host:99999", "endpoint", None, "default None"),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.5", "sample_ratio", 1.0, "default 1.0"),
+        ("OTEL_TRACES_SAMPLER_ARG", "half", "sample_ratio", 1.0, "default 1.0"),
+        ("OTEL_TRACES_SAMPLER", "sometimes", "sampler", "parentbased_always_on", "default"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "max_queue_size", 2048, "default 2048"),
+        ("OBSBOX_METRICS_PORT", "http", "metrics_port", None, "default None"),
+        ("OTEL_SDK_DISABLED", "maybe", "disabled", False, "default False"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "-5", "metric_export_interval", 15.0, "default 15.0"),
+    ],
+)
+def test_invalid_values_warn_once_and_fall_back(
+    caplog: pytest.LogCaptureFixture, variable: str, value: str, field: str, expected: object, fallback_text: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        s = resolve({}, environ={variable: value})
+    assert getattr(s, field) == expected
+    warnings = [r.getMessage() for r in caplog.records if r.name == "obsbox"]
+    assert len(warnings) == 1, warnings
+    assert variable in warnings[0] and fallback_text in warnings[0]
+
+
+def test_invalid_obsbox_value_falls_back_to_the_otel_variable(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        s = resolve({}, environ={"OBSBOX_PROTOCOL": "smoke", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert s.protocol == "grpc"
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "obsbox"]
+    assert "OBSBOX_PROTOCOL" in message and "using OTEL_EXPORTER_OTLP_PROTOCOL" in message
+
+
+def test_invalid_argument_warns_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        s = resolve({"sample_ratio": 7}, environ={})
+    assert s.sample_ratio == 1.0 and "sample_ratio argument" in caplog.text
+
+
+def test_every_setting_has_an_environment_variable_and_a_doc() -> None:
+    for s in SETTINGS:
+        assert s.obsbox_env == "OBSBOX_" + s.name.upper()
+        assert s.doc.endswith(".")
+
+
+def test_configuration_doc_is_generated_from_the_table() -> None:
+    assert DOC.read_text() == render_markdown(), "regenerate: python -m obsbox.instrumentation.settings > " + str(DOC)
+    for s in SETTINGS:
+        assert f"`{s.name}`" in DOC.read_text()
