@@ -1,0 +1,148 @@
+"""Finding a component's binary: PATH (with Debian's names), then the cache, then a pinned, verified download.
+
+>>> from obsbox.stack.binaries import find_binary
+>>> from obsbox.stack.components import COMPONENTS
+>>> find_binary(COMPONENTS["alertmanager"])     # doctest: +SKIP
+PosixPath('/usr/bin/prometheus-alertmanager')
+
+A download is written to a temporary file, its sha256 compared with the pinned digest (or the digest in the
+project's own checksum file for that release), and only then unpacked into the cache: a bad checksum leaves
+nothing installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from obsbox.stack.components import Component, Release
+from obsbox.stack.errors import DownloadError
+
+_CHUNK = 1 << 16
+
+
+def cache_dir() -> Path:
+    """Where downloaded binaries live: $OBSBOX_CACHE_DIR, else $XDG_CACHE_HOME/obsbox/bin, else ~/.cache/obsbox/bin."""
+    explicit = os.environ.get("OBSBOX_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "obsbox" / "bin"
+
+
+def find_binary(component: Component) -> Path | None:
+    """The component's executable on PATH (any of its names), else in the cache, else None."""
+    for name in component.binaries:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    for name in component.binaries:
+        cached = cache_dir() / component.name / name
+        if cached.is_file() and os.access(cached, os.X_OK):
+            return cached
+    return None
+
+
+def binary_version(binary: Path) -> str | None:
+    """'2.42.0' from `binary --version` (Prometheus-style and most Go binaries print it on the first line)."""
+    try:
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"(\d+\.\d+\.\d+)", out.stdout + out.stderr)
+    return match.group(1) if match else None
+
+
+def download(
+    component: Component, release: Release | None = None, *, progress: Callable[[str], None] | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Fetch the pinned release of `component`, verify its sha256, unpack its binary into the cache."""
+    release = release or component.release
+    if release is None:
+        raise DownloadError(f"obsbox has no pinned release of {component.name} to download", component.install_hint)
+    say = progress or (lambda _m: None)
+    expected = release.sha256 or _published_digest(release, timeout)
+    target_dir = cache_dir() / component.name
+    target = target_dir / Path(release.member).name
+    say(f"downloading {component.name} {release.version} from {release.url}")
+    with tempfile.TemporaryDirectory(prefix="obsbox-dl-") as tmp:
+        archive = Path(tmp) / Path(release.url).name
+        digest = _fetch(release.url, archive, timeout, say)
+        if digest != expected.lower():
+            raise DownloadError(
+                f"checksum mismatch for {release.url}: expected sha256 {expected}, got {digest}; nothing was installed",
+                "retry later (a truncated or tampered download), or install the binary yourself: "
+                + component.install_hint,
+            )
+        data = _extract_member(archive, release.member)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        staged = target_dir / f".{target.name}.tmp"
+        staged.write_bytes(data)
+        staged.chmod(0o755)
+        os.replace(staged, target)
+    say(f"{component.name} {release.version} verified (sha256 {expected[:12]}…) and installed in {target}")
+    return target
+
+
+def _fetch(url: str, dest: Path, timeout: float, say: Callable[[str], None]) -> str:
+    sha = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, dest.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done, shown = 0, -1
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                sha.update(chunk)
+                done += len(chunk)
+                pct = done * 100 // total if total else -1
+                if total and pct // 10 != shown:
+                    shown = pct // 10
+                    say(f"  {done >> 20} / {total >> 20} MiB ({pct}%)")
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise DownloadError(f"cannot download {url}: {reason}", "check the network, or install the binary yourself") from None
+    return sha.hexdigest()
+
+
+def _published_digest(release: Release, timeout: float) -> str:
+    if not release.checksums_url:
+        raise DownloadError(f"no checksum is pinned for {release.url}", "install the binary yourself")
+    try:
+        with urllib.request.urlopen(release.checksums_url, timeout=timeout) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise DownloadError(f"cannot download {release.checksums_url}: {reason}",
+                            "check the network, or install the binary yourself") from None
+    name = Path(release.url).name
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("*") == name and re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            return str(parts[0]).lower()
+    raise DownloadError(f"{release.checksums_url} lists no sha256 for {name}", "install the binary yourself")
+
+
+def _extract_member(archive: Path, member: str) -> bytes:
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                return zf.read(member)
+        with tarfile.open(archive) as tf:
+            handle = tf.extractfile(member)
+            if handle is None:
+                raise KeyError(member)
+            return io.BytesIO(handle.read()).getvalue()
+    except (KeyError, tarfile.TarError, zipfile.BadZipFile) as e:
+        raise DownloadError(f"{archive.name} does not contain {member} ({e})", "install the binary yourself") from None

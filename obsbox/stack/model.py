@@ -1,0 +1,113 @@
+"""What the runtimes report: per-component status, firing alerts, and the result of `up`.
+
+>>> from obsbox.stack.model import ComponentStatus
+>>> ComponentStatus("prometheus", "native", "healthy", url="http://127.0.0.1:9090").to_json()["state"]
+'healthy'
+
+`StatusReport.to_json()` is the documented, versioned schema of `obsbox status --json` (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+STATUS_SCHEMA_VERSION = 1
+
+# healthy: answers its health check; running: process/container up, health not (yet) passing;
+# exited: stopped on its own (crash); stopped: stopped by obsbox; unavailable: cannot run here (reason says why).
+State = Literal["healthy", "running", "starting", "exited", "stopped", "unavailable"]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    runtime: str
+    state: str
+    url: str | None = None
+    version: str | None = None
+    pid: int | None = None
+    kind: Literal["backend", "sample"] = "backend"
+    restarts: int = 0
+    exit_code: int | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "runtime": self.runtime, "state": self.state,
+            "healthy": self.state == "healthy", "url": self.url, "version": self.version, "pid": self.pid,
+            "restarts": self.restarts, "exit_code": self.exit_code, "reason": self.reason,
+        }
+
+
+@dataclass
+class Alert:
+    name: str
+    state: str                   # firing | pending
+    labels: dict[str, str]
+    source: str                  # alertmanager | prometheus
+    since: str | None = None
+    summary: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "labels": self.labels, "source": self.source,
+                "since": self.since, "summary": self.summary}
+
+
+@dataclass
+class StatusReport:
+    runtime: str | None
+    components: list[ComponentStatus] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    alerts_error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return any(c.state in ("healthy", "running", "starting") for c in self.components)
+
+    def component(self, name: str) -> ComponentStatus | None:
+        return next((c for c in self.components if c.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": STATUS_SCHEMA_VERSION,
+            "runtime": self.runtime,
+            "running": self.running,
+            "components": [c.to_json() for c in self.components],
+            "alerts": [a.to_json() for a in self.alerts],
+            "alerts_error": self.alerts_error,
+        }
+
+
+@dataclass
+class Started:
+    name: str
+    url: str | None
+    seconds: float | None        # time to ready; None when it was already running
+
+
+@dataclass
+class UpReport:
+    runtime: str
+    started: list[Started] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    grafana_password: str | None = None
+    password_is_new: bool = False
+
+
+class Runtime(Protocol):
+    """What the CLI asks of a runtime (docker or native)."""
+
+    name: str
+
+    def up(self, *, samples: bool, progress: Progress) -> UpReport: ...
+
+    def down(self, *, purge: bool, progress: Progress) -> None: ...
+
+    def status(self) -> StatusReport: ...
+
+    def urls(self) -> dict[str, str]: ...
+
+    def log_files(self, component: str | None) -> list[tuple[str, str]]: ...

@@ -1,0 +1,329 @@
+"""The native runtime: the box's components as supervised local processes, for machines without Docker.
+
+>>> from obsbox.stack.native import NativeRuntime
+>>> runtime = NativeRuntime()                      # doctest: +SKIP
+>>> report = runtime.up(samples=True, progress=print)   # doctest: +SKIP
+
+Each component gets `<state>/native/<name>/` with its rendered config, data dir, log file and supervisor state
+file. Ports come from OBSBOX_<NAME>_PORT (0 = any free port) and are kept in `<state>/native/record.json`, so
+every later command (status, chaos, top, down) finds the components where `up` put them. OBSBOX_SCRAPE_INTERVAL
+and OBSBOX_EVALUATION_INTERVAL shorten Prometheus' intervals (the end-to-end test uses them; the rules stay as
+they are).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from obsbox.stack import binaries, process
+from obsbox.stack.components import COMPONENTS, Component, port_setting
+from obsbox.stack.errors import ComponentFailedError, NotRunningError, StackError, UsageError
+from obsbox.stack.health import firing_alerts, http_ok
+from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
+from obsbox.stack.ports import check_ports, free_port
+from obsbox.stack.render import StackTree, dump, major, render_alertmanager, render_prometheus
+from obsbox.stack.state import read_json, write_json
+
+# Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go); samples dependencies first.
+BACKEND_ORDER = ("alertmanager", "prometheus")
+SAMPLE_ORDER = ("inventory", "payments", "orders", "gateway")
+
+
+@dataclass
+class _Plan:
+    run: dict[str, Path]          # component → binary
+    unavailable: dict[str, str]   # component → why, and how to get it
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number", f"set {name} to seconds, e.g. 60") from None
+
+
+class NativeRuntime:
+    name = "native"
+
+    def __init__(self, state: Path, tree: StackTree | None = None, *, download: bool = False,
+                 docker_reason: str | None = None) -> None:
+        self.state = state
+        self.root = state / "native"
+        self._tree = tree
+        self.download = download
+        self.docker_reason = docker_reason
+        self.start_timeout = _env_float("OBSBOX_START_TIMEOUT", 90.0)
+        self.max_restarts = int(_env_float("OBSBOX_MAX_RESTARTS", 3))
+
+    # --- paths and records ------------------------------------------------------------------------------------
+    @property
+    def tree(self) -> StackTree:
+        if self._tree is None:
+            self._tree = StackTree.load()
+        return self._tree
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def _state_file(self, name: str) -> Path:
+        return self._dir(name) / "supervisor.json"
+
+    def _log_file(self, name: str) -> Path:
+        return self._dir(name) / f"{name}.log"
+
+    def record(self) -> dict[str, Any]:
+        return read_json(self.root / "record.json") or {"components": {}, "unavailable": {}}
+
+    def _save(self, record: dict[str, Any]) -> None:
+        write_json(self.root / "record.json", record)
+
+    # --- planning ---------------------------------------------------------------------------------------------
+    def plan(self, progress: Progress) -> _Plan:
+        run: dict[str, Path] = {}
+        unavailable: dict[str, str] = {}
+        for comp in COMPONENTS.values():
+            binary = binaries.find_binary(comp)
+            if binary is None and self.download and comp.native and comp.release is not None:
+                binary = binaries.download(comp, progress=progress)
+            if binary is not None and comp.native:
+                run[comp.name] = binary
+            else:
+                unavailable[comp.name] = self._why(comp, binary)
+        missing = [n for n in BACKEND_ORDER if n not in run]
+        if "prometheus" in missing:
+            raise StackError(
+                "the native runtime needs Prometheus and no prometheus binary was found on PATH or in "
+                f"{binaries.cache_dir()}",
+                COMPONENTS["prometheus"].install_hint,
+            )
+        return _Plan(run, unavailable)
+
+    def _why(self, comp: Component, binary: Path | None) -> str:
+        docker = f"; {self.docker_reason}" if self.docker_reason else ""
+        if binary is not None:
+            return f"found {binary}, but the native runtime does not run {comp.name} (it runs with Docker){docker}"
+        names = " or ".join(f"`{b}`" for b in comp.binaries)
+        return f"no {names} binary on PATH or in {binaries.cache_dir()}{docker}; to get it: {comp.install_hint}"
+
+    # --- up ---------------------------------------------------------------------------------------------------
+    def up(self, *, samples: bool, progress: Progress) -> UpReport:
+        self.root.mkdir(parents=True, exist_ok=True)
+        plan = self.plan(progress)
+        record = self.record()
+        known: dict[str, Any] = record.setdefault("components", {})
+        want = [n for n in BACKEND_ORDER if n in plan.run]
+        sample_names = list(SAMPLE_ORDER) if (samples or record.get("samples")) else []
+
+        # Which need starting, and on which ports (kept from the last `up`, so URLs stay stable).
+        to_start: list[str] = []
+        ports: dict[str, int] = {}
+        for name in want + sample_names:
+            prior = known.get(name, {})
+            if prior.get("port") and self._supervised(name).alive:
+                ports[name] = int(prior["port"])
+                continue
+            ports[name] = int(prior.get("port") or 0) or self._port_for(name)
+            to_start.append(name)
+        check_ports({n: ports[n] for n in to_start})
+
+        report = UpReport("native", unavailable=dict(plan.unavailable))
+        for name in want:
+            comp = COMPONENTS[name]
+            url = f"http://127.0.0.1:{ports[name]}"
+            if name not in to_start:
+                report.started.append(Started(name, url, None))
+                continue
+            version = binaries.binary_version(plan.run[name])
+            known[name] = {"port": ports[name], "url": url, "version": version, "binary": str(plan.run[name]),
+                           "kind": "backend", "health": url + comp.health_path}
+        record["unavailable"] = plan.unavailable
+        record["samples"] = bool(sample_names)
+        self._save(record)
+        for name in want:
+            if name in to_start:
+                info = known[name]
+                argv = self._argv(name, Path(info["binary"]), info["version"], ports)
+                report.started.append(self._start(name, argv, info["health"], info["url"], os.environ.copy(),
+                                                  progress))
+        if sample_names:
+            report.started.extend(self._start_samples(sample_names, ports, to_start, known, progress))
+            self._save(record)
+        return report
+
+    def _port_for(self, name: str) -> int:
+        default = COMPONENTS[name].default_port if name in COMPONENTS else self._sample_default(name)
+        port = port_setting(name, default)
+        return port or free_port()
+
+    @staticmethod
+    def _sample_default(name: str) -> int:
+        from obsbox.samples._services import SERVICES
+
+        return SERVICES[name].default_port
+
+    def _supervised(self, name: str) -> process.Supervised:
+        return process.read_supervised(name, self._state_file(name))
+
+    def _argv(self, name: str, binary: Path, version: str | None, ports: dict[str, int]) -> list[str]:
+        d = self._dir(name)
+        data = d / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        running = {n: p for n, p in ports.items() if n in COMPONENTS}
+        if name == "prometheus":
+            config, sd_file = render_prometheus(
+                self.tree, ports=running, version=version, state=d,
+                scrape_interval=os.environ.get("OBSBOX_SCRAPE_INTERVAL") or None,
+                evaluation_interval=os.environ.get("OBSBOX_EVALUATION_INTERVAL") or None,
+            )
+            dump(config, d / "prometheus.yml")
+            if not sd_file.exists():
+                write_json_list(sd_file, [])
+            record = self.record()
+            record["sd_file"] = str(sd_file)
+            self._save(record)
+            argv = [
+                str(binary), f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
+                f"--web.listen-address=127.0.0.1:{ports[name]}", "--web.enable-lifecycle",
+                "--enable-feature=exemplar-storage", "--storage.tsdb.retention.size=1GB",
+            ]
+            if major(version) >= 3:
+                argv.append("--web.enable-otlp-receiver")
+            return argv
+        if name == "alertmanager":
+            dump(render_alertmanager(self.tree, ports=running), d / "alertmanager.yml")
+            return [
+                str(binary), f"--config.file={d / 'alertmanager.yml'}", f"--storage.path={data}",
+                f"--web.listen-address=127.0.0.1:{ports[name]}",
+                # An empty cluster address turns gossip off: no listener on 0.0.0.0:9094.
+                "--cluster.listen-address=",
+            ]
+        raise UsageError(f"the native runtime cannot run {name}")
+
+    def _start(self, name: str, argv: list[str], health: str, url: str, env: dict[str, str],
+               progress: Progress) -> Started:
+        progress(f"starting {name} on {url}")
+        begin = time.monotonic()
+        process.start_supervised(name, argv, state_file=self._state_file(name), log_file=self._log_file(name),
+                                 env=env, max_restarts=self.max_restarts)
+        self._wait_healthy(name, health, begin)
+        seconds = time.monotonic() - begin
+        progress(f"{name} ready in {seconds:.1f}s")
+        return Started(name, url, seconds)
+
+    def _wait_healthy(self, name: str, health: str, begin: float) -> None:
+        deadline = begin + self.start_timeout
+        while time.monotonic() < deadline:
+            if http_ok(health, timeout=1.0):
+                return
+            sup = self._supervised(name)
+            if sup.state == "exited":
+                raise ComponentFailedError(
+                    f"{name} exited with code {sup.exit_code} while starting:\n{self._tail(name)}",
+                    f"see `obsbox logs {name}` ({self._log_file(name)})",
+                )
+            time.sleep(0.25)
+        raise ComponentFailedError(
+            f"{name} did not become healthy within {self.start_timeout:.0f}s ({health}):\n{self._tail(name)}",
+            f"see `obsbox logs {name}`; a slow machine may need OBSBOX_START_TIMEOUT=<seconds>",
+        )
+
+    def _tail(self, name: str, lines: int = 8) -> str:
+        try:
+            text = self._log_file(name).read_text(errors="replace").splitlines()
+        except OSError:
+            return "  (no log)"
+        return "\n".join("  " + line for line in text[-lines:])
+
+    def _start_samples(self, names: list[str], ports: dict[str, int], to_start: list[str],
+                       known: dict[str, Any], progress: Progress) -> list[Started]:
+        env = os.environ.copy()
+        for svc in SAMPLE_ORDER:
+            env[f"{svc.upper()}_URL"] = f"http://127.0.0.1:{ports[svc]}"
+        if "collector" in ports:
+            env.setdefault("OBSBOX_ENDPOINT", f"http://127.0.0.1:{ports['collector']}")
+        started = []
+        for name in names:
+            url = f"http://127.0.0.1:{ports[name]}"
+            if name not in to_start:
+                started.append(Started(name, url, None))
+                continue
+            known[name] = {"port": ports[name], "url": url, "version": None, "kind": "sample",
+                           "health": url + "/metrics"}
+            argv = [sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "127.0.0.1",
+                    "--port", str(ports[name])]
+            started.append(self._start(name, argv, url + "/metrics", url, env, progress))
+        self._write_targets([ports[n] for n in names])
+        return started
+
+    def _write_targets(self, ports: list[int]) -> None:
+        sd = self.record().get("sd_file")
+        if sd:
+            write_json_list(Path(sd), [{"targets": [f"127.0.0.1:{p}" for p in ports],
+                                        "labels": {"obsbox_runtime": "native"}}])
+
+    # --- down / status / logs ---------------------------------------------------------------------------------
+    def down(self, *, purge: bool, progress: Progress) -> None:
+        record = self.record()
+        names = list(SAMPLE_ORDER)[::-1] + list(BACKEND_ORDER)[::-1]
+        names += [n for n in record.get("components", {}) if n not in names]
+        for name in names:
+            if self._state_file(name).exists():
+                if self._supervised(name).alive:
+                    progress(f"stopping {name}")
+                process.stop_supervised(name, self._state_file(name))
+        record["samples"] = False
+        self._save(record)
+        sd = record.get("sd_file")
+        if sd and Path(sd).exists():
+            write_json_list(Path(sd), [])
+        if purge and self.root.exists():
+            progress(f"removing {self.root}")
+            shutil.rmtree(self.root)
+
+    def urls(self) -> dict[str, str]:
+        return {n: str(c["url"]) for n, c in self.record().get("components", {}).items() if c.get("url")}
+
+    def status(self) -> StatusReport:
+        record = self.record()
+        report = StatusReport("native")
+        for name, info in record.get("components", {}).items():
+            sup = self._supervised(name)
+            if sup.state == "absent":
+                continue
+            state = sup.state
+            if sup.alive:
+                state = "healthy" if http_ok(str(info.get("health")), timeout=2.0) else "running"
+            report.components.append(ComponentStatus(
+                name, "native", state, url=info.get("url"), version=info.get("version"),
+                pid=sup.pid if sup.alive else None, kind=info.get("kind", "backend"), restarts=sup.restarts,
+                exit_code=sup.exit_code if state in ("exited", "stopped") else None,
+            ))
+        for name, reason in (record.get("unavailable") or {}).items():
+            report.components.append(ComponentStatus(name, "native", "unavailable", reason=reason))
+        urls = {c.name: c.url for c in report.components if c.state in ("healthy", "running")}
+        report.alerts, report.alerts_error = firing_alerts(urls.get("prometheus"), urls.get("alertmanager"))
+        return report
+
+    def log_files(self, component: str | None) -> list[tuple[str, str]]:
+        names = [component] if component else list(self.record().get("components", {}))
+        files = [(n, str(self._log_file(n))) for n in names if self._log_file(n).exists()]
+        if component and not files:
+            raise NotRunningError(f"no log for {component!r} in {self.root}",
+                                  "components with logs: " + ", ".join(self.record().get("components", {})))
+        return files
+
+
+def write_json_list(path: Path, data: list[Any]) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
