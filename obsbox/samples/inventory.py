@@ -1,0 +1,136 @@
+"""inventory: stock lookups and reservations, as a plain ASGI application (no framework).
+
+    GET  /items              every item with price and stock
+    GET  /items/{sku}        one item
+    POST /reservations       {"sku": "tea-01", "quantity": 2} → 201 {"reservation_id", "unit_price_cents"}, 404
+                             for an unknown item, 409 when out of stock
+
+The example for services that speak ASGI directly: `obsbox.instrument(app)` wraps any ASGI callable. The app
+handles the lifespan protocol so the server's shutdown flushes the last telemetry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import obsbox
+from obsbox import logger
+from obsbox.samples._chaos import FaultInjector
+from obsbox.samples._pull import asgi_metrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# sku → (name, price in cents, stock). A supplier delivery arrives whenever an item sells out, so a long demo never
+# runs dry; the kettle is the exception, to show a 409.
+CATALOGUE: dict[str, tuple[str, int, int]] = {
+    "tea-01": ("Assam tea, 250 g", 650, 500),
+    "tea-02": ("Sencha tea, 100 g", 900, 300),
+    "mug-01": ("Stoneware mug", 1200, 200),
+    "pot-01": ("Cast-iron teapot", 4500, 50),
+    "kettle-99": ("Gooseneck kettle", 7900, 0),
+}
+_ITEM = re.compile(r"^/items/(?P<sku>[^/]+)$")
+
+
+def create_app() -> ASGIApp:
+    telemetry = obsbox.configure(service_name="inventory")
+    faults = FaultInjector("inventory")
+    stock = {sku: initial for sku, (_, _, initial) in CATALOGUE.items()}
+    lock = threading.Lock()
+
+    def item(sku: str) -> dict[str, Any]:
+        name, price, _ = CATALOGUE[sku]
+        return {"sku": sku, "name": name, "unit_price_cents": price, "stock": stock[sku]}
+
+    def reserve(body: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(body, dict) or not isinstance(body.get("sku"), str):
+            return 400, {"error": 'expected {"sku": "...", "quantity": n}'}
+        sku, quantity = body["sku"], body.get("quantity", 1)
+        if not isinstance(quantity, int) or quantity < 1:
+            return 400, {"error": "quantity must be a positive integer"}
+        if sku not in CATALOGUE:
+            return 404, {"error": f"no item {sku}"}
+        with lock:
+            if stock[sku] < quantity:
+                return 409, {"error": f"{sku} is out of stock", "stock": stock[sku]}
+            stock[sku] -= quantity
+            if stock[sku] == 0 and CATALOGUE[sku][2] > 0:
+                stock[sku] = CATALOGUE[sku][2]  # the supplier restocks
+        reservation_id = f"r-{uuid.uuid4().hex[:12]}"
+        logger.info("reserved", sku=sku, quantity=quantity, reservation_id=reservation_id)
+        return 201, {"reservation_id": reservation_id, "sku": sku, "quantity": quantity,
+                     "unit_price_cents": CATALOGUE[sku][1]}
+
+    async def route(method: str, path: str, receive: Receive) -> tuple[int, dict[str, Any] | list[Any]]:
+        if path == "/items" and method == "GET":
+            return 200, [item(sku) for sku in CATALOGUE]
+        if (match := _ITEM.match(path)) and method == "GET":
+            sku = match["sku"]
+            return (200, item(sku)) if sku in CATALOGUE else (404, {"error": f"no item {sku}"})
+        if path == "/reservations" and method == "POST":
+            try:
+                body = json.loads(await read_body(receive) or b"null")
+            except ValueError:
+                return 400, {"error": "the body must be JSON"}
+            return reserve(body)
+        return 404, {"error": "not found"}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send, telemetry.shutdown)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if path == "/metrics":
+            await asgi_metrics(scope, receive, send)
+            return
+        if path == "/admin/faults":
+            client = scope.get("client")
+            status, payload = faults.admin(method, await read_body(receive), client[0] if client else None)
+            await send_json(send, status, payload)
+            return
+        injection = await faults.inject_async(path)
+        if injection is not None and injection.status is not None:
+            await send_json(send, injection.status, {"error": injection.message})
+            return
+        status, result = await route(method, path, receive)
+        await send_json(send, status, result)
+
+    return obsbox.instrument(app, excluded_paths=["/metrics", "/admin/faults"])  # type: ignore[no-any-return]
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def lifespan(receive: Receive, send: Send, on_shutdown: Callable[[], None]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            on_shutdown()  # flush the last spans and metrics
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,160 @@
+"""orders: places orders (FastAPI). The one service with real dependencies, so it shows every resilience pattern.
+
+    POST /orders             {"sku": "tea-01", "quantity": 2} with an optional Idempotency-Key header
+    GET  /orders/{order_id}  the order and whether it has been fulfilled
+
+Placing an order reserves stock at inventory (with retries: a reservation is safe to repeat), charges at payments
+(through a circuit breaker: when payments is down, fail fast instead of piling up waiting requests), and hands
+fulfilment to a worker pool so the customer does not wait for it. Every step shows up in the telemetry without
+extra code: retries as span events and `obsbox_retry_*` metrics, the breaker's state as `obsbox_circuit_breaker_*`,
+the pool's queue and busy workers as `obsbox_pool_*`.
+
+Tuning (environment): ORDERS_BREAKER_MINIMUM_CALLS, ORDERS_BREAKER_FAILURE_RATIO, ORDERS_BREAKER_WINDOW_S,
+ORDERS_BREAKER_RESET_S, ORDERS_RETRY_ATTEMPTS, ORDERS_RETRY_BACKOFF_S, ORDERS_WORKERS, ORDERS_QUEUE_SIZE,
+ORDERS_FULFIL_MS. Downstream: INVENTORY_URL, PAYMENTS_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+import obsbox
+from obsbox import AsyncWorkerPool, CircuitBreaker, CircuitOpenError, Retry, RetryExhaustedError, logger
+from obsbox.samples._chaos import FaultInjector
+from obsbox.samples._env import env_float, env_int, service_url
+from obsbox.samples._idempotency import Answer, IdempotencyStore
+from obsbox.samples._pull import add_fastapi_metrics_route
+
+# Answers that say "try again later": worth a retry. Any other 4xx/5xx would fail again the same way.
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+class RetryableStatus(Exception):
+    """inventory answered with a status worth retrying."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"inventory answered {status}")
+        self.status = status
+
+
+class OrderRequest(BaseModel):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(default=1, ge=1, le=100)
+
+
+def create_app() -> FastAPI:
+    telemetry = obsbox.configure(service_name="orders")
+    inventory, payments = service_url("inventory"), service_url("payments")
+    client = httpx.AsyncClient(timeout=env_float("ORDERS_TIMEOUT_S", 2.0))
+
+    payments_breaker = CircuitBreaker(
+        "payments",
+        failure_ratio=env_float("ORDERS_BREAKER_FAILURE_RATIO", 0.5),
+        minimum_calls=env_int("ORDERS_BREAKER_MINIMUM_CALLS", 10),
+        window=env_float("ORDERS_BREAKER_WINDOW_S", 30.0),
+        reset_timeout=env_float("ORDERS_BREAKER_RESET_S", 10.0),
+    )
+    inventory_retry = Retry(
+        "inventory",
+        attempts=env_int("ORDERS_RETRY_ATTEMPTS", 3),
+        initial_backoff=env_float("ORDERS_RETRY_BACKOFF_S", 0.05),
+        max_backoff=1.0,
+        # Timeouts and connection errors (httpx.TransportError) are transient; so are the statuses above.
+        retry_on=(httpx.TransportError, RetryableStatus),
+    )
+    fulfilment = AsyncWorkerPool(
+        "fulfilment", workers=env_int("ORDERS_WORKERS", 4), queue_size=env_int("ORDERS_QUEUE_SIZE", 100)
+    )
+    fulfil_s = env_float("ORDERS_FULFIL_MS", 50.0) / 1000.0
+    idempotency = IdempotencyStore(max_entries=10_000)
+    orders: OrderedDict[str, dict[str, Any]] = OrderedDict()  # bounded below, like every in-memory store here
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await fulfilment.close()  # let queued fulfilments finish
+        await client.aclose()
+        telemetry.shutdown()
+
+    faults = FaultInjector("orders")
+    app = FastAPI(title="orders", lifespan=lifespan, dependencies=[faults.fastapi_dependency()])
+
+    async def reserve(sku: str, quantity: int) -> httpx.Response:
+        response = await client.post(f"{inventory}/reservations", json={"sku": sku, "quantity": quantity})
+        if response.status_code in RETRYABLE_STATUS:
+            raise RetryableStatus(response.status_code)
+        return response
+
+    async def charge(order_id: str, amount_cents: int) -> dict[str, Any]:
+        response = await client.post(f"{payments}/charges", json={"order_id": order_id, "amount_cents": amount_cents})
+        # 5xx is payments failing, which is what the breaker counts; a 4xx would be about this order only.
+        if response.status_code >= 500:
+            response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def fulfil(order_id: str) -> None:
+        await asyncio.sleep(fulfil_s)  # picking and packing
+        if order_id in orders:  # it may have been forgotten already under heavy load
+            orders[order_id]["status"] = "fulfilled"
+        logger.info("order fulfilled", order_id=order_id)
+
+    async def place(order: OrderRequest) -> Answer:
+        order_id = f"o-{uuid.uuid4().hex[:12]}"
+        try:
+            reservation = await inventory_retry.call_async(reserve, order.sku, order.quantity)
+        except RetryExhaustedError:
+            logger.error("inventory unavailable, order refused", sku=order.sku)
+            return 503, {"error": "inventory unavailable, try again later"}
+        if reservation.status_code != 201:  # unknown item, out of stock: the customer's answer, not a failure
+            return reservation.status_code, reservation.json()
+        amount = int(reservation.json()["unit_price_cents"]) * order.quantity
+        try:
+            payment = await payments_breaker.call_async(charge, order_id, amount)
+        except CircuitOpenError:
+            logger.warning("payments circuit open, order refused", order_id=order_id)
+            return 503, {"error": "payments unavailable, try again later"}
+        except httpx.HTTPError as exc:
+            logger.error("payment failed", order_id=order_id, error=type(exc).__name__)
+            return 502, {"error": "payment failed"}
+        orders[order_id] = {"order_id": order_id, "sku": order.sku, "quantity": order.quantity,
+                            "amount_cents": amount, "charge_id": payment["charge_id"], "status": "accepted"}
+        while len(orders) > 10_000:
+            orders.popitem(last=False)
+        # The customer does not wait for fulfilment; the pool's queue absorbs bursts (and shows them).
+        await fulfilment.submit(fulfil, order_id)
+        logger.info("order placed", order_id=order_id, sku=order.sku, amount_cents=amount)
+        return 201, dict(orders[order_id])
+
+    @app.post("/orders")
+    async def place_order(
+        order: OrderRequest, idempotency_key: str | None = Header(default=None, max_length=128)
+    ) -> JSONResponse:
+        if idempotency_key is None:
+            status, body = await place(order)
+            return JSONResponse(body, status)
+        (status, body), replayed = await idempotency.run(idempotency_key, lambda: place(order))
+        if replayed:
+            logger.info("idempotent replay answered from store", order_id=body.get("order_id"))
+        return JSONResponse(body, status, headers={"Idempotent-Replayed": str(replayed).lower()})
+
+    @app.get("/orders/{order_id}")
+    async def get_order(order_id: str) -> JSONResponse:
+        if order_id not in orders:
+            return JSONResponse({"error": "no such order"}, 404)
+        return JSONResponse(orders[order_id])
+
+    faults.add_fastapi_admin(app)
+    add_fastapi_metrics_route(app)
+    obsbox.instrument(app, excluded_paths=["/metrics", "/admin/faults"])
+    return app
