@@ -1,0 +1,145 @@
+"""The resilience instruments, created from the metric catalogue so their names, units and attributes cannot drift.
+
+Every breaker, retry policy and pool records through the OpenTelemetry metrics API: by default through the global
+meter provider (whatever `obsbox.configure()` installed; before that, the API's proxy, which starts forwarding as
+soon as a provider is set), or through an explicit `meter_provider=` given to the object (tests, custom pipelines).
+
+Observable instruments (breaker state, pool size) are created once per provider; each callback reports every live
+object registered for that provider, so creating a thousand breakers still registers one callback.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from obsbox.instrumentation.catalogue import CATALOGUE, MetricSpec
+
+METER_NAME = "obsbox.resilience"
+
+AttributeValue = str | int
+
+
+def attributes(spec: MetricSpec, *values: AttributeValue) -> dict[str, AttributeValue]:
+    """The attribute dict for `spec`, keys taken from the catalogue in order (so a key can never be misspelt)."""
+    if len(values) != len(spec.attributes):
+        raise ValueError(f"{spec.name} takes attributes {spec.attributes}, got {len(values)} values")
+    return dict(zip(spec.attributes, values, strict=True))
+
+
+class Observable(Protocol):
+    """Something that reports gauge observations (a breaker's state, a pool's size)."""
+
+    def observations(self) -> Iterable[Observation]: ...
+
+
+class Instruments:
+    """The resilience instruments on one meter provider."""
+
+    def __init__(
+        self,
+        meter: metrics.Meter,
+        breaker_sources: weakref.WeakSet[Observable] | None = None,
+        pool_sources: weakref.WeakSet[Observable] | None = None,
+    ) -> None:
+        self.breaker_sources: weakref.WeakSet[Observable] = (
+            weakref.WeakSet() if breaker_sources is None else breaker_sources
+        )
+        self.pool_sources: weakref.WeakSet[Observable] = weakref.WeakSet() if pool_sources is None else pool_sources
+        c = CATALOGUE
+        self.breaker_transitions = _counter(meter, c["obsbox.circuit_breaker.transitions"])
+        self.breaker_calls = _counter(meter, c["obsbox.circuit_breaker.calls"])
+        self.retry_calls = _counter(meter, c["obsbox.retry.calls"])
+        self.retry_retries = _counter(meter, c["obsbox.retry.retries"])
+        self.retry_backoff = _histogram(meter, c["obsbox.retry.backoff"])
+        self.pool_busy = _updown(meter, c["obsbox.pool.busy"])
+        self.pool_queue_depth = _updown(meter, c["obsbox.pool.queue.depth"])
+        self.pool_task_duration = _histogram(meter, c["obsbox.pool.task.duration"])
+        _gauge(meter, c["obsbox.circuit_breaker.state"], self._observe(self.breaker_sources))
+        _gauge(meter, c["obsbox.pool.size"], self._observe(self.pool_sources))
+
+    @staticmethod
+    def _observe(sources: weakref.WeakSet[Observable]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            out: list[Observation] = []
+            for source in list(sources):
+                try:
+                    out.extend(source.observations())
+                except Exception:  # noqa: BLE001 - one broken source must not hide the others
+                    continue
+            return out
+
+        return callback
+
+
+def _counter(meter: metrics.Meter, spec: MetricSpec) -> metrics.Counter:
+    assert spec.kind == "counter", spec
+    return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
+
+
+def _updown(meter: metrics.Meter, spec: MetricSpec) -> metrics.UpDownCounter:
+    assert spec.kind == "updown_counter", spec
+    return meter.create_up_down_counter(spec.name, unit=spec.unit, description=spec.description)
+
+
+def _histogram(meter: metrics.Meter, spec: MetricSpec) -> metrics.Histogram:
+    assert spec.kind == "histogram", spec
+    return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
+
+
+def _gauge(
+    meter: metrics.Meter, spec: MetricSpec, callback: Callable[[CallbackOptions], Iterable[Observation]]
+) -> None:
+    assert spec.kind == "gauge", spec
+    meter.create_observable_gauge(spec.name, [callback], unit=spec.unit, description=spec.description)
+
+
+_lock = threading.Lock()
+# Explicit providers, weakly keyed so a test's provider is not kept alive by the cache.
+_by_provider: weakref.WeakKeyDictionary[metrics.MeterProvider, Instruments] = weakref.WeakKeyDictionary()
+# The global provider's instruments and the provider object they were created on.
+_global: tuple[object, Instruments] | None = None
+_global_sources: tuple[weakref.WeakSet[Observable], weakref.WeakSet[Observable]] | None = None
+
+
+def instruments(meter_provider: metrics.MeterProvider | None = None) -> Instruments:
+    """The instruments for `meter_provider`, or for the global provider when None (created on first use)."""
+    if meter_provider is not None:
+        found = _by_provider.get(meter_provider)
+        if found is None:
+            with _lock:
+                found = _by_provider.get(meter_provider)
+                if found is None:
+                    found = Instruments(meter_provider.get_meter(METER_NAME))
+                    _by_provider[meter_provider] = found
+        return found
+    return _global_instruments()
+
+
+def _global_instruments() -> Instruments:
+    global _global, _global_sources
+    current = metrics.get_meter_provider()
+    cached = _global
+    # Instruments made on the API's proxy follow the provider set later, so they stay valid. Only a real provider
+    # replaced by another one (tests that reset the global state) needs new instruments.
+    if cached is not None and (cached[0] is current or _is_proxy(cached[0])):
+        return cached[1]
+    with _lock:
+        cached = _global
+        if cached is not None and (cached[0] is current or _is_proxy(cached[0])):
+            return cached[1]
+        # Keep the objects registered so far: they do not know the provider changed.
+        sources = _global_sources or (weakref.WeakSet(), weakref.WeakSet())
+        made = Instruments(metrics.get_meter(METER_NAME), *sources)
+        _global_sources = (made.breaker_sources, made.pool_sources)
+        _global = (current, made)
+        return made
+
+
+def _is_proxy(provider: object) -> bool:
+    return type(provider).__name__ == "_ProxyMeterProvider"

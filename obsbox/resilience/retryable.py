@@ -1,0 +1,61 @@
+"""Which HTTP client errors are worth retrying: a ready-made `retry_on` predicate for httpx, requests and urllib.
+
+>>> from obsbox.resilience import retryable_http_error
+>>> retryable_http_error(TimeoutError())
+True
+>>> retryable_http_error(ValueError("bad input"))
+False
+
+Retryable: timeouts, connection errors (refused, reset, closed mid-response), and responses with status 408
+(request timeout), 429 (too many requests), 502, 503 and 504 (a proxy or the server is briefly unavailable) raised
+as httpx.HTTPStatusError, requests.HTTPError or urllib.error.HTTPError. Not retryable: every other 4xx (the request
+itself is wrong; sending it again will not help), other 5xx, TLS certificate errors, invalid URLs, and anything
+else. Retrying a non-idempotent request after a read timeout may repeat its effect — send an idempotency key.
+
+httpx and requests are looked up only if the application already imported them, so the predicate costs no import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import urllib.error
+
+__all__ = ["RETRYABLE_STATUS_CODES", "retryable_http_error"]
+
+RETRYABLE_STATUS_CODES = frozenset({408, 429, 502, 503, 504})
+
+
+def retryable_http_error(exc: BaseException) -> bool:
+    """True for timeouts, connection errors and 408/429/502/503/504 responses (see the module docs)."""
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
+        if isinstance(exc, httpx.HTTPStatusError):
+            return exc.response.status_code in RETRYABLE_STATUS_CODES
+        if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
+            return True
+        if isinstance(exc, httpx.HTTPError):
+            return False  # proxy, decoding, local protocol and URL errors do not heal by themselves
+    requests_exceptions = sys.modules.get("requests.exceptions")
+    if requests_exceptions is not None:
+        if isinstance(exc, requests_exceptions.HTTPError):
+            response = getattr(exc, "response", None)
+            return getattr(response, "status_code", None) in RETRYABLE_STATUS_CODES
+        if isinstance(exc, requests_exceptions.SSLError):
+            return False
+        if isinstance(
+            exc,
+            requests_exceptions.Timeout | requests_exceptions.ConnectionError | requests_exceptions.ChunkedEncodingError,
+        ):
+            return True
+        if isinstance(exc, requests_exceptions.RequestException):
+            return False
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in RETRYABLE_STATUS_CODES
+    if isinstance(exc, urllib.error.URLError):
+        return isinstance(exc.reason, _TRANSIENT_OS_ERRORS)
+    return isinstance(exc, _TRANSIENT_OS_ERRORS)
+
+
+# asyncio.TimeoutError is the builtin TimeoutError from Python 3.11 on, a separate class before.
+_TRANSIENT_OS_ERRORS = (TimeoutError, asyncio.TimeoutError, ConnectionError)
