@@ -9,7 +9,27 @@
 from obsbox.instrumentation.frameworks import instrument
 from obsbox.instrumentation.logs import logger
 from obsbox.instrumentation.setup import Telemetry, configure
+from obsbox.resilience import (
+    AsyncWorkerPool,
+    CircuitBreaker,
+    CircuitOpenError,
+    Retry,
+    RetryExhaustedError,
+    WorkerPool,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["Telemetry", "__version__", "configure", "instrument", "logger"]
+__all__ = [
+    "AsyncWorkerPool",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Retry",
+    "RetryExhaustedError",
+    "Telemetry",
+    "WorkerPool",
+    "__version__",
+    "configure",
+    "instrument",
+    "logger",
+]
