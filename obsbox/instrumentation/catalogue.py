@@ -121,9 +121,13 @@ SEMCONV_METRICS: dict[str, MetricSpec] = _specs(
         "Duration of outgoing HTTP requests.",
     ),
     MetricSpec("process.cpu.time", "counter", "s", ("cpu.mode",), "CPU time by mode (user, system)."),
-    MetricSpec("process.memory.usage", "gauge", "By", (), "Resident set size."),
-    MetricSpec("process.thread.count", "gauge", "{thread}", (), "Threads of the process."),
-    MetricSpec("process.unix.file_descriptor.count", "gauge", "{file_descriptor}", (), "Open file descriptors."),
+    # Instrument kinds as the semantic conventions define them (model/process/metrics.yaml: updowncounter);
+    # in Prometheus these are gauges all the same.
+    MetricSpec("process.memory.usage", "updown_counter", "By", (), "Resident set size."),
+    MetricSpec("process.thread.count", "updown_counter", "{thread}", (), "Threads of the process."),
+    MetricSpec(
+        "process.unix.file_descriptor.count", "updown_counter", "{file_descriptor}", (), "Open file descriptors."
+    ),
     MetricSpec(
         "cpython.gc.collections", "counter", "{collection}", ("cpython.gc.generation",),
         "Garbage collections by generation.",
