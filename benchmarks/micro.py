@@ -61,6 +61,7 @@ class _Setup:
     sdk_tracer: Any = None
     sdk_tracer_provider: Any = None
     sdk_histogram: Any = None
+    sdk_meter_provider: Any = None
     obsbox_telemetry: Any = None
 
 
@@ -83,7 +84,8 @@ def _sdk() -> _Setup:
         _Setup.sdk_tracer = provider.get_tracer("micro")
         # A real reader: without one the SDK skips aggregation and a record costs next to nothing.
         reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{_Setup.endpoint}/v1/metrics"))
-        meter = MeterProvider(resource=resource, metric_readers=[reader]).get_meter("micro")
+        _Setup.sdk_meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        meter = _Setup.sdk_meter_provider.get_meter("micro")
         _Setup.sdk_histogram = meter.create_histogram("http.server.request.duration", "s")
     return _Setup
 
@@ -222,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # obsbox pieces that do not exist yet are reported, not hidden
                 figure = f"n/a ({type(exc).__name__}: {str(exc)[:60]})"
             print(f"| {piece} | {impl} | {figure} |", flush=True)
+        # Shut down while the receiver still listens, so the final flushes land.
+        for provider in (_Setup.sdk_tracer_provider, _Setup.sdk_meter_provider, _Setup.obsbox_telemetry):
+            if provider is not None:
+                provider.shutdown()
+        print()
         for label, service in (("opentelemetry-sdk", "micro-sdk"), ("obsbox", "micro-obsbox")):
-            print(
-                f"receiver got {receiver.stats(service).get('spans', 0)} spans from {label}", file=sys.stderr
-            )
-    if _Setup.obsbox_telemetry is not None:
-        _Setup.obsbox_telemetry.shutdown()
+            print(f"receiver got {receiver.stats(service).get('spans', 0)} spans from {label}")
     return 0
 
 
