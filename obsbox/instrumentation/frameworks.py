@@ -1,9 +1,163 @@
-"""instrument(app): placeholder until the middleware lands."""
+"""`obsbox.instrument(app)`: server telemetry for any Python web app, framework detected.
+
+>>> import obsbox
+>>> from fastapi import FastAPI
+>>> obsbox.configure(service_name="orders")            # doctest: +SKIP
+>>> app = obsbox.instrument(FastAPI())                  # doctest: +SKIP
+
+| app | what happens | route template |
+|---|---|---|
+| FastAPI, Starlette | middleware added in place (keep using `app`) | `/items/{item_id}` |
+| Flask | `app.wsgi_app` wrapped in place + a before-request hook | `/items/<int:item_id>` |
+| Django WSGIHandler / ASGIHandler | returns a wrapped handler (use the return value) | `/items/<int:pk>/` |
+| any other ASGI / WSGI callable | returns a wrapped app (use the return value) | none |
+
+Requests that match no route (404s, plain apps) carry no `http.route`: the span is named just `METHOD` and they
+all share one metric series per method/status, so raw paths never become labels. Instrumenting twice is harmless
+(one span per request). For Django there is also a MIDDLEWARE entry, `ObsboxDjangoMiddleware` (see below).
+
+FastAPI 0.16x and later has telemetry of its own that switches on when global OpenTelemetry providers exist. On an
+instrumented app obsbox stands in for it: FastAPI's request span, HTTP metrics and log events are switched off for
+that app (its operation spans hang off its request span, so they go too), and FastAPI reports the matched route to
+obsbox instead — exactly one SERVER span and one set of HTTP metrics per request.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import Any, TypeVar, cast
+
+from obsbox.instrumentation._django import ObsboxDjangoMiddleware, hook_resolve_request
+from obsbox.instrumentation._server import ROUTE_KEY, report
+from obsbox.instrumentation.asgi import ObsboxASGIMiddleware, RouteSource
+from obsbox.instrumentation.wsgi import ObsboxWSGIMiddleware
+
+__all__ = ["ObsboxDjangoMiddleware", "instrument", "require"]
+
+App = TypeVar("App")
+_MARK = "_obsbox_instrumented"
+_log = logging.getLogger("obsbox")
+
+EXTRAS = {"fastapi": "fastapi", "starlette": "starlette", "flask": "flask", "django": "django",
+          "httpx": "httpx", "requests": "requests"}
 
 
-def instrument(app: Any) -> Any:
-    raise NotImplementedError
+def require(module: str) -> Any:
+    """Import an integration's framework, or fail with the `pip install` that fixes it.
+
+    >>> require("json").__name__
+    'json'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        extra = EXTRAS.get(top)
+        hint = f"pip install 'obsbox[{extra}]'" if extra else f"pip install {top}"
+        raise ImportError(f"obsbox needs {top} for this integration: {hint}") from exc
+
+
+def _is(app: object, *qualified: str) -> bool:
+    """Whether `app` is an instance of a class named `module.Class` (checked without importing the framework)."""
+    return any(f"{cls.__module__}.{cls.__qualname__}" in qualified for cls in type(app).__mro__)
+
+
+def instrument(app: App, *, excluded_paths: Iterable[str] | None = None) -> App:
+    """Give a web app one SERVER span, `http.server.request.duration` and `http.server.active_requests` per request.
+
+    >>> app = obsbox.instrument(app)                                   # doctest: +SKIP
+    >>> app = obsbox.instrument(app, excluded_paths={"/ping"})         # doctest: +SKIP
+
+    `excluded_paths` are exact paths that produce no telemetry (default: /health, /healthz, /ready, /readyz,
+    /livez, /metrics). Returns the app: the same object for FastAPI, Starlette and Flask (instrumented in place),
+    a wrapper for Django handlers and other ASGI/WSGI callables — always use the return value to be safe.
+    Raises TypeError for something that is not a web app.
+    """
+    if getattr(app, _MARK, False) or isinstance(app, ObsboxASGIMiddleware | ObsboxWSGIMiddleware):
+        return app
+    if _is(app, "fastapi.applications.FastAPI"):
+        _instrument_starlette(app, excluded_paths, "fastapi" if _stand_in_for_fastapi(app) else "starlette")
+    elif _is(app, "starlette.applications.Starlette"):
+        _instrument_starlette(app, excluded_paths, "starlette")
+    elif _is(app, "flask.app.Flask", "flask.sansio.app.App"):
+        _instrument_flask(app, excluded_paths)
+    elif _is(app, "django.core.handlers.wsgi.WSGIHandler"):
+        hook_resolve_request(app)
+        return _wrapped(app, ObsboxWSGIMiddleware(cast(Any, app), excluded_paths=excluded_paths))
+    elif _is(app, "django.core.handlers.asgi.ASGIHandler"):
+        hook_resolve_request(app)
+        return _wrapped(app, ObsboxASGIMiddleware(cast(Any, app), excluded_paths=excluded_paths, routes="scope"))
+    elif _is_asgi(app):
+        return _wrapped(app, ObsboxASGIMiddleware(cast(Any, app), excluded_paths=excluded_paths, routes="scope"))
+    elif callable(app):
+        return _wrapped(app, ObsboxWSGIMiddleware(cast(Any, app), excluded_paths=excluded_paths))
+    else:
+        raise TypeError(
+            f"obsbox.instrument() needs an ASGI or WSGI app (FastAPI, Starlette, Flask, Django, ...), "
+            f"got {type(app).__name__}; install the framework's extra, e.g. pip install 'obsbox[fastapi]'"
+        )
+    _mark(app)
+    return app
+
+
+def _mark(app: object) -> None:
+    with contextlib.suppress(Exception):  # objects without __dict__: the isinstance check still catches wrappers
+        setattr(app, _MARK, True)
+
+
+def _wrapped(app: App, wrapper: object) -> App:
+    """A middleware standing in for the app it wraps (same protocol, so the caller's type is kept)."""
+    _mark(wrapper)
+    return cast(App, wrapper)
+
+
+def _is_asgi(app: object) -> bool:
+    if inspect.iscoroutinefunction(app):
+        return True
+    call = getattr(app, "__call__", None)  # noqa: B004 - the bound __call__, to see if it is async
+    return inspect.iscoroutinefunction(call)
+
+
+def _stand_in_for_fastapi(app: Any) -> bool:
+    """Switch FastAPI's own request telemetry off for this app; True when FastAPI reports routes to obsbox."""
+    config = getattr(app, "_telemetry", None)
+    if isinstance(config, dict):
+        # NativeTelemetry holds this very dict, so the change applies to requests from now on.
+        config["tracing"] = False
+        config["metrics"] = False
+        config["logs"] = False
+        config["operation_spans"] = False
+        return True
+    if hasattr(app, "_native_telemetry"):
+        _log.warning("obsbox: could not switch off FastAPI's own telemetry on this FastAPI version; requests may "
+                     "get a second server span. Pass FastAPI(telemetry={'tracing': False, 'metrics': False}).")
+    return False
+
+
+def _instrument_starlette(app: Any, excluded_paths: Iterable[str] | None, routes: RouteSource) -> None:
+    if getattr(app, "middleware_stack", None) is None:
+        app.add_middleware(ObsboxASGIMiddleware, excluded_paths=excluded_paths, routes=routes)
+    else:  # already serving: wrap the built stack (a rebuild would drop it, as it does for add_middleware)
+        app.middleware_stack = ObsboxASGIMiddleware(app.middleware_stack, excluded_paths=excluded_paths, routes=routes)
+
+
+def _instrument_flask(app: Any, excluded_paths: Iterable[str] | None) -> None:
+    flask = require("flask")
+
+    def report_route() -> None:
+        try:
+            request = flask.request
+            rule = request.url_rule
+            if rule is not None:
+                request.environ[ROUTE_KEY] = rule.rule
+        except Exception as exc:
+            report(exc)
+
+    # First in line, so a user hook that answers early cannot hide the route.
+    app.before_request_funcs.setdefault(None, []).insert(0, report_route)
+    app.wsgi_app = ObsboxWSGIMiddleware(app.wsgi_app, excluded_paths=excluded_paths)

@@ -1,0 +1,73 @@
+"""Keeping secrets out of spans: query parameters that carry credentials, and userinfo in URLs.
+
+>>> redact_query("user=ann&password=hunter2&api_key=abc")
+'user=ann&password=REDACTED&api_key=REDACTED'
+>>> redact_url("https://bob:pw@example.com/a?token=t")
+'https://REDACTED:REDACTED@example.com/a?token=REDACTED'
+
+Headers need no redaction: the request path records none except User-Agent, so Authorization, Cookie, Set-Cookie,
+Proxy-Authorization and X-Api-Key can never reach a span. Parameter names are compared case-insensitively, with
+`-` read as `_`; a name is sensitive when it equals one of `SENSITIVE_NAMES` or contains one of
+`SENSITIVE_MARKERS` (so `access_token`, `X-Amz-Signature`, `client_secret` and `db_password` are all caught).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_plus
+
+REDACTED = "REDACTED"
+SENSITIVE_NAMES = frozenset({"key", "sig", "code", "auth", "pwd", "pass", "jwt", "session", "sid"})
+SENSITIVE_MARKERS = ("password", "passwd", "secret", "token", "api_key", "apikey", "signature", "credential",
+                     "private_key", "authorization", "session_id", "sessionid")
+
+_known: dict[str, bool] = {}
+_KNOWN_MAX = 1024  # parameter names come from clients: remember a bounded number of verdicts
+
+
+def is_sensitive(name: str) -> bool:
+    """Whether a query parameter named `name` (as it appears in the URL) carries a secret.
+
+    >>> is_sensitive("X-Amz-Signature"), is_sensitive("page")
+    (True, False)
+    """
+    verdict = _known.get(name)
+    if verdict is None:
+        plain = unquote_plus(name) if ("%" in name or "+" in name) else name
+        plain = plain.strip().lower().replace("-", "_")
+        verdict = plain in SENSITIVE_NAMES or any(marker in plain for marker in SENSITIVE_MARKERS)
+        if len(_known) < _KNOWN_MAX:
+            _known[name] = verdict
+    return verdict
+
+
+def redact_query(query: str) -> str:
+    """`query` (without the `?`) with the values of sensitive parameters replaced by REDACTED."""
+    if not query:
+        return query
+    parts = query.split("&")
+    changed = False
+    for i, part in enumerate(parts):
+        name, sep, value = part.partition("=")
+        if sep and value and is_sensitive(name):
+            parts[i] = name + "=" + REDACTED
+            changed = True
+    return "&".join(parts) if changed else query
+
+
+def redact_url(url: str) -> str:
+    """An absolute URL with credentials in its userinfo and sensitive query values replaced by REDACTED."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    location, qsep, query = rest.partition("?")
+    query, fsep, fragment = query.partition("#")
+    authority, slash, path = location.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        authority = f"{REDACTED}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    out = f"{scheme}{sep}{authority}{slash}{path}"
+    if qsep:
+        out += "?" + redact_query(query)
+    if fsep:
+        out += "#" + fragment
+    return out

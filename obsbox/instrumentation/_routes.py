@@ -1,0 +1,79 @@
+"""Route templates: which framework route served a request, as a low-cardinality template (`/items/{item_id}`).
+
+>>> from fastapi import FastAPI                                      # doctest: +SKIP
+>>> probe = fastapi_probe(); scope["fastapi.telemetry"] = probe      # doctest: +SKIP
+>>> await app(scope, receive, send); probe.route                     # doctest: +SKIP
+'/items/{item_id}'
+
+- FastAPI (0.16x and later) reports the route it selects, including router prefixes and mount paths, to the object
+  it finds under `scope["fastapi.telemetry"]`; we hand it a probe of its own type, which also tells FastAPI (and
+  FastAPI apps mounted inside) that the request's telemetry is taken care of.
+- Starlette (and older FastAPI) leaves the matched route in `scope["route"]`; mounts add their path to
+  `scope["root_path"]`.
+- Flask and Django hooks (in frameworks.py) leave the template under `ROUTE_KEY` in the environ or scope.
+- Anything else has no template: the request carries no `http.route`, and every such request shares one series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from obsbox.instrumentation._server import ROUTE_KEY
+
+FASTAPI_SCOPE_KEY = "fastapi.telemetry"
+
+
+def _load_fastapi_probe() -> Callable[[], Any] | None:
+    try:
+        from fastapi.telemetry._api import _RequestTelemetry
+    except ImportError:  # FastAPI before native telemetry: scope["route"] serves
+        return None
+
+    def probe() -> Any:
+        return _RequestTelemetry(span=None, span_method="")
+
+    return probe
+
+
+_fastapi_probe: Callable[[], Any] | None | bool = False
+
+
+def fastapi_probe() -> Any | None:
+    """A fresh route probe for one FastAPI request, or None when this FastAPI does not report routes."""
+    global _fastapi_probe
+    if _fastapi_probe is False:
+        _fastapi_probe = _load_fastapi_probe()
+    return _fastapi_probe() if callable(_fastapi_probe) else None
+
+
+def _mount_type() -> type | None:
+    try:
+        from starlette.routing import Mount
+    except ImportError:
+        return None
+    return Mount
+
+
+_MOUNT: type | None = _mount_type()
+
+
+def starlette_route(scope: MutableMapping[str, Any], entry_root_path: str) -> str | None:
+    """The template of the route Starlette matched, with the paths of the mounts it went through in front."""
+    route = scope.get("route")
+    if route is None:
+        return scope.get(ROUTE_KEY)
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return None
+    root_path = scope.get("root_path", "")
+    prefix = root_path[len(entry_root_path):] if root_path.startswith(entry_root_path) else ""
+    if _MOUNT is not None and isinstance(route, _MOUNT):
+        # A mounted non-router app: the mount's own path is already in root_path.
+        return prefix + "/{path}"
+    return prefix + template if prefix else template
+
+
+def django_route(route: str) -> str:
+    """Django's `resolver_match.route` ("items/<int:pk>/") as an absolute template ("/items/<int:pk>/")."""
+    return route if route.startswith("/") else "/" + route

@@ -1,0 +1,216 @@
+"""One HTTP server request's telemetry, shared by the ASGI, WSGI and Django middleware.
+
+>>> request = ServerRequest.begin("GET", "http", {"url.path": "/items/1"}, None)   # doctest: +SKIP
+>>> ...                                                                             # the app runs
+>>> request.finish("/items/{item_id}", 200, None)                                  # doctest: +SKIP
+
+`begin` starts the SERVER span (named after the method; the route is known only once the framework has routed),
+makes it current and counts the request as active; `finish` names the span `METHOD route`, records
+`http.server.request.duration` with the span as exemplar and ends the span. Everything here follows the stable HTTP
+semantic conventions. Each step guards itself: an error in telemetry is reported once and swallowed, so the
+application never sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from obsbox.instrumentation import _runtime
+from obsbox.instrumentation._runtime import AttributeValue, Runtime
+
+KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
+DEFAULT_EXCLUDED_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", "/livez", "/metrics"})
+# Marks a request (ASGI scope, WSGI environ) already handled by an obsbox middleware further out: the inner one
+# then stays out of the way, so instrumenting twice never doubles spans.
+REQUEST_KEY = "obsbox.request"
+# Where framework hooks leave the matched route template for the middleware to pick up.
+ROUTE_KEY = "obsbox.route"
+
+_log = logging.getLogger("obsbox")
+telemetry_errors = 0  # telemetry failures swallowed on the request path since start
+
+
+def report(exc: BaseException) -> None:
+    """Count a telemetry failure; log the first one (with its traceback) and stay quiet after that."""
+    global telemetry_errors
+    telemetry_errors += 1
+    if telemetry_errors == 1:
+        _log.warning("obsbox: telemetry failed on the request path; the request was served without it "
+                     "(later failures are counted, not logged)", exc_info=exc)
+
+
+def error_type(exc: BaseException) -> str:
+    """`error.type` for an exception: its qualified class name (builtins unqualified), per the conventions."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def normalise_method(method: str) -> str:
+    return method if method in KNOWN_METHODS else "_OTHER"
+
+
+# Attribute dicts for metrics repeat across requests (bounded: methods x schemes x routes x statuses), so they
+# are built once and shared; recorders may key on them but must not mutate them.
+_MetricKey = tuple[str, str, "str | None", int, "str | None"]
+_metric_attrs: dict[_MetricKey, dict[str, AttributeValue]] = {}
+_active_attrs: dict[tuple[str, str], dict[str, AttributeValue]] = {}
+_ATTRS_MAX = 4096
+_span_names: dict[tuple[str, str | None], str] = {}
+
+
+def duration_attributes(
+    method: str, scheme: str, route: str | None, status: int, error: str | None
+) -> dict[str, AttributeValue]:
+    key = (method, scheme, route, status, error)
+    attrs = _metric_attrs.get(key)
+    if attrs is None:
+        attrs = {"http.request.method": method, "url.scheme": scheme}
+        if route is not None:
+            attrs["http.route"] = route
+        if status:
+            attrs["http.response.status_code"] = status
+        if error is not None:
+            attrs["error.type"] = error
+        if len(_metric_attrs) >= _ATTRS_MAX:
+            _metric_attrs.clear()
+        _metric_attrs[key] = attrs
+    return attrs
+
+
+def active_attributes(method: str, scheme: str) -> dict[str, AttributeValue]:
+    attrs = _active_attrs.get((method, scheme))
+    if attrs is None:
+        attrs = _active_attrs[(method, scheme)] = {"http.request.method": method, "url.scheme": scheme}
+    return attrs
+
+
+def span_name(method: str, route: str | None) -> str:
+    """`{method} {route}`, `{method}` without a route; `HTTP` stands in for methods outside the known set."""
+    name = _span_names.get((method, route))
+    if name is None:
+        verb = "HTTP" if method == "_OTHER" else method
+        name = verb if route is None else f"{verb} {route}"
+        if len(_span_names) >= _ATTRS_MAX:
+            _span_names.clear()
+        _span_names[(method, route)] = name
+    return name
+
+
+def split_host(host: str, scheme: str) -> tuple[str, int | None]:
+    """`server.address` and `server.port` from a Host header (IPv6 brackets removed, default port by scheme).
+
+    >>> split_host("[::1]:8080", "http"), split_host("example.com", "https")
+    (('::1', 8080), ('example.com', 443))
+    """
+    port: int | None = None
+    if host.startswith("["):
+        address, _, rest = host[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    else:
+        address, sep, port_text = host.rpartition(":")
+        if not sep:
+            address = host
+        elif port_text.isdigit():
+            port = int(port_text)
+        else:
+            address = host
+    if port is None:
+        port = 443 if scheme in ("https", "wss") else 80 if scheme in ("http", "ws") else None
+    return address, port
+
+
+class ServerRequest:
+    """The telemetry of one request in flight. Created by `begin`, closed by `finish` (idempotent) and `detach`."""
+
+    __slots__ = ("runtime", "span", "token", "started", "method", "scheme", "status", "finished")
+
+    runtime: Runtime
+    span: Span
+    token: object
+    started: float
+    method: str
+    scheme: str
+    status: int
+    finished: bool
+
+    @classmethod
+    def begin(
+        cls, method: str, scheme: str, attributes: dict[str, AttributeValue], parent: Context | None
+    ) -> ServerRequest | None:
+        """Start the span and make it current; None (after reporting) if telemetry itself failed."""
+        try:
+            self = cls()
+            self.runtime = runtime = _runtime.current()
+            self.method = method
+            self.scheme = scheme
+            self.status = 0
+            self.finished = False
+            self.span = span = runtime.tracer.start_span(
+                span_name(method, None), context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
+            self.token = otel_context.attach(trace.set_span_in_context(span, parent))
+            runtime.server_active.add(1, active_attributes(method, scheme))
+            self.started = perf_counter()
+            return self
+        except Exception as exc:  # never let telemetry break the request
+            report(exc)
+            return None
+
+    def finish(self, route: str | None, status: int, exc: BaseException | None) -> None:
+        """End the request: the span gets its final name, status code and error; the duration is recorded.
+
+        5xx responses and exceptions are errors (span status ERROR and `error.type`); 4xx are not, on a server.
+        """
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            elapsed = perf_counter() - self.started
+            method = self.method
+            span = self.span
+            if exc is not None:
+                error: str | None = error_type(exc)
+                if not status:
+                    status = 500  # nothing was sent: the server (or an error middleware further out) answers 500
+            elif status >= 500:
+                error = str(status)
+            elif not status:
+                error = "incomplete_response"
+            else:
+                error = None
+            if span.is_recording():
+                if route is not None:
+                    span.update_name(span_name(method, route))
+                    span.set_attribute("http.route", route)
+                if status:
+                    span.set_attribute("http.response.status_code", status)
+                if error is not None:
+                    span.set_attribute("error.type", error)
+                    if exc is not None:
+                        span.record_exception(exc)
+                        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                    else:
+                        span.set_status(Status(StatusCode.ERROR))
+            runtime = self.runtime
+            runtime.server_duration.record(
+                elapsed, duration_attributes(method, self.scheme, route, status, error), span.get_span_context()
+            )
+            runtime.server_active.add(-1, active_attributes(method, self.scheme))
+            span.end()
+        except Exception as failure:
+            report(failure)
+
+    def detach(self) -> None:
+        """Restore the context that was current before `begin` (call from the same task/thread)."""
+        try:
+            otel_context.detach(self.token)  # type: ignore[arg-type]
+        except Exception as exc:
+            report(exc)

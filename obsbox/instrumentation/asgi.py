@@ -1,0 +1,213 @@
+"""The ASGI server middleware: one SERVER span and the HTTP server metrics per request.
+
+>>> from obsbox.instrumentation.asgi import ObsboxASGIMiddleware
+>>> app = ObsboxASGIMiddleware(app)                       # doctest: +SKIP
+>>> app = ObsboxASGIMiddleware(app, excluded_paths={"/ping"}, routes="starlette")   # doctest: +SKIP
+
+Usually you call `obsbox.instrument(app)`, which picks the route source and installs this middleware for you.
+Per HTTP request (websocket and lifespan pass straight through) it:
+
+- continues the caller's trace from `traceparent`/`tracestate` (W3C) and makes its span current;
+- names the span `METHOD route` once the framework has routed (just `METHOD` when no route matched) and records the
+  stable HTTP semantic-convention attributes (`url.query` only after redaction; no headers besides User-Agent);
+- records `http.server.request.duration` (seconds; method, scheme, route, status code, error type; the span as
+  exemplar) when the last body chunk has been sent, so streaming responses are timed to their end, and keeps
+  `http.server.active_requests` up to date;
+- marks 5xx responses and exceptions as errors (`error.type`: the status code, or the exception's qualified class
+  name); exceptions are recorded on the span and re-raised unchanged. 4xx responses are not server errors.
+
+Paths in `excluded_paths` (default: /health, /healthz, /ready, /readyz, /livez, /metrics) produce no telemetry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Literal
+
+from obsbox.instrumentation._propagation import extract_context
+from obsbox.instrumentation._redact import redact_query
+from obsbox.instrumentation._routes import FASTAPI_SCOPE_KEY, fastapi_probe, starlette_route
+from obsbox.instrumentation._runtime import AttributeValue
+from obsbox.instrumentation._server import (
+    DEFAULT_EXCLUDED_PATHS,
+    REQUEST_KEY,
+    ROUTE_KEY,
+    ServerRequest,
+    normalise_method,
+    report,
+    split_host,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RouteSource = Literal["fastapi", "starlette", "scope"]
+
+_hosts: dict[tuple[bytes, str], tuple[str, int | None]] = {}
+_HOSTS_MAX = 256
+
+
+def _host(host: bytes, scheme: str) -> tuple[str, int | None]:
+    key = (host, scheme)
+    parsed = _hosts.get(key)
+    if parsed is None:
+        parsed = split_host(host.decode("latin-1"), scheme)
+        if len(_hosts) < _HOSTS_MAX:  # Host comes from the client: cache a bounded number
+            _hosts[key] = parsed
+    return parsed
+
+
+def _header_mapping(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+
+
+def request_attributes(scope: Scope, headers: dict[bytes, bytes], method: str, scheme: str) -> dict[str, AttributeValue]:
+    """The span attributes known when the request arrives."""
+    path: str = scope["path"]
+    attrs: dict[str, AttributeValue] = {
+        "http.request.method": method,
+        "url.scheme": scheme,
+        "url.path": path,
+    }
+    if method == "_OTHER":
+        attrs["http.request.method_original"] = scope["method"]
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        attrs["url.query"] = redact_query(query.decode("latin-1"))
+    host = headers.get(b"host")
+    if host is not None:
+        address, port = _host(host, scheme)
+    else:
+        server = scope.get("server")
+        address, port = (server[0], server[1]) if server else ("", None)
+    if address:
+        attrs["server.address"] = address
+        if port is not None:
+            attrs["server.port"] = port
+    client = scope.get("client")
+    if client:
+        attrs["client.address"] = client[0]
+    user_agent = headers.get(b"user-agent")
+    if user_agent is not None:
+        attrs["user_agent.original"] = user_agent.decode("latin-1")
+    version = scope.get("http_version")
+    if version:
+        attrs["network.protocol.version"] = version
+    return attrs
+
+
+class _Exchange:
+    """One request in flight: wraps `send` to note the status and to finish once the last body chunk is sent."""
+
+    __slots__ = ("request", "probe", "entry_root_path", "routes", "scope", "status", "_send")
+
+    def __init__(self, request: ServerRequest, scope: Scope, send: Send, routes: RouteSource) -> None:
+        self.request = request
+        self.scope = scope
+        self.routes = routes
+        self.status = 0
+        self._send = send
+        self.entry_root_path: str = scope.get("root_path", "")
+        self.probe = fastapi_probe() if routes == "fastapi" else None
+        if self.probe is not None:
+            scope[FASTAPI_SCOPE_KEY] = self.probe
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            await self._send(message)
+            self.finish(None)
+            return
+        await self._send(message)
+
+    def finish(self, exc: BaseException | None) -> None:
+        request = self.request
+        if not request.finished:
+            request.finish(self.route(), self.status, exc)
+
+    def route(self) -> str | None:
+        try:
+            probe = self.probe
+            if probe is not None:
+                route = probe.route
+                return route if isinstance(route, str) else None
+            if self.routes == "scope":
+                value = self.scope.get(ROUTE_KEY)
+                return value if isinstance(value, str) else None
+            return starlette_route(self.scope, self.entry_root_path)
+        except Exception as exc:
+            report(exc)
+            return None
+
+
+class ObsboxASGIMiddleware:
+    """ASGI middleware producing one SERVER span and the HTTP server metrics per request (see the module doc).
+
+    `routes` says where the route template comes from: "fastapi" (FastAPI reports it), "starlette"
+    (`scope["route"]`, Starlette and older FastAPI), "scope" (a framework hook stores it under "obsbox.route",
+    e.g. Django; plain ASGI apps have none).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        excluded_paths: Iterable[str] | None = None,
+        routes: RouteSource = "starlette",
+    ) -> None:
+        self.app = app
+        self.excluded_paths = frozenset(DEFAULT_EXCLUDED_PATHS if excluded_paths is None else excluded_paths)
+        self.routes: RouteSource = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.excluded_paths or REQUEST_KEY in scope:
+            await self.app(scope, receive, send)
+            return
+        request = self._begin(scope)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope[REQUEST_KEY] = request
+            exchange = _Exchange(request, scope, send, self.routes)
+        except Exception as exc:
+            report(exc)
+            request.detach()
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, exchange.send)
+        except BaseException as exc:
+            exchange.finish(exc)
+            raise
+        finally:
+            exchange.finish(None)  # no-op once finished; covers apps that return without a complete body
+            request.detach()
+            scope.pop(REQUEST_KEY, None)
+            if exchange.probe is not None:
+                scope.pop(FASTAPI_SCOPE_KEY, None)
+
+    def _begin(self, scope: Scope) -> ServerRequest | None:
+        try:
+            headers: dict[bytes, bytes] = dict(scope["headers"])
+            method = normalise_method(scope["method"])
+            scheme: str = scope.get("scheme", "http")
+            traceparent = headers.get(b"traceparent")
+            tracestate = headers.get(b"tracestate")
+            baggage = headers.get(b"baggage")
+            parent = extract_context(
+                traceparent.decode("latin-1") if traceparent is not None else None,
+                tracestate.decode("latin-1") if tracestate is not None else None,
+                baggage.decode("latin-1") if baggage is not None else None,
+                scope["headers"],
+                _header_mapping,
+            )
+            attributes = request_attributes(scope, headers, method, scheme)
+        except Exception as exc:
+            report(exc)
+            return None
+        return ServerRequest.begin(method, scheme, attributes, parent)

@@ -1,0 +1,197 @@
+"""The WSGI server middleware: one SERVER span and the HTTP server metrics per request.
+
+>>> from obsbox.instrumentation.wsgi import ObsboxWSGIMiddleware
+>>> app.wsgi_app = ObsboxWSGIMiddleware(app.wsgi_app)      # doctest: +SKIP
+
+Usually you call `obsbox.instrument(app)`, which also installs the Flask or Django hook that reports the matched
+route template. Behaviour is that of the ASGI middleware (see obsbox.instrumentation.asgi): W3C trace context
+continued, span `METHOD route`, stable HTTP semantic-convention attributes, `http.server.request.duration` and
+`http.server.active_requests`, 5xx and exceptions as errors, excluded health/metrics paths. The request ends when
+the server closes the response body, so streamed bodies are timed to their end. The span is current while the
+application callable runs; a streaming body generated later, during iteration, runs outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from types import TracebackType
+from typing import Any
+
+from obsbox.instrumentation._propagation import extract_context
+from obsbox.instrumentation._redact import redact_query
+from obsbox.instrumentation._runtime import AttributeValue
+from obsbox.instrumentation._server import (
+    DEFAULT_EXCLUDED_PATHS,
+    REQUEST_KEY,
+    ROUTE_KEY,
+    ServerRequest,
+    normalise_method,
+    report,
+    split_host,
+)
+
+Environ = MutableMapping[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_hosts: dict[tuple[str, str], tuple[str, int | None]] = {}
+_HOSTS_MAX = 256
+
+
+def _host(environ: Mapping[str, Any], scheme: str) -> tuple[str, int | None]:
+    host: str | None = environ.get("HTTP_HOST")
+    if host is None:
+        name = environ.get("SERVER_NAME")
+        if not name:
+            return "", None
+        port = environ.get("SERVER_PORT")
+        return name, int(port) if port and str(port).isdigit() else None
+    key = (host, scheme)
+    parsed = _hosts.get(key)
+    if parsed is None:
+        parsed = split_host(host, scheme)
+        if len(_hosts) < _HOSTS_MAX:  # Host comes from the client: cache a bounded number
+            _hosts[key] = parsed
+    return parsed
+
+
+def _wsgi_text(value: str) -> str:
+    """PEP 3333 strings are bytes decoded as latin-1; URLs are UTF-8."""
+    return value if value.isascii() else value.encode("latin-1").decode("utf-8", "replace")
+
+
+def _header_mapping(environ: Mapping[str, Any]) -> dict[str, str]:
+    return {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+
+
+def environ_attributes(environ: Mapping[str, Any], method: str, scheme: str) -> dict[str, AttributeValue]:
+    """The span attributes known when the request arrives."""
+    attrs: dict[str, AttributeValue] = {
+        "http.request.method": method,
+        "url.scheme": scheme,
+        "url.path": _wsgi_text(environ.get("PATH_INFO") or "/"),
+    }
+    if method == "_OTHER":
+        attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")
+    query = environ.get("QUERY_STRING")
+    if query:
+        attrs["url.query"] = redact_query(_wsgi_text(query))
+    address, port = _host(environ, scheme)
+    if address:
+        attrs["server.address"] = address
+        if port is not None:
+            attrs["server.port"] = port
+    client = environ.get("REMOTE_ADDR")
+    if client:
+        attrs["client.address"] = client
+    user_agent = environ.get("HTTP_USER_AGENT")
+    if user_agent is not None:
+        attrs["user_agent.original"] = user_agent
+    protocol: str = environ.get("SERVER_PROTOCOL", "")
+    if protocol.startswith("HTTP/"):
+        attrs["network.protocol.version"] = protocol[5:]
+    return attrs
+
+
+def begin_environ(environ: Mapping[str, Any]) -> ServerRequest | None:
+    """Start the telemetry of the request described by a WSGI environ (or Django's request.META)."""
+    try:
+        method = normalise_method(environ.get("REQUEST_METHOD", "GET"))
+        scheme: str = environ.get("wsgi.url_scheme", "http")
+        parent = extract_context(
+            environ.get("HTTP_TRACEPARENT"),
+            environ.get("HTTP_TRACESTATE"),
+            environ.get("HTTP_BAGGAGE"),
+            environ,
+            _header_mapping,
+        )
+        attributes = environ_attributes(environ, method, scheme)
+    except Exception as exc:
+        report(exc)
+        return None
+    return ServerRequest.begin(method, scheme, attributes, parent)
+
+
+def _route(environ: Mapping[str, Any]) -> str | None:
+    route = environ.get(ROUTE_KEY)
+    return route if isinstance(route, str) else None
+
+
+class _Exchange:
+    """One request in flight: wraps start_response (for the status) and the body (to finish when it closes)."""
+
+    __slots__ = ("request", "environ", "_start_response")
+
+    def __init__(self, request: ServerRequest, environ: Environ, start_response: StartResponse) -> None:
+        self.request = request
+        self.environ = environ
+        self._start_response = start_response
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
+        try:
+            self.request.status = int(status[:3])
+        except Exception as exc:
+            report(exc)
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
+
+    def finish(self, exc: BaseException | None) -> None:
+        request = self.request
+        if not request.finished:
+            request.finish(_route(self.environ), request.status, exc)
+
+
+class _Body:
+    """The application's response body, finishing the request's telemetry when the server closes it."""
+
+    __slots__ = ("_body", "_exchange")
+
+    def __init__(self, body: Iterable[bytes], exchange: _Exchange) -> None:
+        self._body = body
+        self._exchange = exchange
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._body
+        except BaseException as exc:
+            self._exchange.finish(exc)
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._exchange.finish(None)
+
+
+class ObsboxWSGIMiddleware:
+    """WSGI middleware producing one SERVER span and the HTTP server metrics per request (see the module doc).
+
+    The route template is read from `environ["obsbox.route"]`, which the Flask and Django hooks installed by
+    `obsbox.instrument` set; plain WSGI apps have none, and all their requests share one series.
+    """
+
+    def __init__(self, app: WSGIApp, *, excluded_paths: Iterable[str] | None = None) -> None:
+        self.app = app
+        self.excluded_paths = frozenset(DEFAULT_EXCLUDED_PATHS if excluded_paths is None else excluded_paths)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in self.excluded_paths or REQUEST_KEY in environ:
+            return self.app(environ, start_response)
+        request = begin_environ(environ)
+        if request is None:
+            return self.app(environ, start_response)
+        environ[REQUEST_KEY] = request
+        exchange = _Exchange(request, environ, start_response)
+        try:
+            body = self.app(environ, exchange.start_response)
+        except BaseException as exc:
+            exchange.finish(exc)
+            raise
+        finally:
+            request.detach()
+        return _Body(body, exchange)
