@@ -30,21 +30,11 @@ from pydantic import BaseModel, Field
 
 import obsbox
 from obsbox import AsyncWorkerPool, CircuitBreaker, CircuitOpenError, Retry, RetryExhaustedError, logger
+from obsbox.resilience import PoolFullError, retryable_http_error
 from obsbox.samples._chaos import FaultInjector
 from obsbox.samples._env import env_float, env_int, service_url
 from obsbox.samples._idempotency import Answer, IdempotencyStore
 from obsbox.samples._pull import add_fastapi_metrics_route
-
-# Answers that say "try again later": worth a retry. Any other 4xx/5xx would fail again the same way.
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-
-
-class RetryableStatus(Exception):
-    """inventory answered with a status worth retrying."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"inventory answered {status}")
-        self.status = status
 
 
 class OrderRequest(BaseModel):
@@ -69,12 +59,12 @@ def create_app() -> FastAPI:
         attempts=env_int("ORDERS_RETRY_ATTEMPTS", 3),
         initial_backoff=env_float("ORDERS_RETRY_BACKOFF_S", 0.05),
         max_backoff=1.0,
-        # Timeouts and connection errors (httpx.TransportError) are transient; so are the statuses above.
-        retry_on=(httpx.TransportError, RetryableStatus),
+        # Timeouts, connection errors and 408/429/502/503/504 heal by themselves; other errors would fail again.
+        retry_on=retryable_http_error,
     )
-    fulfilment = AsyncWorkerPool(
-        "fulfilment", workers=env_int("ORDERS_WORKERS", 4), queue_size=env_int("ORDERS_QUEUE_SIZE", 100)
-    )
+    # A full queue makes the request wait up to a second for room (backpressure), then gives up visibly.
+    fulfilment = AsyncWorkerPool("fulfilment", workers=env_int("ORDERS_WORKERS", 4),
+                                 queue_size=env_int("ORDERS_QUEUE_SIZE", 100), submit_timeout=1.0)
     fulfil_s = env_float("ORDERS_FULFIL_MS", 50.0) / 1000.0
     idempotency = IdempotencyStore(max_entries=10_000)
     orders: OrderedDict[str, dict[str, Any]] = OrderedDict()  # bounded below, like every in-memory store here
@@ -91,9 +81,9 @@ def create_app() -> FastAPI:
 
     async def reserve(sku: str, quantity: int) -> httpx.Response:
         response = await client.post(f"{inventory}/reservations", json={"sku": sku, "quantity": quantity})
-        if response.status_code in RETRYABLE_STATUS:
-            raise RetryableStatus(response.status_code)
-        return response
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            response.raise_for_status()  # hand the failure to the retry policy, which decides if it is transient
+        return response  # 201, or a 4xx that is this order's answer (unknown item, out of stock)
 
     async def charge(order_id: str, amount_cents: int) -> dict[str, Any]:
         response = await client.post(f"{payments}/charges", json={"order_id": order_id, "amount_cents": amount_cents})
@@ -114,8 +104,11 @@ def create_app() -> FastAPI:
         try:
             reservation = await inventory_retry.call_async(reserve, order.sku, order.quantity)
         except RetryExhaustedError:
-            logger.error("inventory unavailable, order refused", sku=order.sku)
+            logger.error("inventory unavailable after retries, order refused", sku=order.sku)
             return 503, {"error": "inventory unavailable, try again later"}
+        except httpx.HTTPError as exc:  # not worth retrying (e.g. a 500)
+            logger.error("inventory failed, order refused", sku=order.sku, error=type(exc).__name__)
+            return 502, {"error": "inventory failed"}
         if reservation.status_code != 201:  # unknown item, out of stock: the customer's answer, not a failure
             return reservation.status_code, reservation.json()
         amount = int(reservation.json()["unit_price_cents"]) * order.quantity
@@ -132,7 +125,11 @@ def create_app() -> FastAPI:
         while len(orders) > 10_000:
             orders.popitem(last=False)
         # The customer does not wait for fulfilment; the pool's queue absorbs bursts (and shows them).
-        await fulfilment.submit(fulfil, order_id)
+        try:
+            await fulfilment.submit(fulfil, order_id)
+        except PoolFullError:
+            # The customer has paid: accept the order; a real shop would sweep unqueued orders later.
+            logger.error("fulfilment queue full, order left for the sweeper", order_id=order_id)
         logger.info("order placed", order_id=order_id, sku=order.sku, amount_cents=amount)
         return 201, dict(orders[order_id])
 
