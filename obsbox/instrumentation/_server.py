@@ -157,12 +157,15 @@ class ServerRequest:
                 span_name(method, None), context=parent, kind=SpanKind.SERVER, attributes=attributes
             )
             self.token = otel_context.attach(trace.set_span_in_context(span, parent))
-            runtime.server_active.add(1, active_attributes(method, scheme))
-            self.started = perf_counter()
-            return self
         except Exception as exc:  # never let telemetry break the request
             report(exc)
             return None
+        try:
+            runtime.server_active.add(1, active_attributes(method, scheme))
+        except Exception as exc:  # a broken recorder must not cost the span
+            report(exc)
+        self.started = perf_counter()
+        return self
 
     def finish(self, route: str | None, status: int, exc: BaseException | None) -> None:
         """End the request: the span gets its final name, status code and error; the duration is recorded.
@@ -172,10 +175,10 @@ class ServerRequest:
         if self.finished:
             return
         self.finished = True
+        elapsed = perf_counter() - self.started
+        method = self.method
+        span = self.span
         try:
-            elapsed = perf_counter() - self.started
-            method = self.method
-            span = self.span
             if exc is not None:
                 error: str | None = error_type(exc)
                 if not status:
@@ -204,9 +207,13 @@ class ServerRequest:
                 elapsed, duration_attributes(method, self.scheme, route, status, error), span.get_span_context()
             )
             runtime.server_active.add(-1, active_attributes(method, self.scheme))
-            span.end()
         except Exception as failure:
             report(failure)
+        finally:
+            try:
+                span.end()
+            except Exception as failure:
+                report(failure)
 
     def detach(self) -> None:
         """Restore the context that was current before `begin` (call from the same task/thread)."""
