@@ -1,0 +1,136 @@
+"""retryable_http_error against real errors from httpx, requests and urllib talking to a real local server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+import requests
+
+from obsbox.resilience import Retry, retryable_http_error
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/slow":
+            time.sleep(0.5)
+            status = 200
+        elif self.path == "/drop":
+            self.connection.close()  # no response at all
+            return
+        else:
+            status = int(self.path.strip("/"))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()  # nothing listens here now: connections are refused
+    return port
+
+
+def httpx_error(url: str, timeout: float = 2.0) -> BaseException:
+    try:
+        httpx.get(url, timeout=timeout).raise_for_status()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+def requests_error(url: str, timeout: float = 2.0) -> BaseException:
+    try:
+        requests.get(url, timeout=timeout).raise_for_status()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+def urllib_error(url: str, timeout: float = 2.0) -> BaseException:
+    try:
+        urllib.request.urlopen(url, timeout=timeout)
+    except BaseException as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+STATUSES = [400, 401, 403, 404, 408, 409, 422, 429, 500, 501, 502, 503, 504]
+
+
+@pytest.mark.parametrize("client", [httpx_error, requests_error, urllib_error])
+@pytest.mark.parametrize("status", STATUSES)
+def test_status_codes(server: str, client: object, status: int) -> None:
+    exc = client(f"{server}/{status}")  # type: ignore[operator]
+    assert retryable_http_error(exc) is (status in {408, 429, 502, 503, 504})
+
+
+@pytest.mark.parametrize("client", [httpx_error, requests_error, urllib_error])
+def test_connection_refused(client: object, closed_port: int) -> None:
+    exc = client(f"http://127.0.0.1:{closed_port}/")  # type: ignore[operator]
+    assert retryable_http_error(exc), repr(exc)
+
+
+@pytest.mark.parametrize("client", [httpx_error, requests_error, urllib_error])
+def test_read_timeout(server: str, client: object) -> None:
+    exc = client(f"{server}/slow", timeout=0.05)  # type: ignore[operator]
+    assert retryable_http_error(exc), repr(exc)
+
+
+@pytest.mark.parametrize("client", [httpx_error, requests_error])
+def test_server_closing_the_connection(server: str, client: object) -> None:
+    exc = client(f"{server}/drop")  # type: ignore[operator]
+    assert retryable_http_error(exc), repr(exc)
+
+
+def test_client_mistakes_are_not_retryable() -> None:
+    assert not retryable_http_error(httpx.UnsupportedProtocol("ftp://x"))
+    assert not retryable_http_error(requests.exceptions.InvalidURL("nope"))
+    assert not retryable_http_error(requests.exceptions.SSLError("bad certificate"))
+    assert not retryable_http_error(ValueError("bad input"))
+    assert retryable_http_error(TimeoutError()) and retryable_http_error(ConnectionResetError())
+
+
+def test_as_retry_on_with_a_real_server(server: str) -> None:
+    """Retry + predicate end to end: 503 is retried until exhausted, 404 fails at once."""
+    policy = Retry("http", attempts=3, initial_backoff=0.001, max_backoff=0.002, retry_on=retryable_http_error)
+    hits = {"n": 0}
+
+    def get(path: str) -> httpx.Response:
+        hits["n"] += 1
+        return httpx.get(f"{server}{path}", timeout=2.0).raise_for_status()
+
+    from obsbox import RetryExhaustedError
+
+    with pytest.raises(RetryExhaustedError):
+        policy.call(get, "/503")
+    assert hits["n"] == 3
+    with pytest.raises(httpx.HTTPStatusError):
+        policy.call(get, "/404")
+    assert hits["n"] == 4
