@@ -1,0 +1,246 @@
+"""The export pipeline: bounded queues filled by the application, drained by one background thread.
+
+>>> pipeline = Pipeline(settings, resource, sender, collect_metrics, export_items)   # doctest: +SKIP
+>>> pipeline.spans.offer(span)       # from Span.end(): an append, never blocks    # doctest: +SKIP
+>>> pipeline.force_flush(5.0)                                                      # doctest: +SKIP
+
+The application thread only appends to a deque (or counts a drop when the queue is full). The "obsbox-export"
+thread wakes when a batch is full or the schedule delay passes, encodes batches with obsbox's encoder and sends
+them; it also collects and sends the metrics every `metric_export_interval`.
+
+Faults: a failing export is retried once (when a retry can help) within the batch time budget, then its items are
+dropped and counted in `obsbox.export.items{signal, export.outcome="dropped"}`. The first failure logs ONE warning;
+while the collector stays unreachable the worker only probes it twice a second and drops the rest without encoding;
+the first success afterwards logs one "recovered" message. Nothing here ever raises into the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from obsbox.instrumentation._encode import encode_logs_request, encode_spans_request
+from obsbox.instrumentation._metrics import Counter
+from obsbox.instrumentation._transport import ExportError, Sender
+
+_log = logging.getLogger("obsbox")
+T = TypeVar("T")
+
+PROBE_INTERVAL = 0.5  # seconds between export attempts while the collector is unreachable
+RETRY_BACKOFF = 0.2
+
+
+class Queue(Generic[T]):
+    """A bounded queue of one signal. `offer()` is the application's whole cost of exporting an item."""
+
+    __slots__ = ("signal", "items", "max_size", "batch_size", "dropped", "_wake")
+
+    def __init__(self, signal: str, max_size: int, batch_size: int, wake: threading.Event) -> None:
+        self.signal = signal
+        self.items: deque[T] = deque()
+        self.max_size = max_size
+        self.batch_size = batch_size
+        self.dropped = 0  # dropped because the queue was full; the worker moves it into the export counter
+        self._wake = wake
+
+    def offer(self, item: T) -> None:
+        items = self.items
+        n = len(items)
+        if n >= self.max_size:
+            self.dropped += 1
+            return
+        items.append(item)
+        if n + 1 == self.batch_size:
+            self._wake.set()
+
+    def take(self, limit: int) -> list[T]:
+        items = self.items
+        out = []
+        popleft = items.popleft
+        try:
+            for _ in range(min(limit, len(items))):
+                out.append(popleft())
+        except IndexError:  # raced with a reset after fork
+            pass
+        return out
+
+
+class Pipeline:
+    """One process's exporter: span and log queues, the metrics schedule, the worker thread, the health state."""
+
+    def __init__(
+        self,
+        *,
+        sender: Sender,
+        resource: bytes,
+        collect_metrics: Callable[[], tuple[bytes, int] | None],
+        export_items: Counter,
+        max_queue_size: int,
+        max_export_batch_size: int,
+        schedule_delay: float,
+        export_timeout: float,
+        batch_export_timeout: float,
+        metric_export_interval: float,
+        export_logs: bool = True,
+    ) -> None:
+        self.sender = sender
+        self.resource = resource
+        self._collect_metrics = collect_metrics
+        self.export_items = export_items
+        self._max_queue_size = max_queue_size
+        self._batch_size = max_export_batch_size
+        self._schedule_delay = schedule_delay
+        self._export_timeout = export_timeout
+        self._batch_budget = batch_export_timeout
+        self._metric_interval = metric_export_interval
+        self.export_logs = export_logs
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._wake = threading.Event()
+        self.spans: Queue[Any] = Queue("traces", self._max_queue_size, self._batch_size, self._wake)
+        self.logs: Queue[Any] = Queue("logs", self._max_queue_size, self._batch_size, self._wake)
+        self._reported_drops = {"traces": 0, "logs": 0}
+        self._flush_lock = threading.Condition()
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._stopping = False
+        self.healthy = True
+        self._next_probe = 0.0
+        self._dropped_while_down = 0
+        self._next_metrics = time.monotonic() + self._metric_interval
+        self._thread = threading.Thread(target=self._run, name="obsbox-export", daemon=True)
+        self._thread.start()
+
+    # --- control from the application -----------------------------------------------------------------------
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        """Export everything queued and the metrics now; wait up to `timeout` seconds. True when done."""
+        if not self._thread.is_alive():
+            return False
+        with self._flush_lock:
+            self._flush_requested += 1
+            wanted = self._flush_requested
+            self._wake.set()
+            return self._flush_lock.wait_for(lambda: self._flush_done >= wanted, timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush, stop the worker and close the connection (idempotent)."""
+        if self._stopping:
+            return
+        self.force_flush(timeout)
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        try:
+            self.sender.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+    def after_fork(self, resource: bytes) -> None:
+        """In a forked child: fresh queues, locks and worker; the parent's queued items stay the parent's."""
+        self.resource = resource
+        forget = getattr(self.sender, "forget", None)
+        if forget is not None:
+            forget()
+        self._init_state()
+
+    # --- the worker ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._wake.wait(max(0.0, min(self._schedule_delay, self._next_metrics - now)))
+            self._wake.clear()
+            with self._flush_lock:
+                flush_upto = self._flush_requested
+            try:
+                self._drain(self.spans, encode_spans_request)
+                self._drain(self.logs, encode_logs_request)
+                if flush_upto > self._flush_done or self._stopping or time.monotonic() >= self._next_metrics:
+                    self._next_metrics = time.monotonic() + self._metric_interval
+                    self._export_metrics()
+                self._count_queue_drops()
+            except Exception:  # noqa: BLE001 - the worker must survive anything
+                _log.debug("obsbox: export worker error", exc_info=True)
+            if flush_upto > self._flush_done:
+                with self._flush_lock:
+                    self._flush_done = flush_upto
+                    self._flush_lock.notify_all()
+            if self._stopping:
+                return
+
+    def _drain(self, queue: Queue[Any], encode: Callable[[bytes, Sequence[Any]], bytes]) -> None:
+        while queue.items:
+            batch = queue.take(self._batch_size)
+            if not batch:
+                return
+            if not self._may_try():
+                self._dropped(queue.signal, len(batch))
+                continue
+            self._send(queue.signal, len(batch), lambda b=batch: encode(self.resource, b))  # type: ignore[misc]
+
+    def _export_metrics(self) -> None:
+        if not self._may_try():
+            return  # cumulative metrics: the next export after recovery carries the totals
+        collected = self._collect_metrics()
+        if collected is not None:
+            body, points = collected
+            self._send("metrics", points, lambda: body)
+
+    def _count_queue_drops(self) -> None:
+        for queue in (self.spans, self.logs):
+            new = queue.dropped - self._reported_drops[queue.signal]
+            if new > 0:
+                self._reported_drops[queue.signal] = queue.dropped
+                self._dropped(queue.signal, new)
+
+    def _may_try(self) -> bool:
+        return self.healthy or time.monotonic() >= self._next_probe
+
+    def _send(self, signal: str, items: int, body: Callable[[], bytes]) -> None:
+        deadline = time.monotonic() + self._batch_budget
+        encoded = body()
+        while True:
+            timeout = max(0.05, min(self._export_timeout, deadline - time.monotonic()))
+            try:
+                self.sender.send(signal, encoded, timeout)
+            except ExportError as err:
+                if err.retryable and self.healthy and time.monotonic() + RETRY_BACKOFF + 0.05 < deadline:
+                    time.sleep(RETRY_BACKOFF)
+                    continue
+                self._failed(err)
+                self._dropped(signal, items)
+                return
+            except Exception as err:  # noqa: BLE001 - a transport bug must not kill the worker
+                self._failed(ExportError(f"{type(err).__name__}: {err}", retryable=False))
+                self._dropped(signal, items)
+                return
+            self._succeeded()
+            self.export_items.add(items, {"signal": signal, "export.outcome": "exported"})
+            return
+
+    def _dropped(self, signal: str, items: int) -> None:
+        self.export_items.add(items, {"signal": signal, "export.outcome": "dropped"})
+        if not self.healthy:
+            self._dropped_while_down += items
+
+    def _failed(self, err: ExportError) -> None:
+        self._next_probe = time.monotonic() + PROBE_INTERVAL
+        if self.healthy:
+            self.healthy = False
+            self._dropped_while_down = 0
+            _log.warning(
+                "obsbox: cannot export telemetry to %s (%s); dropping it and counting the drops in "
+                "obsbox.export.items until the collector answers",
+                self.sender.endpoint, err,
+            )
+
+    def _succeeded(self) -> None:
+        if not self.healthy:
+            self.healthy = True
+            _log.info("obsbox: export to %s recovered; %d items were dropped while it was unreachable",
+                      self.sender.endpoint, self._dropped_while_down)

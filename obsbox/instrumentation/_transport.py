@@ -1,0 +1,153 @@
+"""Sending encoded OTLP requests: http/protobuf (stdlib http.client, one kept-alive connection) or gRPC.
+
+>>> sender = HttpSender("http://127.0.0.1:4318", headers={}, compression="none")   # doctest: +SKIP
+>>> sender.send("traces", body, timeout=3.0)                                       # doctest: +SKIP
+
+Both take bytes already encoded by obsbox's encoders, so the transport choice costs nothing on the hot path.
+Failures raise ExportError telling whether a retry may help (connection errors, timeouts, 429 and 5xx
+gateway errors) or not (other 4xx: the collector refuses the data or the credentials).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import importlib
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
+_GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+_RETRYABLE_STATUS = {408, 429, 502, 503, 504}
+
+
+class ExportError(Exception):
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Sender(Protocol):
+    endpoint: str
+
+    def send(self, signal: str, body: bytes, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
+
+    def forget(self) -> None: ...
+
+
+class HttpSender:
+    """OTLP/HTTP with protobuf bodies."""
+
+    def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str) -> None:
+        self.endpoint = endpoint
+        parts = urllib.parse.urlsplit(endpoint)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if self._https else 80)
+        self._base = parts.path.rstrip("/")
+        self._gzip = compression == "gzip"
+        self._headers = {
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": "obsbox-otlp-exporter",
+            **dict(headers),
+        }
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def send(self, signal: str, body: bytes, timeout: float) -> None:
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=1)
+        path = self._base + SIGNAL_PATHS[signal]
+        for attempt in (0, 1):
+            reused = self._conn is not None
+            conn = self._conn or self._connect(timeout)
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            try:
+                conn.request("POST", path, body, self._headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as err:
+                conn.close()
+                self._conn = None
+                # A kept-alive connection the collector closed meanwhile: reconnect once at once.
+                if attempt == 0 and reused and not isinstance(err, (socket.timeout, TimeoutError)):
+                    continue
+                raise ExportError(f"{type(err).__name__}: {err}", retryable=True) from None
+            self._conn = conn
+            if response.will_close:
+                conn.close()
+                self._conn = None
+            status = response.status
+            if 200 <= status < 300:
+                return
+            text = payload[:200].decode("utf-8", "replace").strip()
+            raise ExportError(f"HTTP {status} {response.reason}: {text}", retryable=status in _RETRYABLE_STATUS)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def forget(self) -> None:
+        """After fork: drop the parent's connection without touching it (the parent still uses the socket)."""
+        self._conn = None
+
+
+class GrpcSender:
+    """OTLP/gRPC, sending the same encoded bytes as raw request messages."""
+
+    def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str) -> None:
+        grpc: Any = importlib.import_module("grpc")  # the grpc extra; setup checks availability first
+        self._grpc = grpc
+        self.endpoint = endpoint
+        parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else "http://" + endpoint)
+        target = f"{parts.hostname}:{parts.port or 4317}"
+        if parts.scheme == "https":
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self._metadata = tuple((k.lower(), v) for k, v in headers.items())
+        self._compression = grpc.Compression.Gzip if compression == "gzip" else None
+        # No serializers: the request is our encoded bytes, the response is left undecoded.
+        self._methods = {signal: self._channel.unary_unary(method) for signal, method in _GRPC_METHODS.items()}
+
+    def send(self, signal: str, body: bytes, timeout: float) -> None:
+        grpc = self._grpc
+        try:
+            self._methods[signal](body, timeout=timeout, metadata=self._metadata, compression=self._compression)
+        except grpc.RpcError as err:
+            code = err.code()
+            retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                 grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+                                 grpc.StatusCode.CANCELLED)
+            raise ExportError(f"gRPC {code.name}: {err.details()}", retryable=retryable) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def forget(self) -> None:
+        pass
+
+
+def grpc_available() -> bool:
+    try:
+        importlib.import_module("grpc")
+    except ImportError:
+        return False
+    return True
