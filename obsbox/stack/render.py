@@ -1,319 +1,211 @@
-"""Native configs rendered from the stack tree: the same files compose mounts, with container hostnames rewritten
-to 127.0.0.1, container paths to the tree's host paths, and options the local binary's version does not know removed.
+"""Render the stack tree's configs for a runtime: native processes, another Prometheus major, notifications.
 
->>> from obsbox.stack.render import StackTree, render_prometheus
->>> tree = StackTree.load()                                              # doctest: +SKIP
->>> config, sd_file = render_prometheus(tree, ports={"prometheus": 19090, "alertmanager": 19093},
-...                                     version="2.42.0", state=Path("/tmp/s"))   # doctest: +SKIP
+The files in the tree are written for the containers of stack.yml (hostnames such as ``prometheus``, paths such
+as ``/etc/obsbox/alerts``, Prometheus 3). These functions turn them into what a given runtime can load:
 
-What the containers reach as `alertmanager:9093` the native Prometheus reaches as `127.0.0.1:<alertmanager port>`;
-targets of components that do not run natively (collector, Loki, Jaeger, Grafana) are dropped rather than left to
-fail every scrape.
+>>> from obsbox.stack.tree import stack_root
+>>> source = (stack_root() / "backends/prometheus/prometheus.yml").read_text()
+>>> native = render_prometheus_config(source, major_version=2, hostname="127.0.0.1",
+...                                   rules_dir=stack_root() / "alerts", targets_dir=Path("/tmp/targets"))
+>>> "otlp:" in native, "alertmanager:9093" in native
+(False, False)
+
+Every function takes the file's text and returns new text; nothing here touches the disk.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from obsbox.stack.components import COMPONENTS
+__all__ = [
+    "CONTAINER_HOSTNAMES",
+    "NOTIFICATION_VARIABLES",
+    "localize_hostnames",
+    "render_alertmanager_config",
+    "render_prometheus_config",
+]
 
-# Top-level and global keys that Prometheus 2.x rejects (they came with 3.x); dropped when rendering for a 2.x binary.
-_PROMETHEUS_3_ONLY_TOP = ("otlp", "runtime")
-_PROMETHEUS_3_ONLY_GLOBAL = ("metric_name_validation_scheme", "metric_name_escaping_scheme",
-                             "convert_classic_histograms_to_nhcb", "always_scrape_classic_histograms",
-                             "scrape_protocols", "scrape_native_histograms")
-_PROMETHEUS_3_ONLY_SCRAPE = _PROMETHEUS_3_ONLY_GLOBAL + ("fallback_scrape_protocol",)
-_URL_HOST = re.compile(r"(?<=//)([A-Za-z0-9_.-]+):(\d+)")
+#: The compose service names the configs use to reach each other.
+CONTAINER_HOSTNAMES = ("collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana")
 
-SAMPLES_SD_NAME = "obsbox-samples"
+#: Environment variables read by render_alertmanager_config(), with what each one does.
+NOTIFICATION_VARIABLES: Mapping[str, str] = {
+    "OBSBOX_ALERT_RECEIVERS": "which receivers notify: 'page,ticket' (default), 'page' or 'ticket'",
+    "OBSBOX_ALERT_WEBHOOK_URL": "POST every notification as JSON to this URL",
+    "OBSBOX_ALERT_SLACK_WEBHOOK_URL": "post to this Slack incoming-webhook URL",
+    "OBSBOX_ALERT_SLACK_CHANNEL": "Slack channel (optional; the webhook's own channel otherwise)",
+    "OBSBOX_ALERT_EMAIL_TO": "send e-mail to this address (needs the next two)",
+    "OBSBOX_ALERT_EMAIL_FROM": "sender address of the e-mails",
+    "OBSBOX_ALERT_SMTP_SMARTHOST": "SMTP server as host:port",
+    "OBSBOX_ALERT_SMTP_USERNAME": "SMTP login (optional)",
+    "OBSBOX_ALERT_SMTP_PASSWORD": "SMTP password (optional)",
+    "OBSBOX_ALERT_SMTP_REQUIRE_TLS": "'true' (default) or 'false'",
+}
 
-
-@dataclass
-class StackTree:
-    """The stack tree (stack.yml and the folders it mounts), read for the native runtime."""
-
-    root: Path
-    compose: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, root: Path | None = None) -> StackTree:
-        if root is None:
-            root = _stack_root()
-        compose_file = root / "stack.yml"
-        data = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {}
-        return cls(root, data if isinstance(data, dict) else {})
-
-    @property
-    def services(self) -> dict[str, dict[str, Any]]:
-        services = self.compose.get("services") or {}
-        return {k: v for k, v in services.items() if isinstance(v, dict)}
-
-    def service_of(self, component: str) -> tuple[str, dict[str, Any]] | None:
-        """The compose service that runs `component` (recognised by its image), if the tree has one."""
-        hint = COMPONENTS[component].image_hint
-        for name, svc in self.services.items():
-            image = self.interpolate(str(svc.get("image", "")))
-            repo = image.split("/")[-1].split("@")[0].split(":")[0]
-            if hint in repo or (not repo and component in name):
-                return name, svc
-        return None
-
-    def interpolate(self, text: str) -> str:
-        """${VAR} and ${VAR:-default} as compose reads them from the tree's .env."""
-        env = self.dotenv()
-        return re.sub(
-            r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}",
-            lambda m: env.get(m.group(1)) or (m.group(2) or ""),
-            text,
-        )
-
-    def dotenv(self) -> dict[str, str]:
-        values: dict[str, str] = {}
-        path = self.root / ".env"
-        if path.exists():
-            for line in path.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith("#") and "=" in line:
-                    key, _, value = line.partition("=")
-                    values[key.strip()] = value.strip().strip("\"'")
-        return values
-
-    def host_names(self) -> dict[str, str]:
-        """Every name a container may use for a component (service name, container_name, hostname) → component."""
-        names: dict[str, str] = {}
-        for component in COMPONENTS:
-            found = self.service_of(component)
-            if found is None:
-                continue
-            name, svc = found
-            names[name] = component
-            for key in ("container_name", "hostname"):
-                if svc.get(key):
-                    names[str(svc[key])] = component
-        return names
-
-    def container_port(self, component: str) -> int:
-        """The component's main port inside its container (the first published one), else its default."""
-        found = self.service_of(component)
-        if found is not None:
-            for spec in found[1].get("ports") or []:
-                target = spec.get("target") if isinstance(spec, dict) else str(spec).rsplit(":", 1)[-1]
-                try:
-                    return int(str(target).split("/")[0].split("-")[0])
-                except ValueError:
-                    continue
-        return COMPONENTS[component].default_port
-
-    def mounts(self, component: str) -> list[tuple[PurePosixPath, Path]]:
-        """(container path, host path) of each bind mount of the component's service, longest container path first."""
-        found = self.service_of(component)
-        result: list[tuple[PurePosixPath, Path]] = []
-        if found is None:
-            return result
-        for vol in found[1].get("volumes") or []:
-            if isinstance(vol, dict):
-                if vol.get("type", "bind") != "bind":
-                    continue
-                source, target = str(vol.get("source", "")), str(vol.get("target", ""))
-            else:
-                parts = str(vol).split(":")
-                if len(parts) < 2:
-                    continue
-                source, target = parts[0], parts[1]
-            if not source.startswith((".", "/")):
-                continue  # a named volume: data, not config
-            result.append((PurePosixPath(target), (self.root / source).resolve()))
-        result.sort(key=lambda m: len(str(m[0])), reverse=True)
-        return result
-
-    def host_path(self, component: str, container_path: str) -> Path | None:
-        """Where a path the container sees lives in the tree (glob characters kept)."""
-        path = PurePosixPath(container_path)
-        for target, source in self.mounts(component):
-            if path == target:
-                return source
-            try:
-                rel = path.relative_to(target)
-            except ValueError:
-                continue
-            return source / rel
-        return None
-
-    def config_file(self, component: str, flag: str, fallback: str) -> Path:
-        """The host path of the file the service's command passes with `flag` (e.g. --config.file)."""
-        found = self.service_of(component)
-        if found is not None:
-            command = found[1].get("command") or []
-            args = command.split() if isinstance(command, str) else [str(a) for a in command]
-            for i, arg in enumerate(args):
-                value = None
-                if arg.startswith(flag + "="):
-                    value = arg.split("=", 1)[1]
-                elif arg == flag and i + 1 < len(args):
-                    value = args[i + 1]
-                if value:
-                    host = self.host_path(component, value)
-                    if host is not None and host.exists():
-                        return host
-        return self.root / fallback
+# Keys Prometheus 3 reads that Prometheus 2.x rejects ("field ... not found in type config.plain").
+_PROMETHEUS_3_ONLY_KEYS = ("otlp",)
+_CONTAINER_RULES_DIR = "/etc/obsbox/alerts"
+_CONTAINER_TARGETS_DIR = "/etc/obsbox/targets"
+_CONTAINER_TEMPLATES_DIR = "/etc/alertmanager/templates"
+_HOST_PATTERN = re.compile(r"(?<![\w.-])(" + "|".join(CONTAINER_HOSTNAMES) + r"|localhost)(?=:\d)")
 
 
-def _stack_root() -> Path:
-    from importlib import import_module
+def localize_hostnames(text: str, hostname: str = "127.0.0.1") -> str:
+    """Replace ``service:port`` references to the stack's containers (and ``localhost:port``) by ``hostname``.
 
-    return Path(import_module("obsbox.stack.tree").stack_root())
+    >>> localize_hostnames("endpoint: http://loki:3100/otlp  # job loki")
+    'endpoint: http://127.0.0.1:3100/otlp  # job loki'
 
-
-def major(version: str | None) -> int:
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        return 0
+    Only a name directly followed by ``:PORT`` is rewritten, so job names and keys stay as they are.
+    """
+    return _HOST_PATTERN.sub(hostname, text)
 
 
-def _rewrite_hostport(tree: StackTree, ports: dict[str, int]) -> Callable[[str], str | None]:
-    """A function mapping 'host:port' as containers see it to '127.0.0.1:port' natively (None: not available)."""
-    names = tree.host_names()
+def render_prometheus_config(
+    source: str,
+    *,
+    major_version: int,
+    hostname: str | None = None,
+    rules_dir: Path | None = None,
+    targets_dir: Path | None = None,
+    drop_jobs: Collection[str] = (),
+    evaluation_interval: str | None = None,
+) -> str:
+    """Return backends/prometheus/prometheus.yml adapted to a Prometheus binary and where it runs.
 
-    def rewrite(hostport: str) -> str | None:
-        host, _, port_s = hostport.rpartition(":")
-        if host in ("localhost", "127.0.0.1", "0.0.0.0"):
-            component: str | None = "prometheus"
-        else:
-            component = names.get(host)
-        if component is None:
-            return hostport  # not a box component (a user's own target): keep as is
-        try:
-            port = int(port_s)
-        except ValueError:
-            return None
-        if component in ports and port == tree.container_port(component):
-            return f"127.0.0.1:{ports[component]}"
-        return None
-
-    return rewrite
-
-
-def _rewrite_urls(value: Any, rewrite: Callable[[str], str | None]) -> Any:
-    """Rewrite every http://host:port inside strings of a config (alert webhooks, remote_write urls)."""
-    if isinstance(value, dict):
-        return {k: _rewrite_urls(v, rewrite) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewrite_urls(v, rewrite) for v in value]
-    if isinstance(value, str):
-        return _URL_HOST.sub(lambda m: rewrite(m.group(0)) or m.group(0), value)
-    return value
-
-
-def render_prometheus(
-    tree: StackTree, *, ports: dict[str, int], version: str | None, state: Path,
-    scrape_interval: str | None = None, evaluation_interval: str | None = None,
-) -> tuple[dict[str, Any], Path]:
-    """The native Prometheus config, and the file_sd file where the native runtime lists the sample services."""
-    source = tree.config_file("prometheus", "--config.file", "backends/prometheus/prometheus.yml")
-    config: dict[str, Any] = copy.deepcopy(yaml.safe_load(source.read_text()) or {})
-    rewrite = _rewrite_hostport(tree, ports)
-    sd_dir = state / "file_sd"
-    sd_dir.mkdir(parents=True, exist_ok=True)
-    samples_file: Path | None = None
-
-    glob = config.setdefault("global", {})
-    if scrape_interval:
-        glob["scrape_interval"] = scrape_interval
-    if evaluation_interval:
-        glob["evaluation_interval"] = evaluation_interval
-    v2 = major(version) < 3
-    if v2:
-        for key in _PROMETHEUS_3_ONLY_TOP:
+    - ``major_version`` < 3 drops the keys 2.x cannot parse (the ``otlp:`` block; 2.x has no OTLP receiver);
+    - ``hostname`` replaces the container hostnames in targets (``"127.0.0.1"`` for native processes);
+    - ``rules_dir`` / ``targets_dir`` replace the container paths /etc/obsbox/alerts and /etc/obsbox/targets;
+    - ``drop_jobs`` removes scrape jobs of components that are not running;
+    - ``evaluation_interval`` overrides the rule evaluation interval (e.g. ``"5s"`` in an end-to-end test).
+    """
+    config: dict[str, Any] = yaml.safe_load(source)
+    if major_version < 3:
+        for key in _PROMETHEUS_3_ONLY_KEYS:
             config.pop(key, None)
-        for key in _PROMETHEUS_3_ONLY_GLOBAL:
-            glob.pop(key, None)
-
-    rule_files = []
-    for pattern in config.get("rule_files") or []:
-        host = tree.host_path("prometheus", str(pattern))
-        if host is None and not PurePosixPath(str(pattern)).is_absolute():
-            host = source.parent / str(pattern)
-        rule_files.append(str(host) if host is not None else str(pattern))
-    if rule_files:
-        config["rule_files"] = rule_files
-
-    jobs = []
-    for job in config.get("scrape_configs") or []:
-        job = dict(job)
-        if v2:
-            for key in _PROMETHEUS_3_ONLY_SCRAPE:
-                job.pop(key, None)
-        if scrape_interval and "scrape_interval" in job:
-            job["scrape_interval"] = scrape_interval
-            if "scrape_timeout" in job:
-                job.pop("scrape_timeout")
-        statics = []
-        for static in job.get("static_configs") or []:
-            targets = [t for t in (rewrite(str(t)) for t in static.get("targets") or []) if t]
-            if targets:
-                statics.append({**static, "targets": targets})
-        if "static_configs" in job:
-            job["static_configs"] = statics
-        file_sds = []
-        for sd in job.get("file_sd_configs") or []:
-            files = []
-            for pattern in sd.get("files") or []:
-                name = PurePosixPath(str(pattern)).name
-                files.append(str(sd_dir / name))
-                if samples_file is None:
-                    samples_file = sd_dir / (name.replace("*", SAMPLES_SD_NAME) if "*" in name else name)
-            file_sds.append({**sd, "files": files})
-        if "file_sd_configs" in job:
-            job["file_sd_configs"] = file_sds
-        if statics or file_sds or not ({"static_configs", "file_sd_configs"} & set(job)):
-            jobs.append(job)
+    if evaluation_interval is not None:
+        config.setdefault("global", {})["evaluation_interval"] = evaluation_interval
+    if rules_dir is not None:
+        config["rule_files"] = [
+            _replace_prefix(pattern, _CONTAINER_RULES_DIR, rules_dir) for pattern in config.get("rule_files", [])
+        ]
+    jobs = [job for job in config.get("scrape_configs", []) if job.get("job_name") not in set(drop_jobs)]
+    if targets_dir is not None:
+        for job in jobs:
+            for sd in job.get("file_sd_configs", []):
+                sd["files"] = [_replace_prefix(f, _CONTAINER_TARGETS_DIR, targets_dir) for f in sd["files"]]
     config["scrape_configs"] = jobs
-
-    alerting = config.get("alerting") or {}
-    for am in alerting.get("alertmanagers") or []:
-        for static in am.get("static_configs") or []:
-            static["targets"] = [t for t in (rewrite(str(t)) for t in static.get("targets") or []) if t]
-    # remote_write/remote_read to components that do not run here would only log errors.
-    for key in ("remote_write", "remote_read"):
-        kept = [rw for rw in config.get(key) or [] if _url_available(str(rw.get("url", "")), rewrite)]
-        if kept:
-            config[key] = _rewrite_urls(kept, rewrite)
-        else:
-            config.pop(key, None)
-
-    if samples_file is None:
-        # The tree has no file_sd job: add one, so the sample services' pull endpoints are still scraped.
-        samples_file = sd_dir / f"{SAMPLES_SD_NAME}.json"
-        config["scrape_configs"].append({"job_name": "obsbox-services", "file_sd_configs": [{"files": [str(samples_file)]}]})
-    return config, samples_file
+    text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return localize_hostnames(text, hostname) if hostname is not None else text
 
 
-def _url_available(url: str, rewrite: Callable[[str], str | None]) -> bool:
-    match = _URL_HOST.search(url)
-    return match is None or rewrite(match.group(0)) is not None
+def render_alertmanager_config(
+    source: str,
+    env: Mapping[str, str],
+    *,
+    templates_dir: Path | None = None,
+) -> str:
+    """Return backends/alertmanager/alertmanager.yml with the notification integrations ``env`` asks for.
+
+    >>> text = render_alertmanager_config("receivers: [{name: page}, {name: ticket}]",
+    ...                                   {"OBSBOX_ALERT_WEBHOOK_URL": "http://127.0.0.1:9000/hook"})
+    >>> yaml.safe_load(text)["receivers"][0]["webhook_configs"][0]["url"]
+    'http://127.0.0.1:9000/hook'
+
+    Alertmanager does not expand environment variables in its config, hence this step. With no OBSBOX_ALERT_*
+    variable set the receivers stay silent (the shipped default). ``templates_dir`` replaces the container
+    path /etc/alertmanager/templates for a native Alertmanager. Raises ValueError, naming the variable, for an
+    incomplete or malformed setting.
+    """
+    config: dict[str, Any] = yaml.safe_load(source)
+    integrations = _integrations_from_env(env)
+    wanted = _receivers_from_env(env)
+    receivers = config.get("receivers", [])
+    known = {receiver["name"] for receiver in receivers}
+    missing = wanted - known
+    if missing:
+        raise ValueError(
+            f"OBSBOX_ALERT_RECEIVERS names {', '.join(sorted(missing))}, which the Alertmanager config does not "
+            f"define (it has {', '.join(sorted(known))})"
+        )
+    for receiver in receivers:
+        if receiver["name"] in wanted:
+            for key, entries in integrations.items():
+                receiver[key] = copy.deepcopy(entries)
+    if templates_dir is not None:
+        config["templates"] = [
+            _replace_prefix(t, _CONTAINER_TEMPLATES_DIR, templates_dir) for t in config.get("templates", [])
+        ]
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def render_alertmanager(tree: StackTree, *, ports: dict[str, int]) -> dict[str, Any]:
-    """The native Alertmanager config: the tree's file with container URLs rewritten."""
-    source = tree.config_file("alertmanager", "--config.file", "backends/alertmanager/alertmanager.yml")
-    config = yaml.safe_load(source.read_text()) or {}
-    return dict(_rewrite_urls(config, _rewrite_hostport(tree, ports)))
-
-
-def dump(config: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Rendered by obsbox for the native runtime; edit the stack tree, not this file.\n"
-                    + yaml.safe_dump(config, sort_keys=False))
+def _replace_prefix(path: str, container_dir: str, host_dir: Path) -> str:
+    if path == container_dir or path.startswith(container_dir + "/"):
+        return str(host_dir) + path[len(container_dir) :]
     return path
 
 
-# The name the stack tree's comments refer to.
-render_prometheus_config = render_prometheus
+def _receivers_from_env(env: Mapping[str, str]) -> set[str]:
+    names = {name.strip() for name in env.get("OBSBOX_ALERT_RECEIVERS", "page,ticket").split(",")}
+    names.discard("")
+    if not names:
+        raise ValueError("OBSBOX_ALERT_RECEIVERS is empty; use 'page,ticket', 'page' or 'ticket'")
+    return names
+
+
+def _url(env: Mapping[str, str], name: str) -> str:
+    value = env[name].strip()
+    if not re.match(r"https?://[^\s/]+", value):
+        raise ValueError(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _integrations_from_env(env: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+    title = '{{ template "obsbox.title" . }}'
+    text = '{{ template "obsbox.text" . }}'
+    integrations: dict[str, list[dict[str, Any]]] = {}
+    if env.get("OBSBOX_ALERT_WEBHOOK_URL"):
+        integrations["webhook_configs"] = [{"url": _url(env, "OBSBOX_ALERT_WEBHOOK_URL"), "send_resolved": True}]
+    if env.get("OBSBOX_ALERT_SLACK_WEBHOOK_URL"):
+        slack: dict[str, Any] = {
+            "api_url": _url(env, "OBSBOX_ALERT_SLACK_WEBHOOK_URL"),
+            "send_resolved": True,
+            "title": title,
+            "text": text,
+        }
+        if env.get("OBSBOX_ALERT_SLACK_CHANNEL"):
+            slack["channel"] = env["OBSBOX_ALERT_SLACK_CHANNEL"].strip()
+        integrations["slack_configs"] = [slack]
+    if env.get("OBSBOX_ALERT_EMAIL_TO"):
+        needed = ("OBSBOX_ALERT_EMAIL_FROM", "OBSBOX_ALERT_SMTP_SMARTHOST")
+        absent = [name for name in needed if not env.get(name)]
+        if absent:
+            raise ValueError(f"OBSBOX_ALERT_EMAIL_TO is set but {' and '.join(absent)} is not")
+        smarthost = env["OBSBOX_ALERT_SMTP_SMARTHOST"].strip()
+        if not re.fullmatch(r"[^\s:]+:\d+", smarthost):
+            raise ValueError(f"OBSBOX_ALERT_SMTP_SMARTHOST must be host:port, got {smarthost!r}")
+        require_tls = env.get("OBSBOX_ALERT_SMTP_REQUIRE_TLS", "true").strip().lower()
+        if require_tls not in ("true", "false"):
+            raise ValueError(f"OBSBOX_ALERT_SMTP_REQUIRE_TLS must be true or false, got {require_tls!r}")
+        email: dict[str, Any] = {
+            "to": env["OBSBOX_ALERT_EMAIL_TO"].strip(),
+            "from": env["OBSBOX_ALERT_EMAIL_FROM"].strip(),
+            "smarthost": smarthost,
+            "require_tls": require_tls == "true",
+            "send_resolved": True,
+            "headers": {"Subject": title},
+            "html": '{{ template "obsbox.email.html" . }}',
+            "text": text,
+        }
+        if env.get("OBSBOX_ALERT_SMTP_USERNAME"):
+            email["auth_username"] = env["OBSBOX_ALERT_SMTP_USERNAME"]
+        if env.get("OBSBOX_ALERT_SMTP_PASSWORD"):
+            email["auth_password"] = env["OBSBOX_ALERT_SMTP_PASSWORD"]
+        integrations["email_configs"] = [email]
+    return integrations
