@@ -23,11 +23,12 @@ from typing import Any
 
 from obsbox.stack import binaries, process
 from obsbox.stack.components import COMPONENTS, Component, port_setting
+from obsbox.stack.compose import StackTree
 from obsbox.stack.errors import ComponentFailedError, NotRunningError, StackError, UsageError
 from obsbox.stack.health import firing_alerts, http_ok
 from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
+from obsbox.stack.native_config import dump, major, render_alertmanager, render_prometheus
 from obsbox.stack.ports import check_ports, free_port
-from obsbox.stack.render import StackTree, dump, major, render_alertmanager, render_prometheus
 from obsbox.stack.state import read_json, write_json
 
 # Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go); samples dependencies first.

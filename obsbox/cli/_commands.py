@@ -1,0 +1,204 @@
+"""The subcommands: each turns its options into one call on the engine and prints the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import webbrowser
+
+import click
+
+from obsbox.cli._errors import GuardedGroup
+from obsbox.cli._output import print_status, print_up, say
+from obsbox.stack import engine
+from obsbox.stack.components import BROWSABLE
+from obsbox.stack.errors import NotRunningError, UsageError
+
+_RUNTIMES = click.Choice(["auto", "docker", "native"])
+
+
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="obsbox", prog_name="obsbox")
+def cli() -> None:
+    """obsbox: an observability stack in a box (Prometheus, Alertmanager, Grafana, Loki, Jaeger, Collector)."""
+
+
+@cli.command()
+@click.option("--runtime", type=_RUNTIMES, default="auto", show_default=True,
+              help="docker (compose), native (local processes) or auto (docker when an engine answers).")
+@click.option("--samples", is_flag=True, help="Also start the sample shop (gateway, orders, payments, inventory).")
+@click.option("--download", is_flag=True,
+              help="Native runtime: download missing binaries (pinned releases, sha256-verified) into the cache.")
+def up(runtime: engine.RuntimeChoice, samples: bool, download: bool) -> None:
+    """Start the stack and wait until it is healthy; print URLs and the Grafana login. Running it twice changes nothing."""
+    report = engine.up(runtime=runtime, samples=samples, download=download, progress=say)
+    print_up(report)
+
+
+@cli.command()
+@click.option("--purge", is_flag=True, help="Also delete the data (metrics, alert state, logs).")
+def down(purge: bool) -> None:
+    """Stop everything `obsbox up` started. Data is kept unless --purge."""
+    if engine.down(purge=purge, progress=say):
+        click.echo("obsbox is stopped" + (" and its data removed" if purge else " (data kept; --purge removes it)"))
+    else:
+        click.echo("obsbox was not running" + (" (data removed)" if purge else ""))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in docs/cli.md).")
+def status(as_json: bool) -> None:
+    """Show each component (state, URL, version, pid) and the alerts that fire."""
+    report = engine.status()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        print_status(report)
+
+
+@cli.command()
+@click.argument("component", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what is written.")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines to show first.")
+def logs(component: str | None, follow: bool, lines: int) -> None:
+    """Show the logs of one component (or all)."""
+    from obsbox.stack.docker import DockerRuntime
+    from obsbox.stack.logs import tail
+
+    runtime = engine.current()
+    if runtime is None:
+        raise NotRunningError("obsbox is not running, so there are no logs", "start it with `obsbox up`")
+    if isinstance(runtime, DockerRuntime):
+        import subprocess
+
+        sys.exit(subprocess.call(runtime.logs_command(component, follow)))
+    tail(runtime.log_files(component), lines=lines, follow=follow, write=click.echo)
+
+
+@cli.command(name="open")
+@click.argument("component", type=click.Choice(BROWSABLE), default="grafana")
+def open_(component: str) -> None:
+    """Open a component's UI in the browser (and print its URL)."""
+    url = engine.url_of(component)
+    click.echo(url)
+    webbrowser.open(url)
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--error-rate", type=float, help="Fraction of requests answered with 503 (0-1).")
+@click.option("--latency-ms", type=float, help="Extra latency added to each request, in milliseconds.")
+@click.option("--jitter-ms", type=float, help="Random extra latency on top, in milliseconds.")
+@click.option("--outage", is_flag=True, default=None, help="Answer every request with 503.")
+@click.option("--reset", is_flag=True, help="Remove every fault.")
+def chaos(service: str, error_rate: float | None, latency_ms: float | None, jitter_ms: float | None,
+          outage: bool | None, reset: bool) -> None:
+    """Inject faults into a sample service, e.g. `obsbox chaos payments --error-rate 0.5`; `--reset` ends them."""
+    now = engine.chaos(service, error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms,
+                       outage=outage, reset=reset)
+    active = {k: v for k, v in now.items() if v}
+    click.echo(f"{service}: " + (", ".join(f"{k}={v}" for k, v in active.items()) if active else "no faults"))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Print one screen and exit (no colours, no clearing).")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
+def top(once: bool, interval: float, duration: float | None) -> None:
+    """A live terminal view: per-service rate, errors, p99 with a sparkline; breakers; pools; firing alerts."""
+    _top(once=once, interval=interval, duration=duration)
+
+
+def _top(*, once: bool, interval: float, duration: float | None) -> None:
+    from obsbox.stack.top import render, snapshot
+
+    prometheus = engine.url_of("prometheus")
+    alertmanager = engine.urls().get("alertmanager")
+    colour = not once and sys.stdout.isatty()
+    deadline = None if duration is None else time.monotonic() + duration
+    while True:
+        screen = render(snapshot(prometheus, alertmanager), colour=colour, title=prometheus)
+        if once:
+            click.echo(screen)
+            return
+        # Clear and home the cursor: plain ANSI, no curses or extra dependency.
+        click.echo("\033[2J\033[H" + screen + "\n\n(Ctrl-C to quit)" if colour else screen + "\n")
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+
+
+@cli.command()
+@click.option("--runtime", type=_RUNTIMES, default="auto", show_default=True)
+@click.option("--rps", default=5.0, show_default=True, help="Requests per second of the load generator.")
+@click.option("--duration", default=600.0, show_default=True,
+              help="Seconds of load and of the live view (Ctrl-C ends it earlier; the stack keeps running).")
+@click.option("--no-top", is_flag=True, help="Do not show the live view (just run the load).")
+def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: bool) -> None:
+    """Start the stack with the sample shop and load, say what to open and try, then show `obsbox top`."""
+    from obsbox.samples import load
+
+    report = engine.up(runtime=runtime, samples=True, progress=say)
+    print_up(report)
+    gateway = engine.url_of("gateway")
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=lambda: load.run(gateway, rps=rps, duration=duration, progress=None), daemon=True, name="load")
+    worker.start()
+    urls = engine.urls()
+    click.echo(f"\nload: {rps:g} requests/s to {gateway} for {duration:.0f}s\n\nwhat to try next:")
+    for name in ("grafana", "prometheus", "alertmanager", "jaeger"):
+        if name in urls:
+            click.echo(f"  open {urls[name]:<28} (`obsbox open {name}`)")
+    click.echo("  obsbox chaos payments --error-rate 0.5   # an error-rate alert fires within ~2 minutes")
+    click.echo("  obsbox chaos payments --reset            # and resolves")
+    click.echo("  obsbox status                            # components and firing alerts")
+    click.echo("  obsbox down                              # stop (data kept; --purge removes it)\n")
+    try:
+        if no_top:
+            worker.join(duration + 10)
+        else:
+            time.sleep(3)
+            _top(once=False, interval=2.0, duration=duration)
+    except KeyboardInterrupt:
+        click.echo("\nthe stack keeps running; `obsbox down` stops it")
+    finally:
+        stop.set()
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--service-name", help="service.name of the program (default: OBSBOX_SERVICE_NAME/OTEL_SERVICE_NAME).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(service_name: str | None, command: tuple[str, ...]) -> None:
+    """Run a Python program instrumented without code changes: `obsbox run -- uvicorn app:app`."""
+    from obsbox.instrumentation.auto import command_environment
+
+    if not command:
+        raise UsageError("give the command to run", "e.g. `obsbox run -- uvicorn app:app`")
+    env = command_environment(os.environ, service_name=service_name)
+    try:
+        os.execvpe(command[0], list(command), env)
+    except OSError as e:
+        raise UsageError(f"cannot run {command[0]!r}: {e.strerror}", "is it installed and on PATH?") from None
+
+
+@cli.command()
+@click.option("--tree", type=click.Path(exists=True, file_okay=False), help="The stack tree (default: the shipped one).")
+def check(tree: str | None) -> None:
+    """Validate a (modified) stack tree: Prometheus config and rules, rule unit tests, Alertmanager config, dashboards."""
+    from pathlib import Path
+
+    from obsbox.stack.check import check_tree
+
+    results = check_tree(Path(tree) if tree else None)
+    failed = 0
+    for result in results:
+        mark = {"ok": click.style("ok  ", fg="green"), "fail": click.style("FAIL", fg="red"),
+                "skip": click.style("skip", fg="yellow")}[result.outcome]
+        click.echo(f"{mark} {result.name}" + (f": {result.detail}" if result.detail else ""))
+        failed += result.outcome == "fail"
+    if failed:
+        raise UsageError(f"{failed} check(s) failed", "fix the files named above and run `obsbox check` again")

@@ -1,0 +1,59 @@
+"""How the CLI prints engine results: the `up` summary and the `status` table."""
+
+from __future__ import annotations
+
+import click
+
+from obsbox.stack.model import StatusReport, UpReport
+
+_COLOURS = {"healthy": "green", "running": "yellow", "starting": "yellow", "exited": "red", "stopped": "white",
+            "unavailable": "white"}
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def print_up(report: UpReport) -> None:
+    click.echo(f"\nobsbox is up ({report.runtime} runtime):")
+    for item in report.started:
+        ready = "already running" if item.seconds is None else f"ready in {item.seconds:.1f}s"
+        click.echo(f"  {item.name:<13} {item.url or '-':<28} {ready}")
+    if report.grafana_password:
+        if report.password_is_new:
+            click.echo(f"\nGrafana login: admin / {report.grafana_password}   (shown once; kept in the state dir, 0600)")
+        else:
+            click.echo("\nGrafana login: admin / (the password printed on the first `obsbox up`; "
+                       "kept in the state dir)")
+    if report.unavailable:
+        click.echo("\nnot available here (the rest runs):")
+        for name, why in report.unavailable.items():
+            click.echo(f"  {name:<13} {why}")
+
+
+def print_status(report: StatusReport) -> None:
+    if report.runtime is None:
+        click.echo("obsbox is not running (start it with `obsbox up`)")
+        return
+    click.echo(f"runtime: {report.runtime}")
+    click.echo(f"  {'COMPONENT':<13} {'STATE':<12} {'URL':<28} {'VERSION':<10} PID")
+    for c in report.components:
+        state = click.style(f"{c.state:<12}", fg=_COLOURS.get(c.state))
+        extra = ""
+        if c.state == "exited":
+            extra = f"  exit code {c.exit_code}, after {c.restarts} restart(s); see `obsbox logs {c.name}`"
+        elif c.restarts:
+            extra = f"  restarted {c.restarts}x"
+        elif c.reason:
+            extra = f"  {c.reason}"
+        click.echo(f"  {c.name:<13} {state} {c.url or '-':<28} {c.version or '-':<10} {c.pid or '-'}{extra}")
+    if report.alerts_error:
+        click.echo(f"alerts: unknown ({report.alerts_error})")
+    elif report.alerts:
+        click.echo("firing alerts:")
+        for a in report.alerts:
+            where = a.labels.get("service_name") or a.labels.get("job") or ""
+            click.echo(f"  {click.style(a.name, fg='red')} {where} {a.labels.get('severity', '')}  "
+                       f"since {a.since or '?'}  {a.summary or ''}".rstrip())
+    else:
+        click.echo("firing alerts: none")

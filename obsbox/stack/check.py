@@ -1,0 +1,175 @@
+"""`obsbox check`: validate a (user-modified) stack tree with the real tools, where they are installed.
+
+>>> from obsbox.stack.check import check_tree
+>>> for result in check_tree():                  # doctest: +SKIP
+...     print(result.outcome, result.name)
+ok compose file
+ok prometheus config (promtool 2.42.0)
+...
+
+Checks: stack.yml (services, images, ports on 127.0.0.1 only); the Prometheus config as the local Prometheus
+would load it (rendered like the native runtime does) with `promtool check config`; every rule file with
+`promtool check rules`; the rule unit tests with `promtool test rules`; the Alertmanager config with
+`amtool check-config`; every dashboard JSON (parses, uid and title, unique uids, datasource uids that exist).
+A missing tool turns its check into a skip that says how to get it. This module is the reusable core; the
+tree's own tests pin the same facts with the same tools.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from obsbox.stack.compose import StackTree
+from obsbox.stack.native_config import dump, render_alertmanager, render_prometheus
+
+Outcome = Literal["ok", "fail", "skip"]
+DATASOURCE_UIDS = ("prometheus", "loki", "jaeger", "alertmanager", "-- Grafana --", "grafana")
+
+
+@dataclass
+class CheckResult:
+    name: str
+    outcome: Outcome
+    detail: str = ""
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> tuple[bool, str]:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, str(e)
+    text = (out.stdout + out.stderr).strip()
+    return out.returncode == 0, text
+
+
+def _tool_version(tool: str) -> str | None:
+    ok, text = _run([tool, "--version"])
+    match = re.search(r"(\d+\.\d+\.\d+)", text)
+    return match.group(1) if match else None
+
+
+def check_compose(tree: StackTree) -> CheckResult:
+    problems = []
+    if not tree.services:
+        problems.append("stack.yml defines no services")
+    for name, svc in tree.services.items():
+        if not svc.get("image") and not svc.get("build"):
+            problems.append(f"{name}: no image")
+        for spec in svc.get("ports") or []:
+            text = tree.interpolate(str(spec)) if not isinstance(spec, dict) else str(spec.get("host_ip", ""))
+            if isinstance(spec, dict) and spec.get("host_ip") != "127.0.0.1" or (
+                    not isinstance(spec, dict) and not text.startswith("127.0.0.1:")):
+                problems.append(f"{name}: port {spec} is not bound to 127.0.0.1")
+    return CheckResult("compose file", "fail" if problems else "ok", "; ".join(problems))
+
+
+def check_prometheus(tree: StackTree, tmp: Path) -> list[CheckResult]:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return [CheckResult("prometheus config and rules", "skip",
+                            "promtool not found (Debian: apt-get install prometheus)")]
+    version = _tool_version(promtool)
+    results = []
+    ports = {"prometheus": 9090, "alertmanager": 9093}
+    config, _ = render_prometheus(tree, ports=ports, version=version, state=tmp / "prometheus")
+    rendered = dump(config, tmp / "prometheus.yml")
+    ok, text = _run([promtool, "check", "config", str(rendered)])
+    results.append(CheckResult(f"prometheus config (promtool {version})", "ok" if ok else "fail",
+                               "" if ok else text))
+    import glob
+
+    empty = [str(p) for p in config.get("rule_files") or [] if not glob.glob(str(p))]
+    results.append(CheckResult("prometheus rule_files match files", "fail" if empty else "ok",
+                               f"no rule file matches {', '.join(empty)}" if empty else ""))
+    rule_files = sorted(p for p in (tree.root / "alerts").rglob("*.rules.yml"))
+    for rules in rule_files:
+        ok, text = _run([promtool, "check", "rules", str(rules)])
+        results.append(CheckResult(f"rules {rules.relative_to(tree.root)}", "ok" if ok else "fail",
+                                   "" if ok else text))
+    for test in sorted((tree.root / "alerts").rglob("*.y*ml")):
+        data = _safe_yaml(test)
+        if isinstance(data, dict) and "tests" in data and "rule_files" in data:
+            ok, text = _run([promtool, "test", "rules", test.name], cwd=test.parent)
+            results.append(CheckResult(f"rule tests {test.relative_to(tree.root)}", "ok" if ok else "fail",
+                                       "" if ok else text[-2000:]))
+    return results
+
+
+def check_alertmanager(tree: StackTree, tmp: Path) -> CheckResult:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        return CheckResult("alertmanager config", "skip",
+                           "amtool not found (Debian: apt-get install prometheus-alertmanager)")
+    rendered = dump(render_alertmanager(tree, ports={"alertmanager": 9093}), tmp / "alertmanager.yml")
+    ok, text = _run([amtool, "check-config", str(rendered)])
+    return CheckResult(f"alertmanager config (amtool {_tool_version(amtool)})", "ok" if ok else "fail",
+                       "" if ok else text)
+
+
+def check_dashboards(tree: StackTree) -> list[CheckResult]:
+    results = []
+    seen: dict[str, Path] = {}
+    for path in sorted((tree.root / "dashboards").rglob("*.json")):
+        name = f"dashboard {path.relative_to(tree.root)}"
+        try:
+            board = json.loads(path.read_text())
+        except ValueError as e:
+            results.append(CheckResult(name, "fail", f"not JSON: {e}"))
+            continue
+        problems = []
+        if not isinstance(board, dict):
+            results.append(CheckResult(name, "fail", "not a JSON object"))
+            continue
+        uid = board.get("uid")
+        if not uid or not board.get("title"):
+            problems.append("needs a uid and a title")
+        elif uid in seen:
+            problems.append(f"uid {uid!r} also used by {seen[uid].name}")
+        else:
+            seen[str(uid)] = path
+        for ds in _datasources(board):
+            if ds not in DATASOURCE_UIDS and not ds.startswith("$"):
+                problems.append(f"unknown datasource uid {ds!r}")
+        results.append(CheckResult(name, "fail" if problems else "ok", "; ".join(sorted(set(problems)))))
+    return results
+
+
+def _datasources(node: Any) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        ds = node.get("datasource")
+        if isinstance(ds, dict) and isinstance(ds.get("uid"), str):
+            found.append(ds["uid"])
+        for value in node.values():
+            found += _datasources(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _datasources(value)
+    return found
+
+
+def _safe_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError):
+        return None
+
+
+def check_tree(root: Path | None = None) -> list[CheckResult]:
+    """Run every check on the tree at `root` (default: the one `obsbox up` runs)."""
+    tree = StackTree.load(root)
+    results = [check_compose(tree)]
+    with tempfile.TemporaryDirectory(prefix="obsbox-check-") as tmp:
+        results += check_prometheus(tree, Path(tmp))
+        results.append(check_alertmanager(tree, Path(tmp)))
+    results += check_dashboards(tree)
+    return results

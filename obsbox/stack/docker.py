@@ -1,0 +1,332 @@
+"""The docker runtime: `docker compose` drives the shipped stack.yml; the docker SDK answers "is there an engine?".
+
+>>> from obsbox.stack.docker import DockerRuntime
+>>> runtime = DockerRuntime(Path("~/.local/state/obsbox"))      # doctest: +SKIP
+>>> runtime.compose_command("ps", "--format", "json")           # doctest: +SKIP
+['docker', 'compose', '-p', 'obsbox', '-f', '/…/stack.yml', '--env-file', '/…/.env', 'ps', '--format', 'json']
+
+Every docker CLI failure becomes a DockerError with the command, its exit code and stderr. Compose's own output
+(image pull progress included) is streamed to the user while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from obsbox.stack.compose import StackTree
+from obsbox.stack.errors import DockerError, RuntimeUnavailableError, UsageError
+from obsbox.stack.health import firing_alerts
+from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
+from obsbox.stack.ports import check_ports
+from obsbox.stack.render import render_alertmanager_config
+from obsbox.stack.state import grafana_password
+
+PROJECT = "obsbox"
+_NO_ENGINE_HINT = "start Docker (Docker Desktop, or `sudo systemctl start docker`), or use `--runtime native`"
+
+
+def docker_cli() -> str | None:
+    return shutil.which("docker")
+
+
+def engine_available() -> tuple[bool, str]:
+    """(True, version) when a Docker engine answers; else (False, why). Uses the docker SDK when installed.
+
+    OBSBOX_DOCKER_SDK=0 asks the docker CLI instead (what a machine without the SDK does anyway).
+    """
+    if os.environ.get("OBSBOX_DOCKER_SDK", "1") != "0":
+        try:
+            import docker  # the optional `docker` extra; imported only when asked
+
+            client = docker.from_env(timeout=3)
+            try:
+                return True, str(client.version().get("Version", "?"))
+            finally:
+                client.close()
+        except ImportError:
+            pass
+        except Exception as e:  # noqa: BLE001 - the SDK raises DockerException, requests and socket errors alike
+            return False, f"no Docker engine answers ({_first_line(str(e))})"
+    cli = docker_cli()
+    if cli is None:
+        return False, "no docker CLI on PATH and no Docker engine"
+    try:
+        out = subprocess.run([cli, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
+                             timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"the docker CLI did not answer ({e})"
+    if out.returncode != 0 or not out.stdout.strip():
+        return False, f"no Docker engine answers ({_first_line(out.stderr) or 'docker version failed'})"
+    return True, out.stdout.strip()
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, state: Path, tree: StackTree | None = None, *, docker: str | None = None) -> None:
+        self.state = state
+        self._tree = tree
+        self.docker = docker or docker_cli() or "docker"
+
+    @property
+    def tree(self) -> StackTree:
+        if self._tree is None:
+            self._tree = StackTree.load()
+        return self._tree
+
+    def compose_command(self, *args: str) -> list[str]:
+        root = self.tree.root
+        cmd = [self.docker, "compose", "-p", PROJECT, "-f", str(root / "stack.yml")]
+        if (root / ".env").exists():
+            cmd += ["--env-file", str(root / ".env")]
+        return cmd + list(args)
+
+    # --- running the CLI --------------------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = os.environ.copy()
+        password, _ = grafana_password(self.state)
+        env["OBSBOX_GRAFANA_PASSWORD"] = password
+        env["OBSBOX_ALERTMANAGER_CONFIG"] = str(self._alertmanager_config())
+        return env
+
+    def _alertmanager_config(self) -> Path:
+        """stack.yml mounts this rendered copy: the shipped file plus the OBSBOX_ALERT_* notification settings."""
+        source = self.tree.root / "backends" / "alertmanager" / "alertmanager.yml"
+        try:
+            text = render_alertmanager_config(source.read_text(), os.environ)
+        except ValueError as e:
+            raise UsageError(str(e), "fix or unset that OBSBOX_ALERT_* variable (docs/stack.md)") from None
+        target = self.state / "docker" / "alertmanager.yml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        return target
+
+    def run(self, *args: str, progress: Progress | None = None, timeout: float | None = None) -> str:
+        """Run `docker compose … args`; stream its output to `progress`; return stdout; DockerError on failure."""
+        cmd = self.compose_command(*args)
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env())
+        except OSError as e:
+            raise DockerError(cmd, 127, str(e), "install Docker with the compose plugin") from None
+        out: list[str] = []
+        err: list[str] = []
+        readers = [threading.Thread(target=_pump, args=(proc.stdout, out, progress), daemon=True),
+                   threading.Thread(target=_pump, args=(proc.stderr, err, progress), daemon=True)]
+        for r in readers:
+            r.start()
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise DockerError(cmd, -9, "".join(err) + f"\n(timed out after {timeout:.0f}s)",
+                              "see `obsbox logs` for the component that did not get ready") from None
+        for r in readers:
+            r.join()
+        stderr = "".join(err)
+        if code != 0:
+            raise DockerError(cmd, code, stderr, _hint_for(stderr))
+        return "".join(out)
+
+    def check_compose(self) -> str:
+        """The compose plugin's version; RuntimeUnavailableError when `docker compose` is missing."""
+        cmd = [self.docker, "compose", "version", "--short"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise RuntimeUnavailableError(f"cannot run {' '.join(cmd)}: {e}", "install Docker") from None
+        if out.returncode != 0:
+            raise RuntimeUnavailableError(
+                f"the docker compose plugin is missing (`{' '.join(cmd)}` exited {out.returncode}: "
+                f"{_first_line(out.stderr)})",
+                "install the compose plugin (Debian: apt-get install docker-compose-plugin), or use --runtime native",
+            )
+        return out.stdout.strip()
+
+    # --- the runtime ------------------------------------------------------------------------------------------
+    def published_ports(self) -> dict[str, int]:
+        """component/service name → host port it publishes first (what URLs and port checks use)."""
+        names = {svc: comp for comp in ("grafana", "prometheus", "alertmanager", "loki", "jaeger", "collector")
+                 if (found := self.tree.service_of(comp)) is not None for svc in [found[0]]}
+        ports: dict[str, int] = {}
+        for svc_name, svc in self.tree.services.items():
+            for spec in svc.get("ports") or []:
+                published = _published(self.tree.interpolate(str(spec)) if not isinstance(spec, dict) else spec)
+                if published:
+                    key = names.get(svc_name, svc_name)
+                    ports.setdefault(key, published)
+        return ports
+
+    def _all_published(self, services: list[str] | None = None) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for svc_name, svc in self.tree.services.items():
+            if services is not None and svc_name not in services:
+                continue
+            for spec in svc.get("ports") or []:
+                published = _published(self.tree.interpolate(str(spec)) if not isinstance(spec, dict) else spec)
+                if published:
+                    result[f"{svc_name}:{published}"] = published
+        return result
+
+    def _sample_profile_args(self, samples: bool) -> list[str]:
+        profiles = {str(p) for svc in self.tree.services.values() for p in svc.get("profiles") or []}
+        return ["--profile", "samples"] if samples and "samples" in profiles else []
+
+    def up(self, *, samples: bool, progress: Progress) -> UpReport:
+        self.check_compose()
+        running = {c.name for c in self._ps() if c.state in ("healthy", "running", "starting")}
+        profile = self._sample_profile_args(samples)
+        services = [s for s, svc in self.tree.services.items()
+                    if not svc.get("profiles") or (profile and "samples" in svc.get("profiles", []))]
+        wanted = {k: v for k, v in self._all_published(services).items() if k.split(":")[0] not in running}
+        # check_ports wants component → port; the key keeps the service name in the message.
+        check_ports({k.split(":")[0]: v for k, v in wanted.items()})
+        password, new = grafana_password(self.state)
+        begin = time.monotonic()
+        progress("starting the stack with docker compose (first run pulls images)")
+        self.run(*profile, "up", "-d", "--wait", progress=progress, timeout=900)
+        seconds = time.monotonic() - begin
+        report = UpReport("docker", grafana_password=password, password_is_new=new)
+        urls = self.urls()
+        for svc in services:
+            report.started.append(Started(svc, urls.get(svc), None if svc in running else seconds))
+        return report
+
+    def down(self, *, purge: bool, progress: Progress) -> None:
+        args = ["--profile", "samples", "down", "--remove-orphans"] if self._sample_profile_args(True) else [
+            "down", "--remove-orphans"]
+        if purge:
+            args.append("--volumes")
+        self.run(*args, progress=progress, timeout=300)
+
+    def urls(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{port}" for name, port in self.published_ports().items()}
+
+    def _ps(self) -> list[ComponentStatus]:
+        raw = self.run("ps", "--all", "--format", "json", timeout=60)
+        names = self.tree.host_names()
+        result = []
+        for item in _parse_ps(raw):
+            service = str(item.get("Service") or item.get("Name") or "?")
+            state = str(item.get("State", "")).lower()
+            health = str(item.get("Health", "")).lower()
+            if state == "running":
+                status = "healthy" if health in ("healthy", "") else ("starting" if health == "starting" else "running")
+            elif state in ("exited", "dead"):
+                status = "exited"
+            else:
+                status = state or "unknown"
+            url = None
+            for pub in item.get("Publishers") or []:
+                if pub.get("PublishedPort"):
+                    url = f"http://127.0.0.1:{pub['PublishedPort']}"
+                    break
+            image = str(item.get("Image", ""))
+            version = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else None
+            result.append(ComponentStatus(
+                names.get(service, service), "docker", status, url=url, version=version,
+                exit_code=item.get("ExitCode") if status == "exited" else None,
+                kind="sample" if service in _sample_names() else "backend",
+            ))
+        return result
+
+    def status(self) -> StatusReport:
+        report = StatusReport("docker", self._ps())
+        urls = {c.name: c.url for c in report.components if c.state in ("healthy", "running")}
+        report.alerts, report.alerts_error = firing_alerts(urls.get("prometheus"), urls.get("alertmanager"))
+        return report
+
+    def log_files(self, component: str | None) -> list[tuple[str, str]]:
+        return []
+
+    def logs_command(self, component: str | None, follow: bool) -> list[str]:
+        args = ["logs", "--tail", "200"]
+        if follow:
+            args.append("--follow")
+        if component:
+            found = self.tree.service_of(component) if component in _component_names() else None
+            args.append(found[0] if found else component)
+        return self.compose_command(*args)
+
+
+def _component_names() -> tuple[str, ...]:
+    from obsbox.stack.components import COMPONENTS
+
+    return tuple(COMPONENTS)
+
+
+def _sample_names() -> tuple[str, ...]:
+    from obsbox.samples._services import SERVICES
+
+    return tuple(SERVICES)
+
+
+def _published(spec: Any) -> int | None:
+    """The host port of a compose port spec: "127.0.0.1:3000:3000", "3000:3000", {"published": 3000, ...}."""
+    if isinstance(spec, dict):
+        value = spec.get("published")
+        try:
+            return int(str(value).split("-")[0]) if value else None
+        except ValueError:
+            return None
+    parts = str(spec).split("/")[0].split(":")
+    if len(parts) < 2:
+        return None
+    try:
+        return int(parts[-2].split("-")[0])
+    except ValueError:
+        return None
+
+
+def _parse_ps(raw: str) -> list[dict[str, Any]]:
+    """`docker compose ps --format json` prints a JSON array (older compose) or one object per line (newer)."""
+    raw = raw.strip()
+    if not raw:
+        return []
+    try:
+        data = json.loads(raw)
+        return [d for d in (data if isinstance(data, list) else [data]) if isinstance(d, dict)]
+    except ValueError:
+        items = []
+        for line in raw.splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                items.append(obj)
+        return items
+
+
+def _pump(stream: IO[str] | None, sink: list[str], progress: Progress | None) -> None:
+    if stream is None:
+        return
+    for line in stream:
+        sink.append(line)
+        if progress is not None:
+            progress(line.rstrip("\n"))
+
+
+def _hint_for(stderr: str) -> str:
+    text = stderr.lower()
+    if "cannot connect to the docker daemon" in text or "is the docker daemon running" in text:
+        return _NO_ENGINE_HINT
+    if "port is already allocated" in text or "address already in use" in text:
+        return "another process holds a port the stack publishes; `obsbox status` or `ss -ltnp` shows which"
+    if "pull access denied" in text or "manifest unknown" in text or "toomanyrequests" in text:
+        return "an image could not be pulled; check the network and the tags in .env"
+    if "is not a docker command" in text or "unknown command" in text:
+        return "install the docker compose plugin, or use --runtime native"
+    return "see the output above, and `obsbox logs` for the components"

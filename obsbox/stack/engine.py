@@ -1,0 +1,135 @@
+"""The engine the CLI drives: pick a runtime, start/stop/inspect the box, inject faults into the sample shop.
+
+>>> from obsbox.stack import engine
+>>> report = engine.up(runtime="auto", samples=True, progress=print)    # doctest: +SKIP
+>>> engine.status().to_json()["components"][0]["state"]                 # doctest: +SKIP
+'healthy'
+
+`auto` picks docker when an engine answers, else native (and says why). The runtime that ran `up` is recorded in
+the state dir, so `status`, `down`, `chaos`, `top` talk to what is actually running.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from obsbox.stack.docker import DockerRuntime, engine_available
+from obsbox.stack.errors import NotRunningError, RuntimeUnavailableError, StackError, UsageError
+from obsbox.stack.model import Progress, Runtime, StatusReport, UpReport
+from obsbox.stack.native import NativeRuntime
+from obsbox.stack.state import active_runtime, forget_runtime, record_runtime, state_dir
+
+RuntimeChoice = Literal["auto", "docker", "native"]
+
+
+def choose(runtime: RuntimeChoice, *, download: bool = False, progress: Progress | None = None) -> Runtime:
+    """The runtime to start: docker if asked or if an engine answers (auto), else native."""
+    state = state_dir()
+    if runtime == "native":
+        return NativeRuntime(state, download=download)
+    ok, why = engine_available()
+    if runtime == "docker":
+        if not ok:
+            raise RuntimeUnavailableError(f"--runtime docker: {why}",
+                                          "start Docker, or run the box natively with --runtime native")
+        return DockerRuntime(state)
+    if ok:
+        return DockerRuntime(state)
+    if progress:
+        progress(f"{why}: using the native runtime (local processes)")
+    return NativeRuntime(state, download=download, docker_reason=why)
+
+
+def current() -> Runtime | None:
+    """The runtime recorded by the last `up`, or None."""
+    record = active_runtime()
+    if not record:
+        return None
+    if record.get("runtime") == "docker":
+        return DockerRuntime(state_dir())
+    return NativeRuntime(state_dir())
+
+
+def up(*, runtime: RuntimeChoice = "auto", samples: bool = False, download: bool = False,
+       progress: Progress) -> UpReport:
+    """Start the box (idempotent: what already runs is left alone and reported)."""
+    recorded = active_runtime()
+    if recorded and runtime != "auto" and recorded.get("runtime") != runtime:
+        existing = current()
+        if existing is not None and existing.status().running:
+            raise UsageError(f"the box already runs with the {recorded['runtime']} runtime",
+                             "stop it first with `obsbox down`")
+    if recorded and runtime == "auto":
+        chosen = current()
+        assert chosen is not None
+        if isinstance(chosen, NativeRuntime):
+            chosen.download = download
+    else:
+        chosen = choose(runtime, download=download, progress=progress)
+    record_runtime({"runtime": chosen.name, "since": (recorded or {}).get("since", time.time())})
+    return chosen.up(samples=samples, progress=progress)
+
+
+def down(*, purge: bool = False, progress: Progress) -> bool:
+    """Stop what `up` started; False when nothing was recorded as running."""
+    runtime = current()
+    if runtime is None:
+        if purge:
+            NativeRuntime(state_dir()).down(purge=True, progress=progress)
+        return False
+    runtime.down(purge=purge, progress=progress)
+    forget_runtime()
+    return True
+
+
+def status() -> StatusReport:
+    runtime = current()
+    return runtime.status() if runtime is not None else StatusReport(None)
+
+
+def urls() -> dict[str, str]:
+    runtime = current()
+    return runtime.urls() if runtime is not None else {}
+
+
+def url_of(component: str) -> str:
+    """The URL of a running component; NotRunningError naming what is missing."""
+    found = urls().get(component)
+    if not found:
+        raise NotRunningError(f"{component} is not running", "start the box with `obsbox up`"
+                              + (" (Grafana, Jaeger and Loki need Docker)" if component in ("grafana", "jaeger", "loki")
+                                 else ""))
+    return found
+
+
+def chaos(service: str, *, error_rate: float | None = None, latency_ms: float | None = None,
+          jitter_ms: float | None = None, outage: bool | None = None, reset: bool = False) -> dict[str, object]:
+    """Set (or with `reset` clear) faults in a sample service; returns the faults now in force."""
+    from obsbox.samples import faults
+    from obsbox.samples._services import SERVICES
+
+    if service not in SERVICES:
+        raise UsageError(f"unknown sample service {service!r}", "the services are: " + ", ".join(SERVICES))
+    given = any(v is not None for v in (error_rate, latency_ms, jitter_ms, outage))
+    if reset and given:
+        raise UsageError("--reset clears every fault; give it alone", "e.g. `obsbox chaos payments --reset`")
+    if not reset and not given:
+        raise UsageError("say which fault to inject",
+                         "e.g. `obsbox chaos payments --error-rate 0.5`, `--latency-ms 300`, `--outage` or `--reset`")
+    try:
+        faults.validate(error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
+    except ValueError as e:
+        raise UsageError(str(e), "see `obsbox chaos --help`") from None
+    base = urls().get(service) or faults.base_url(service)
+    try:
+        now = faults.reset_faults(base) if reset else faults.set_faults(
+            base, error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
+    except ValueError as e:
+        raise UsageError(str(e), "see `obsbox chaos --help`") from None
+    except (ConnectionError, PermissionError) as e:
+        raise NotRunningError(str(e), "start the sample shop with `obsbox up --samples` (or `obsbox demo`)") from None
+    return dict(now.to_json())
+
+
+__all__ = ["StackError", "chaos", "choose", "current", "down", "status", "up", "url_of", "urls"]
