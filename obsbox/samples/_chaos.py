@@ -10,8 +10,8 @@ The admin endpoint answers only clients on the loopback interface; in a containe
 the service through a published port, OBSBOX_SAMPLES_ADMIN_ANY_HOST=1 opts in to any client.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the annotations of the handlers defined inside the
+# methods below at run time, and their types are imported locally.
 import asyncio
 import json
 import os
@@ -159,7 +159,7 @@ class FaultInjector:
 
         app.add_api_route(ADMIN_PATH, admin_faults, methods=["GET", "PUT", "DELETE"], include_in_schema=False)
 
-    def install_flask(self, app: flask.Flask) -> None:
+    def install_flask(self, app: "flask.Flask") -> None:
         """Inject faults into a Flask app (after routing) and add `/admin/faults` to it."""
         from flask import Response, request
 

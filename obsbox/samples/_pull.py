@@ -4,8 +4,7 @@ Prometheus scrapes it where no collector runs (CI, hosts, Kubernetes); the serie
 label are the ones the OTLP path yields, so the dashboards work either way.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI evaluates the local handler's annotations at run time.
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 

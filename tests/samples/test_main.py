@@ -1,0 +1,89 @@
+"""`python -m obsbox.samples`: prints where each service listens, serves, and stops every child on terminate."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from obsbox.samples import SERVICES, shop
+from obsbox.testing import OTLPReceiver
+
+pytestmark = pytest.mark.slow
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_services_list_names_ports_and_frameworks() -> None:
+    assert [(s.name, s.default_port) for s in SERVICES.values()] == [
+        ("gateway", 8080), ("orders", 8081), ("payments", 8082), ("inventory", 8083)]
+    assert {s.interface for s in SERVICES.values()} == {"asgi", "wsgi"}
+    assert SERVICES["payments"].url_env == "PAYMENTS_URL"
+
+
+def test_run_all_prints_ports_serves_and_terminate_stops_every_child() -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("counts child processes through /proc (Linux only)")
+    with OTLPReceiver() as receiver:
+        env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "PYTHONUNBUFFERED": "1"}
+        ports = [arg for name in SERVICES for arg in (f"--{name}-port", "0")]
+        parent = subprocess.Popen([sys.executable, "-m", "obsbox.samples", *ports], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            urls: dict[str, str] = {}
+            assert parent.stdout is not None
+            deadline = time.monotonic() + 60
+            while len(urls) < len(SERVICES) and time.monotonic() < deadline:
+                line = parent.stdout.readline()
+                if not line:
+                    break
+                match = re.match(r"(\w+)\s+(http://127\.0\.0\.1:\d+)", line)
+                if match:
+                    urls[match[1]] = match[2]
+            assert set(urls) == set(SERVICES), urls
+            with urllib.request.urlopen(urls["gateway"] + "/catalogue", timeout=10) as response:
+                assert response.status == 200
+            children = _children(parent.pid)
+            assert len(children) == len(SERVICES)
+            parent.send_signal(signal.SIGTERM)
+            assert parent.wait(30) == 0
+            for pid in children:  # every child ended (a zombie would still be reaped by init)
+                assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            with pytest.raises(OSError):
+                urllib.request.urlopen(urls["gateway"] + "/catalogue", timeout=2)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+                parent.wait()
+
+
+def test_start_reports_a_taken_port_plainly() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(shop.ShopError, match=f"cannot listen on 127.0.0.1:{port}"):
+            shop.start(ports={"payments": port}, services=["payments"])
+    with pytest.raises(ValueError, match="unknown sample service 'billing'"):
+        shop.start(services=["billing"])
