@@ -19,6 +19,7 @@ from typing import Any
 from obsbox.instrumentation._routes import django_route
 from obsbox.instrumentation._server import (
     DEFAULT_EXCLUDED_PATHS,
+    EXCEPTION_KEY,
     REQUEST_KEY,
     ROUTE_KEY,
     ServerRequest,
@@ -54,6 +55,31 @@ def hook_resolve_request(handler: Any) -> None:
         return match
 
     handler.resolve_request = resolve_request
+    _connect_exception_signal()
+
+
+_connected = False
+
+
+def _connect_exception_signal() -> None:
+    """Django answers view exceptions with a 500 itself; keep the exception for error.type."""
+    global _connected
+    if _connected:
+        return
+    import sys
+
+    from django.core.signals import got_request_exception
+
+    def keep_exception(sender: Any, request: Any = None, **extra: Any) -> None:
+        try:
+            exc = sys.exc_info()[1]
+            if exc is not None and request is not None:
+                _carrier(request)[EXCEPTION_KEY] = exc
+        except Exception as failure:
+            report(failure)
+
+    got_request_exception.connect(keep_exception, weak=False, dispatch_uid="obsbox.exception")
+    _connected = True
 
 
 def _streamed(content: Iterable[bytes], request: ServerRequest, route: str | None, status: int) -> Iterator[bytes]:

@@ -31,6 +31,8 @@ DEFAULT_EXCLUDED_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", 
 REQUEST_KEY = "obsbox.request"
 # Where framework hooks leave the matched route template for the middleware to pick up.
 ROUTE_KEY = "obsbox.route"
+# Where framework hooks leave an exception the framework turned into a 500 response itself (for error.type).
+EXCEPTION_KEY = "obsbox.exception"
 
 _log = logging.getLogger("obsbox")
 telemetry_errors = 0  # telemetry failures swallowed on the request path since start

@@ -30,6 +30,7 @@ from obsbox.instrumentation._routes import FASTAPI_SCOPE_KEY, fastapi_probe, sta
 from obsbox.instrumentation._runtime import AttributeValue
 from obsbox.instrumentation._server import (
     DEFAULT_EXCLUDED_PATHS,
+    EXCEPTION_KEY,
     REQUEST_KEY,
     ROUTE_KEY,
     ServerRequest,
@@ -127,6 +128,9 @@ class _Exchange:
     def finish(self, exc: BaseException | None) -> None:
         request = self.request
         if not request.finished:
+            if exc is None:
+                handled = self.scope.get(EXCEPTION_KEY)
+                exc = handled if isinstance(handled, BaseException) else None
             request.finish(self.route(), self.status, exc)
 
     def route(self) -> str | None:

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar, cast
 
 from obsbox.instrumentation._django import ObsboxDjangoMiddleware, hook_resolve_request
-from obsbox.instrumentation._server import ROUTE_KEY, report
+from obsbox.instrumentation._server import EXCEPTION_KEY, ROUTE_KEY, report
 from obsbox.instrumentation.asgi import ObsboxASGIMiddleware, RouteSource
 from obsbox.instrumentation.wsgi import ObsboxWSGIMiddleware
 
@@ -158,6 +158,14 @@ def _instrument_flask(app: Any, excluded_paths: Iterable[str] | None) -> None:
         except Exception as exc:
             report(exc)
 
+    def report_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+        # Flask answers unhandled exceptions with a 500 itself; keep the exception for error.type.
+        try:
+            flask.request.environ[EXCEPTION_KEY] = exception
+        except Exception as exc:
+            report(exc)
+
     # First in line, so a user hook that answers early cannot hide the route.
     app.before_request_funcs.setdefault(None, []).insert(0, report_route)
+    flask.got_request_exception.connect(report_exception, app, weak=False)
     app.wsgi_app = ObsboxWSGIMiddleware(app.wsgi_app, excluded_paths=excluded_paths)

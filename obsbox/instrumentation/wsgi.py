@@ -22,6 +22,7 @@ from obsbox.instrumentation._redact import redact_query
 from obsbox.instrumentation._runtime import AttributeValue
 from obsbox.instrumentation._server import (
     DEFAULT_EXCLUDED_PATHS,
+    EXCEPTION_KEY,
     REQUEST_KEY,
     ROUTE_KEY,
     ServerRequest,
@@ -140,6 +141,9 @@ class _Exchange:
     def finish(self, exc: BaseException | None) -> None:
         request = self.request
         if not request.finished:
+            if exc is None:
+                handled = self.environ.get(EXCEPTION_KEY)
+                exc = handled if isinstance(handled, BaseException) else None
             request.finish(_route(self.environ), request.status, exc)
 
 
