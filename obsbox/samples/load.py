@@ -16,6 +16,7 @@ refused connection). Progress is reported every second: to `progress` (a callabl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 import time
@@ -152,7 +153,8 @@ async def run_async(
             status = str(response.status_code)
             failed = response.status_code >= 500
             if response.status_code == 201 and kind == "order":
-                traffic.order_ids.append(response.json().get("order_id", ""))
+                with contextlib.suppress(ValueError, KeyError, TypeError):  # remember it for order-status browsing
+                    traffic.order_ids.append(str(response.json()["order_id"]))
         except httpx.TimeoutException:
             status, failed = "timeout", True
         except httpx.TransportError as exc:

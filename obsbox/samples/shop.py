@@ -126,6 +126,9 @@ def start(
         urls = {name: f"http://{url_host}:{s.getsockname()[1]}" for name, s in sockets.items()}
         child_env = dict(os.environ) | {SERVICES[n].url_env: u for n, u in urls.items()} | dict(env or {})
         child_env["PYTHONUNBUFFERED"] = "1"
+        # Each service serves /metrics on its own port; a metrics port inherited from the environment would make
+        # all four fight over one.
+        child_env.pop("OBSBOX_METRICS_PORT", None)
         logs = Path(log_dir) if log_dir is not None else None
         if logs is not None:
             logs.mkdir(parents=True, exist_ok=True)

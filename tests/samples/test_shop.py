@@ -155,10 +155,14 @@ def test_inventory_errors_are_retried_visibly_and_exhaustion_is_counted(
     events = receiver.wait_for(retry_events, timeout=10)
     assert sorted(e[1]["retry.attempt"] for e in events) == list(range(2, RETRY_ATTEMPTS + 1))  # type: ignore[type-var]
     # inventory saw every attempt: its server spans of this order all answered 503
-    inventory_503 = [s for s in receiver.spans() if s.trace_id not in seen and s.kind == SERVER
-                     and s.resource.get("service.name") == "inventory"
-                     and s.attributes.get("http.response.status_code") == 503]
-    assert len(inventory_503) == RETRY_ATTEMPTS
+
+    def inventory_503() -> list[SpanRecord] | None:
+        spans = [s for s in receiver.spans() if s.trace_id not in seen and s.kind == SERVER
+                 and s.resource.get("service.name") == "inventory"]
+        return spans if len(spans) >= RETRY_ATTEMPTS else None
+
+    spans = receiver.wait_for(inventory_503, timeout=10)
+    assert [s.attributes.get("http.response.status_code") for s in spans] == [503] * RETRY_ATTEMPTS
 
 
 def test_payments_outage_opens_the_breaker_then_it_closes_again(
