@@ -73,7 +73,7 @@ def parse_traceparent(value: str, tracestate: str | None) -> SpanContext | None:
     if not trace_id or not span_id:
         return None
     state = TraceState.from_header([tracestate]) if tracestate else None
-    return SpanContext(trace_id, span_id, True, TraceFlags(int(value[53:55], 16) & 1), state)
+    return SpanContext(trace_id, span_id, True, TraceFlags(int(value[53:55], 16)), state)
 
 
 def extract_context(
