@@ -195,6 +195,12 @@ class Server(_Child):
         raise StartError(f"{self.mode} never answered ({last}):\n{_tail(self.log)}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a whole process (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
 @dataclass
 class WrkResult:
     requests: int

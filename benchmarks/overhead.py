@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _harness import Receiver, Server, StartError, cpus, run_wrk
+from _harness import Receiver, Server, StartError, cpu_seconds, cpus, run_wrk
 from app import MODES
 
 DEFAULT_MODES = ["bare", "obsbox", "contrib", "native", "native-lean", "logfire", "pfi"]
@@ -49,6 +49,8 @@ class Run:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     requests: int = 0  # every request the server answered: readiness probe + warm-up + measured
+    cpu_us: float = 0.0  # server CPU time (all threads) per measured request
+    cpu_share: float = 0.0  # server CPU seconds per wall second while measured: < 1 means the core was shared
     errors: int = 0
     received: dict[str, int] = field(default_factory=dict)  # what the OTLP receiver got from this process
     pulled: int | None = None  # pfi: requests counted on its /metrics
@@ -84,8 +86,12 @@ def measure(mode: str, round_: int, args: argparse.Namespace, receiver: Receiver
         if args.warmup > 0:
             warm = run_wrk(url, cpu=load_cpu, connections=args.connections, seconds=args.warmup)
             run.requests += warm.requests
+        cpu_before = cpu_seconds(server.pid)
         result = run_wrk(url, cpu=load_cpu, connections=args.connections, seconds=args.duration)
+        cpu_used = cpu_seconds(server.pid) - cpu_before
         run.requests += result.requests
+        run.cpu_us = cpu_used / max(result.requests, 1) * 1e6
+        run.cpu_share = cpu_used / result.seconds if result.seconds else 0.0
         run.rps, run.p50_ms, run.p99_ms, run.errors = result.rps, result.p50_ms, result.p99_ms, result.errors
         if mode == "pfi":
             run.pulled = _pfi_count(server)
@@ -98,14 +104,23 @@ def measure(mode: str, round_: int, args: argparse.Namespace, receiver: Receiver
     return run
 
 
+def _gist(failure: str) -> str:
+    """The line that says why: the first line, plus the exception at the end of a quoted traceback."""
+    lines = [line.strip() for line in failure.strip().splitlines() if line.strip()]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
+
+
 def _fmt_run(run: Run) -> str:
     if run.failure:
-        return f"FAILED: {run.failure.splitlines()[0]}"
+        return f"FAILED: {_gist(run.failure)}"
     spans, servers = run.received.get("spans", 0), run.received.get("server_spans", 0)
     tail = f", spans {spans} ({spans / run.requests:.2f}/req, server {servers / run.requests:.2f}/req)"
     if run.pulled is not None:
         tail += f", /metrics counted {run.pulled}"
-    return f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms{tail}"
+    return (
+        f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+        f"cpu {run.cpu_us:5.0f} µs/req ({100 * run.cpu_share:3.0f}% of a core){tail}"
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -163,6 +178,7 @@ def summarise(runs: list[Run], modes: list[str]) -> list[dict[str, Any]]:
 
     bare = ok("bare")
     bare_rps = statistics.median(r.rps for r in bare) if bare else None
+    bare_cpu = statistics.median(r.cpu_us for r in bare) if bare else None
     rows = []
     for mode in modes:
         good, tried = ok(mode), [r for r in runs if r.mode == mode]
@@ -178,6 +194,9 @@ def summarise(runs: list[Run], modes: list[str]) -> list[dict[str, Any]]:
             rps_min=min(r.rps for r in good),
             rps_max=max(r.rps for r in good),
             ratio=rps / bare_rps if bare_rps else None,
+            cpu_us=statistics.median(r.cpu_us for r in good),
+            cpu_ratio=bare_cpu / statistics.median(r.cpu_us for r in good) if bare_cpu else None,
+            cpu_share=statistics.median(r.cpu_share for r in good),
             p50_ms=statistics.median(r.p50_ms for r in good),
             p99_ms=statistics.median(r.p99_ms for r in good),
             errors=sum(r.errors for r in good),
@@ -215,22 +234,24 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
         f"- {args.rounds} rounds x {args.duration:g} s per mode (+{args.warmup:g} s warm-up), wrk 1 thread "
         f"{args.connections} connections; server on CPU {info['cpus'][0]}, wrk and receiver on CPU {info['cpus'][1]}",
         "",
-        "| mode | req/s (median) | min–max | × bare | p50 ms | p99 ms | server spans/req | all spans/req "
-        "| metric points | exemplars |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | req/s (median) | min–max | × bare | p50 ms | p99 ms | server CPU µs/req | × bare by CPU "
+        "| core busy | server spans/req | all spans/req | metric points | exemplars |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "rps" not in row:
-            lines.append(f"| {row['mode']} | failed: {row['failure'].splitlines()[0][:80]} | | | | | | | | |")
+            lines.append(f"| {row['mode']} | failed: {_gist(row['failure'])[:100]} |" + " |" * 11)
             continue
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "–"
+        cpu_ratio = f"{row['cpu_ratio']:.2f}" if row["cpu_ratio"] is not None else "–"
         spans = f"{row['server_spans_per_request']:.2f} | {row['spans_per_request']:.2f}"
         if row["pulled_per_request"] is not None:
             spans = f"– (pull: {row['pulled_per_request']:.2f} counted/req) | –"
         errors = f" ({row['errors']} errors)" if row["errors"] else ""
         lines.append(
             f"| {row['mode']} | {row['rps']:.0f}{errors} | {row['rps_min']:.0f}–{row['rps_max']:.0f} | {ratio} "
-            f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {spans} | {row['points']} | {row['exemplars']} |"
+            f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us']:.0f} | {cpu_ratio} "
+            f"| {100 * row['cpu_share']:.0f}% | {spans} | {row['points']} | {row['exemplars']} |"
         )
     failures = [row for row in rows if row.get("failure")]
     for row in failures:
