@@ -103,6 +103,11 @@ class Histogram:
             self._cells = {}
             self.start_time = _time_ns()
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held) and no inherited counts."""
+        self._lock = threading.Lock()
+        self.reset()
+
     def collect(self, now: int) -> Metric:
         with self._lock:
             cells = [(k, c.count, c.sum, c.min, c.max, list(c.counts), list(c.exemplars))
@@ -172,6 +177,10 @@ class Counter:
         with self._lock:
             self._values = {}
             self.start_time = _time_ns()
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
 
     def collect(self, now: int) -> Metric:
         with self._lock:

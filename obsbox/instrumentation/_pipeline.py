@@ -16,6 +16,7 @@ the first success afterwards logs one "recovered" message. Nothing here ever rai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from obsbox.instrumentation._encode import encode_logs_request, encode_spans_request
+from obsbox.instrumentation._encode import encode_logs_request, encode_scope, encode_spans_request
 from obsbox.instrumentation._metrics import Counter
 from obsbox.instrumentation._transport import ExportError, Sender
 
@@ -32,6 +33,47 @@ T = TypeVar("T")
 
 PROBE_INTERVAL = 0.5  # seconds between export attempts while the collector is unreachable
 RETRY_BACKOFF = 0.2
+
+
+class LogItem:
+    """One log record waiting for export (what the log encoder reads)."""
+
+    __slots__ = ("time", "observed_time", "severity_number", "severity_text", "body", "attributes", "trace_id",
+                 "span_id", "flags", "event_name", "scope")
+
+    def __init__(self, time_ns: int, severity_number: int, severity_text: str, body: Any,
+                 attributes: dict[str, Any] | None, trace_id: int = 0, span_id: int = 0, flags: int = 0,
+                 scope: bytes = b"", observed_time: int = 0, event_name: str = "") -> None:
+        self.time = time_ns
+        self.observed_time = observed_time or time_ns
+        self.severity_number = severity_number
+        self.severity_text = severity_text
+        self.body = body
+        self.attributes = attributes
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.event_name = event_name
+        self.scope = scope
+
+    @classmethod
+    def from_api(cls, record: Any, scope_name: str) -> LogItem:
+        """From an OpenTelemetry logs-API record (opentelemetry.sdk._logs LogRecord)."""
+        severity = record.severity_number
+        attributes = dict(record.attributes) if record.attributes else None
+        return cls(
+            record.timestamp or record.observed_timestamp or time.time_ns(),
+            int(getattr(severity, "value", severity or 0)),
+            record.severity_text or "",
+            record.body,
+            attributes,
+            record.trace_id or 0,
+            record.span_id or 0,
+            int(record.trace_flags or 0),
+            encode_scope(scope_name),
+            record.observed_timestamp or 0,
+            getattr(record, "event_name", None) or "",
+        )
 
 
 class Queue(Generic[T]):
@@ -136,10 +178,8 @@ class Pipeline:
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        try:
+        with contextlib.suppress(Exception):  # closing is best effort
             self.sender.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
 
     def after_fork(self, resource: bytes) -> None:
         """In a forked child: fresh queues, locks and worker; the parent's queued items stay the parent's."""

@@ -1,5 +1,211 @@
-"""The obsbox logger: placeholder until the logging integration lands."""
+"""The obsbox logger: loguru, with every record inside a span carrying its trace and exported over OTLP.
+
+>>> from obsbox import logger
+>>> logger.info("order placed", order_id=42)   # doctest: +SKIP
+
+`logger` is loguru's logger, usable before `obsbox.configure()`. configure() adds:
+
+- trace correlation: a record made inside a span gets `trace_id` and `span_id` (32 and 16 lowercase hex digits,
+  as Loki and Grafana expect) in its `extra`;
+- the console sink: loguru's readable format plus the first 8 digits of the trace id;
+- the export sink: each record becomes an OTLP log record — severity number and text, the message as body, the
+  keyword fields (`extra`) as attributes, the trace and span ids on the record, and for exceptions
+  exception.type / exception.message / exception.stacktrace;
+- stdlib `logging` (libraries, uvicorn, gunicorn) routed into loguru, so those records take the same path.
+
+Fields named like password, token, secret, api_key, authorization or cookie are exported as "REDACTED".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
+from opentelemetry import trace
 
-__all__ = ["logger"]
+from obsbox.instrumentation._encode import encode_scope
+from obsbox.instrumentation._pipeline import LogItem
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+    from obsbox.instrumentation.settings import Settings
+
+__all__ = ["InterceptHandler", "logger"]
+
+REDACTED = "REDACTED"
+_SENSITIVE = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie",
+              "credential", "private_key", "session")
+_sensitive_cache: dict[str, bool] = {}
+
+# loguru level number → OpenTelemetry SeverityNumber (the first of each range: TRACE=1 ... FATAL=21)
+_SEVERITY = ((50, 21), (40, 17), (30, 13), (25, 11), (20, 9), (10, 5), (0, 1))
+_SCOPE = encode_scope("obsbox.logger")
+_get_current_span = trace.get_current_span
+
+_console_id: int | None = None
+_export_id: int | None = None
+_default_removed = False
+_intercept_installed = False
+
+
+def is_sensitive(name: str) -> bool:
+    """Whether a log field called `name` may carry a secret (case-insensitive, '-' read as '_')."""
+    verdict = _sensitive_cache.get(name)
+    if verdict is None:
+        plain = name.lower().replace("-", "_")
+        verdict = any(marker in plain for marker in _SENSITIVE)
+        if len(_sensitive_cache) < 4096:
+            _sensitive_cache[name] = verdict
+    return verdict
+
+
+def severity_number(level_no: int) -> int:
+    for threshold, number in _SEVERITY:
+        if level_no >= threshold:
+            return number
+    return 1
+
+
+def _patch(record: Record) -> None:
+    """Put the current span's ids into every record (unless the caller bound its own)."""
+    extra = record["extra"]
+    if "trace_id" in extra:
+        return
+    ctx = _get_current_span().get_span_context()
+    if ctx.is_valid:
+        extra["trace_id"] = format(ctx.trace_id, "032x")
+        extra["span_id"] = format(ctx.span_id, "016x")
+
+
+def _console_format(record: Record) -> str:
+    trace_part = " <magenta>[{extra[trace_id]:.8}]</magenta>" if "trace_id" in record["extra"] else ""
+    return (
+        "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level>" + trace_part +
+        " | <cyan>{name}</cyan>:<cyan>{function}</cyan>:<cyan>{line}</cyan> - <level>{message}</level>\n{exception}"
+    )
+
+
+def _attribute(value: Any) -> Any:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, bool, int, float)) for v in value):
+        return list(value)
+    return str(value)
+
+
+def _to_item(record: Record) -> LogItem:
+    extra = record["extra"]
+    attributes: dict[str, Any] = {}
+    trace_id = span_id = flags = 0
+    for key, value in extra.items():
+        if key == "trace_id" or key == "span_id":
+            continue
+        attributes[key] = REDACTED if is_sensitive(key) else _attribute(value)
+    tid, sid = extra.get("trace_id"), extra.get("span_id")
+    if isinstance(tid, str) and isinstance(sid, str):
+        try:
+            trace_id, span_id = int(tid, 16), int(sid, 16)
+            ctx = _get_current_span().get_span_context()
+            flags = int(ctx.trace_flags) if ctx.trace_id == trace_id else 1
+        except ValueError:
+            attributes["trace_id"], attributes["span_id"] = tid, sid
+    attributes["code.function.name"] = record["function"]
+    attributes["code.file.path"] = record["file"].path
+    attributes["code.line.number"] = record["line"]
+    attributes.setdefault("logger.name", record["name"] or "")
+    exc = record["exception"]
+    if exc is not None and exc.type is not None:
+        attributes["exception.type"] = exc.type.__qualname__
+        attributes["exception.message"] = str(exc.value)
+        attributes["exception.stacktrace"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    level = record["level"]
+    ts = record["time"].timestamp()
+    return LogItem(int(ts * 1e9), severity_number(level.no), level.name, record["message"], attributes,
+                   trace_id, span_id, flags, _SCOPE)
+
+
+def _export_sink(offer: Callable[[LogItem], None]) -> Callable[[Message], None]:
+    def sink(message: Message) -> None:
+        with contextlib.suppress(Exception):  # a log call must never fail because of export
+            offer(_to_item(message.record))
+
+    return sink
+
+
+class InterceptHandler(logging.Handler):
+    """Routes stdlib `logging` records into loguru, keeping their level, logger name and caller."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        # Find the caller outside the logging module so loguru reports the library's own function and line.
+        frame: FrameType | None = logging.currentframe()
+        depth = 0
+        while frame is not None and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        bound = logger.bind(**{"logger.name": record.name}) if record.name != "root" else logger
+        bound.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+
+_ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
+
+
+def route_stdlib_logging(level: str) -> None:
+    """Send stdlib logging (root and the servers' own loggers) through loguru (idempotent)."""
+    global _intercept_installed
+    root = logging.getLogger()
+    if not any(isinstance(h, InterceptHandler) for h in root.handlers):
+        root.addHandler(InterceptHandler())
+    stdlib_level = logging.getLevelName(level if level not in ("TRACE", "SUCCESS") else "DEBUG")
+    if isinstance(stdlib_level, int) and (root.level == logging.WARNING or not _intercept_installed):
+        root.setLevel(stdlib_level)
+    for name in _ROUTED_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.handlers = [h for h in lg.handlers if isinstance(h, InterceptHandler)]
+        lg.propagate = True
+    _intercept_installed = True
+
+
+def configure_console(settings: Settings) -> None:
+    """(Re)install the console sink and the trace patcher per the settings."""
+    global _console_id, _default_removed
+    logger.configure(patcher=_patch)
+    if not _default_removed:
+        with contextlib.suppress(ValueError):
+            logger.remove(0)  # loguru's default stderr sink: ours replaces it
+        _default_removed = True
+    if _console_id is not None:
+        _remove(_console_id)
+        _console_id = None
+    if settings.console:
+        _console_id = logger.add(sys.stderr, level=settings.log_level, format=_console_format, colorize=None)
+    route_stdlib_logging(settings.log_level)
+
+
+def attach_export(offer: Callable[[LogItem], None], level: str) -> None:
+    """Export every record at `level` or above through `offer` (replacing a previous export sink)."""
+    global _export_id
+    detach_export()
+    _export_id = logger.add(_export_sink(offer), level=level, format="{message}", catch=True)
+
+
+def detach_export() -> None:
+    global _export_id
+    if _export_id is not None:
+        _remove(_export_id)
+        _export_id = None
+
+
+def _remove(handler_id: int) -> None:
+    with contextlib.suppress(ValueError):
+        logger.remove(handler_id)

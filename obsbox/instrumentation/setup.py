@@ -1,17 +1,504 @@
-"""configure(): placeholder until the instrumentation core lands."""
+"""`configure()`: one call gives the process traces, RED metrics and trace-correlated logs over OTLP.
+
+>>> import obsbox
+>>> telemetry = obsbox.configure(service_name="orders", environment="staging")   # doctest: +SKIP
+>>> with telemetry.tracer.start_as_current_span("checkout"):                      # doctest: +SKIP
+...     obsbox.logger.info("order placed", order_id=42)
+>>> telemetry.shutdown()   # flushes; also done at exit                           # doctest: +SKIP
+
+What it installs, once per process (a second call with the same settings returns the same handle; with other
+settings it flushes the old pipeline and reconfigures the same global providers):
+
+- the resource: service.name, service.version, deployment.environment.name, service.instance.id (a uuid4 per
+  process, new in every forked worker), process.* and host.name, plus OTEL_RESOURCE_ATTRIBUTES;
+- as OpenTelemetry globals: obsbox's lean TracerProvider (standard samplers; W3C tracecontext + baggage
+  propagators), an SDK MeterProvider (cumulative, the semantic-convention buckets for HTTP durations, exemplars
+  from sampled spans) and an SDK LoggerProvider — so user code and libraries record into the same pipeline;
+- the lean HTTP instruments the middleware uses (`_runtime.install`), the loguru logger's sinks, the outgoing HTTP
+  client hooks, the process metrics, and optionally the /metrics pull endpoint;
+- one background export thread (restarted after fork) and an exit hook that flushes.
+
+Nothing here raises into the application: a failure to set up logs a warning and returns a handle that does nothing.
+"""
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import _logs as logs_api
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-class Telemetry:
-    def force_flush(self, timeout: float = 5.0) -> bool:
-        return True
+from obsbox.instrumentation import _runtime
+from obsbox.instrumentation._encode import encode_resource
+from obsbox.instrumentation._metrics import Counter, Histogram
+from obsbox.instrumentation._pipeline import LogItem, Pipeline
+from obsbox.instrumentation._tracer import Sampler, TracerProvider
+from obsbox.instrumentation._transport import GrpcSender, HttpSender, Sender, grpc_available
+from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, SEMCONV_METRICS
+from obsbox.instrumentation.settings import Settings, resolve
+
+__all__ = ["Telemetry", "configure"]
+
+_log = logging.getLogger("obsbox")
+VERSION = "0.1.0"
+SCOPE = "obsbox"
+
+
+def _discard(item: object) -> None:
+    return None
+
+
+class _Instruments:
+    """The lean instruments: created once per process so the handles the middleware holds stay valid."""
+
+    def __init__(self) -> None:
+        server = SEMCONV_METRICS["http.server.request.duration"]
+        active = SEMCONV_METRICS["http.server.active_requests"]
+        client = SEMCONV_METRICS["http.client.request.duration"]
+        items = CATALOGUE["obsbox.export.items"]
+        self.server_duration = Histogram(server.name, server.unit, server.description, HTTP_DURATION_BUCKETS)
+        self.server_active = Counter(active.name, active.unit, active.description, monotonic=False)
+        self.client_duration = Histogram(client.name, client.unit, client.description, HTTP_DURATION_BUCKETS)
+        self.export_items = Counter(items.name, items.unit, items.description, monotonic=True)
+        self.all: tuple[Histogram | Counter, ...] = (
+            self.server_duration, self.server_active, self.client_duration, self.export_items,
+        )
+
+    def reset(self) -> None:
+        for instrument in self.all:
+            instrument.reset()
+
+
+class _LogForwarder(LogRecordProcessor):
+    """Records emitted through the OpenTelemetry logs API (SDK LoggerProvider) join obsbox's log queue."""
+
+    def on_emit(self, log_record: Any) -> None:
+        telemetry = _state.telemetry
+        if telemetry is None or telemetry.pipeline is None or not telemetry.pipeline.export_logs:
+            return
+        try:
+            record = log_record.log_record
+            scope = log_record.instrumentation_scope
+            telemetry.pipeline.logs.offer(LogItem.from_api(record, scope.name if scope else ""))
+        except Exception:  # noqa: BLE001 - never raise into the caller
+            _log.debug("obsbox: dropping an unexpected log record", exc_info=True)
 
     def shutdown(self) -> None:
         return None
 
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        telemetry = _state.telemetry
+        return telemetry.force_flush(timeout_millis / 1000) if telemetry else True
 
-def configure(*, service_name: str, endpoint: str | None = None, **kwargs: Any) -> Telemetry:
-    raise NotImplementedError
+
+class _Globals:
+    """The process-wide providers, created at the first configure() and kept (OpenTelemetry globals are set once)."""
+
+    def __init__(self) -> None:
+        self.instruments = _Instruments()
+        self.tracer_provider = TracerProvider(sink=_discard, on_flush=_flush_current, on_shutdown=_shutdown_current)
+        self.tracer_provider.shutdown_done = True  # inactive until a pipeline is installed
+        self.reader = InMemoryMetricReader()
+        buckets = ExplicitBucketHistogramAggregation(list(HTTP_DURATION_BUCKETS))
+        self.meter_provider = MeterProvider(
+            metric_readers=[self.reader],
+            views=[
+                View(instrument_name="http.server.request.duration", aggregation=buckets),
+                View(instrument_name="http.client.request.duration", aggregation=buckets),
+                View(instrument_name="*"),
+            ],
+        )
+        self.logger_provider = LoggerProvider()
+        self.logger_provider.add_log_record_processor(_LogForwarder())
+        self.collect_lock = threading.Lock()
+        self.installed_globally = self._install()
+
+    def _install(self) -> bool:
+        propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
+        trace.set_tracer_provider(self.tracer_provider)
+        metrics.set_meter_provider(self.meter_provider)
+        logs_api.set_logger_provider(self.logger_provider)
+        ours = True
+        for name, installed, provider in (
+            ("TracerProvider", trace.get_tracer_provider(), self.tracer_provider),
+            ("MeterProvider", metrics.get_meter_provider(), self.meter_provider),
+            ("LoggerProvider", logs_api.get_logger_provider(), self.logger_provider),
+        ):
+            if installed is not provider:
+                ours = False
+                _log.warning("obsbox: another OpenTelemetry %s was installed first; code that uses the global one "
+                             "will not export through obsbox", name)
+        return ours
+
+    def collect(self, resource: Resource) -> MetricsData:
+        """SDK metrics (user code, libraries, process metrics) plus the lean instruments, under one resource."""
+        with self.collect_lock:
+            data = self.reader.get_metrics_data()
+        scopes: list[ScopeMetrics] = []
+        if data is not None:
+            for rm in data.resource_metrics:
+                scopes.extend(sm for sm in rm.scope_metrics if sm.metrics)
+        now = time.time_ns()
+        lean = [m for m in (i.collect(now) for i in self.instruments.all) if m.data.data_points]
+        if lean:
+            scopes.append(ScopeMetrics(InstrumentationScope(SCOPE, VERSION), lean, ""))
+        return MetricsData([ResourceMetrics(resource, scopes, "")])
+
+
+class _State:
+    lock = threading.RLock()
+    globals: _Globals | None = None
+    telemetry: Telemetry | None = None
+
+
+_state = _State()
+
+
+def current_telemetry() -> Telemetry | None:
+    """The handle of the pipeline in force, if configure() set one up."""
+    return _state.telemetry
+
+
+def _flush_current(timeout: float) -> bool:
+    telemetry = _state.telemetry
+    return telemetry.force_flush(timeout) if telemetry else True
+
+
+def _shutdown_current() -> None:
+    telemetry = _state.telemetry
+    if telemetry is not None:
+        telemetry.shutdown()
+
+
+class Telemetry:
+    """The handle `configure()` returns.
+
+    >>> telemetry = obsbox.configure(service_name="orders")    # doctest: +SKIP
+    >>> telemetry.force_flush()                                 # doctest: +SKIP
+    True
+    >>> telemetry.shutdown()                                    # doctest: +SKIP
+
+    `tracer` and `meter` are obsbox's own (scope "obsbox"); `resource` the resource attributes;
+    `metrics_port` the port of the /metrics endpoint when one is served.
+    """
+
+    def __init__(self, settings: Settings, resource: dict[str, Any] | None = None,
+                 pipeline: Pipeline | None = None) -> None:
+        self.settings = settings
+        self.resource: dict[str, Any] = resource or {}
+        self.pipeline = pipeline
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+        self.meter: metrics.Meter = metrics.NoOpMeter(SCOPE)
+        self.metrics_server: Any = None
+        self._shutdown = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.pipeline is not None and not self._shutdown
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_server.port if self.metrics_server is not None else None
+
+    def collect_metrics(self) -> MetricsData:
+        """Every metric of this process as it would be exported now (what /metrics renders)."""
+        g = _state.globals
+        if g is None or not self.enabled:
+            return MetricsData([])
+        return g.collect(_sdk_resource(self.resource))
+
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        """Export queued spans and logs and the current metrics now; True when done within `timeout` seconds."""
+        if self.pipeline is None or self._shutdown:
+            return True
+        try:
+            return self.pipeline.force_flush(timeout)
+        except Exception:  # noqa: BLE001
+            _log.debug("obsbox: flush failed", exc_info=True)
+            return False
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush and stop exporting (idempotent). Spans started afterwards are not recorded."""
+        with _state.lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            try:
+                _deactivate(self)
+                if self.metrics_server is not None:
+                    self.metrics_server.stop()
+                if self.pipeline is not None:
+                    self.pipeline.shutdown(timeout)
+            except Exception:  # noqa: BLE001
+                _log.debug("obsbox: shutdown failed", exc_info=True)
+            if _state.telemetry is self:
+                _state.telemetry = None
+
+
+def _deactivate(telemetry: Telemetry) -> None:
+    g = _state.globals
+    if g is None or _state.telemetry is not telemetry:
+        return
+    g.tracer_provider.shutdown_done = True
+    g.tracer_provider.sink = _discard
+    _runtime.install(None)
+    from obsbox.instrumentation import logs
+
+    logs.detach_export()
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    service_version: str | None = None,
+    environment: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    sampler: str | None = None,
+    sample_ratio: float | None = None,
+    metrics_port: int | None = None,
+    metric_export_interval: float | None = None,
+    console: bool | None = None,
+    disabled: bool | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+    compression: str | None = None,
+    export_timeout: float | None = None,
+    max_queue_size: int | None = None,
+    max_export_batch_size: int | None = None,
+    schedule_delay: float | None = None,
+    batch_export_timeout: float | None = None,
+    metrics_host: str | None = None,
+    log_level: str | None = None,
+    export_logs: bool | None = None,
+) -> Telemetry:
+    """Set up traces, metrics and logs for this process; see docs/configuration.md for every setting.
+
+    >>> telemetry = configure(service_name="orders", endpoint="http://collector:4318")   # doctest: +SKIP
+
+    Each argument overrides its `OBSBOX_*` variable, which overrides the standard `OTEL_*` one.
+    """
+    arguments = {k: v for k, v in locals().items() if v is not None}
+    try:
+        settings = resolve(arguments)
+    except Exception:  # noqa: BLE001 - resolve() warns about bad values; anything else must not crash either
+        _log.warning("obsbox: could not read the settings; telemetry is off", exc_info=True)
+        return Telemetry(resolve({"disabled": True}, environ={}))
+    with _state.lock:
+        current = _state.telemetry
+        if current is not None and current.enabled and current.settings == settings:
+            return current
+        if current is not None:
+            current.shutdown()
+        try:
+            telemetry = _build(settings)
+        except Exception:  # noqa: BLE001
+            _log.warning("obsbox: telemetry setup failed; the service runs without it", exc_info=True)
+            telemetry = Telemetry(settings)
+        _state.telemetry = telemetry if telemetry.enabled else None
+        return telemetry
+
+
+def _build(settings: Settings) -> Telemetry:
+    from obsbox.instrumentation import logs
+
+    if settings.disabled:
+        _runtime.install(_runtime.Runtime(trace.NoOpTracer(), _NoopRecorder(), _NoopRecorder(), _NoopRecorder()))
+        logs.configure_console(settings)
+        return Telemetry(settings)
+    if settings.protocol == "grpc" and not grpc_available():
+        _log.warning("obsbox: protocol grpc needs the grpc extra (pip install 'obsbox[grpc]'); "
+                     "exporting with http/protobuf instead")
+        settings = _replace(settings, protocol="http/protobuf",
+                            endpoint=settings.endpoint if settings.endpoint else None)
+    if _state.globals is None:
+        _state.globals = _Globals()
+    g = _state.globals
+    g.instruments.reset()
+    resource = build_resource(settings)
+    sender: Sender
+    if settings.protocol == "grpc":
+        sender = GrpcSender(settings.otlp_endpoint, settings.headers, settings.compression)
+    else:
+        sender = HttpSender(settings.otlp_endpoint, settings.headers, settings.compression)
+    telemetry = Telemetry(settings, resource)
+
+    def collect_metrics() -> tuple[bytes, int] | None:
+        data = g.collect(_sdk_resource(telemetry.resource))
+        points = sum(len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
+                     for m in sm.metrics)
+        if not points:
+            return None
+        return encode_metrics(data).SerializeToString(), points
+
+    pipeline = Pipeline(
+        sender=sender,
+        resource=encode_resource(resource),
+        collect_metrics=collect_metrics,
+        export_items=g.instruments.export_items,
+        max_queue_size=settings.max_queue_size,
+        max_export_batch_size=settings.max_export_batch_size,
+        schedule_delay=settings.schedule_delay,
+        export_timeout=settings.export_timeout,
+        batch_export_timeout=settings.batch_export_timeout,
+        metric_export_interval=settings.metric_export_interval,
+        export_logs=settings.export_logs,
+    )
+    telemetry.pipeline = pipeline
+    tp = g.tracer_provider
+    tp.sampler = Sampler(settings.sampler, settings.sample_ratio)
+    tp.resource = resource
+    tp.sink = pipeline.spans.offer
+    tp.shutdown_done = False
+    telemetry.tracer = tp.get_tracer(SCOPE, VERSION)
+    telemetry.meter = g.meter_provider.get_meter(SCOPE, VERSION)
+    _runtime.install(_runtime.Runtime(
+        tracer=telemetry.tracer,
+        server_duration=g.instruments.server_duration,
+        server_active=g.instruments.server_active,
+        client_duration=g.instruments.client_duration,
+    ))
+    logs.configure_console(settings)
+    if settings.export_logs:
+        logs.attach_export(pipeline.logs.offer, settings.log_level)
+    _integrations()
+    if settings.metrics_port is not None:
+        from obsbox.instrumentation import pull
+
+        telemetry.metrics_server = pull.serve(telemetry, settings.metrics_host, settings.metrics_port)
+    _register_process_hooks()
+    return telemetry
+
+
+class _NoopRecorder:
+    def record(self, seconds: float, attributes: Mapping[str, Any], span_context: Any = None) -> None:
+        return None
+
+    def add(self, amount: int, attributes: Mapping[str, Any]) -> None:
+        return None
+
+
+def _replace(settings: Settings, **changes: Any) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+def _integrations() -> None:
+    """Outgoing HTTP hooks and process metrics: optional parts, each allowed to be missing or to fail alone."""
+    try:
+        from obsbox.instrumentation.clients import instrument_http_clients
+
+        instrument_http_clients()
+    except Exception:  # noqa: BLE001
+        _log.debug("obsbox: HTTP client hooks not installed", exc_info=True)
+    try:
+        from obsbox.instrumentation import process_metrics
+
+        process_metrics.register()
+    except Exception:  # noqa: BLE001
+        _log.debug("obsbox: process metrics not registered", exc_info=True)
+
+
+# --- resource ---------------------------------------------------------------------------------------------------
+def build_resource(settings: Settings) -> dict[str, Any]:
+    """The resource attributes: standard process/host facts < OTEL_RESOURCE_ATTRIBUTES < explicit settings."""
+    attrs: dict[str, Any] = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "obsbox",
+        "telemetry.sdk.version": VERSION,
+        "process.pid": os.getpid(),
+        "process.executable.name": os.path.basename(sys.executable),
+        "process.executable.path": sys.executable,
+        "process.runtime.name": sys.implementation.name,
+        "process.runtime.version": platform.python_version(),
+        "host.name": socket.gethostname(),
+        "host.arch": platform.machine(),
+        "os.type": sys.platform,
+    }
+    attrs.update(settings.resource_attributes)
+    if settings.service_name != "unknown_service:python" or "service.name" not in attrs:
+        attrs["service.name"] = settings.service_name
+    if settings.service_version:
+        attrs["service.version"] = settings.service_version
+    if settings.environment:
+        attrs["deployment.environment.name"] = settings.environment
+    attrs.setdefault("service.instance.id", str(uuid.uuid4()))
+    return attrs
+
+
+def _sdk_resource(attrs: dict[str, Any]) -> Resource:
+    return Resource(attrs)
+
+
+# --- process hooks: exit and fork ------------------------------------------------------------------------------
+_hooks_registered = False
+
+
+def _register_process_hooks() -> None:
+    global _hooks_registered
+    if _hooks_registered:
+        return
+    _hooks_registered = True
+    atexit.register(_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    telemetry = _state.telemetry
+    if telemetry is not None:
+        telemetry.shutdown(timeout=3.0)
+
+
+def _after_fork_in_child() -> None:
+    """A forked worker is a new instance: new id and pid, fresh queues and worker thread, its own counts."""
+    _state.lock = threading.RLock()
+    g = _state.globals
+    telemetry = _state.telemetry
+    if g is None or telemetry is None or telemetry.pipeline is None:
+        return
+    try:
+        g.collect_lock = threading.Lock()
+        for instrument in g.instruments.all:
+            instrument.after_fork()
+        attrs = dict(telemetry.resource)
+        attrs["service.instance.id"] = str(uuid.uuid4())
+        attrs["process.pid"] = os.getpid()
+        telemetry.resource = attrs
+        g.tracer_provider.resource = attrs
+        telemetry.pipeline.after_fork(encode_resource(attrs))
+        g.tracer_provider.sink = telemetry.pipeline.spans.offer
+        from obsbox.instrumentation import logs
+
+        if telemetry.settings.export_logs:
+            logs.attach_export(telemetry.pipeline.logs.offer, telemetry.settings.log_level)
+        # The parent keeps its /metrics port; a worker cannot serve the same one.
+        telemetry.metrics_server = None
+    except Exception:  # noqa: BLE001
+        _log.warning("obsbox: telemetry could not restart in the forked process", exc_info=True)
