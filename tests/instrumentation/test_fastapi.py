@@ -178,3 +178,26 @@ def test_instrument_after_the_app_started(capture: Captured) -> None:
         obsbox.instrument(app)
         client.get("/items/2")
     assert [s.name for s in capture.spans()] == ["GET /items/{item_id}"]
+
+
+def test_configured_pipeline_exports_one_server_span_and_one_series_per_request() -> None:
+    """configure() sets global providers, which switch FastAPI's own telemetry on; obsbox must still be the only
+    source of the request's SERVER span and HTTP metrics, as a real OTLP receiver sees them."""
+    from obsbox.testing import capture as pipeline_capture
+
+    with pipeline_capture(service_name="fastapi-single", metric_export_interval=60.0) as cap:
+        app = build(FastAPI())
+        client = TestClient(obsbox.instrument(app))
+        for _ in range(3):
+            assert client.get("/items/5").status_code == 200
+        assert client.get("/v1/orders/2/lines/3").status_code == 200
+        cap.flush()
+        spans = cap.receiver.wait_for(lambda: [s for s in cap.spans() if s.kind == 2] or None)
+        assert sorted(s.name for s in spans) == ["GET /items/{item_id}"] * 3 + ["GET /v1/orders/{order_id}/lines/{line}"]
+        assert all(s.scope != "fastapi" for s in cap.spans())  # no spans from FastAPI's native telemetry
+        points = cap.receiver.wait_for(lambda: cap.latest("http.server.request.duration") or None)
+        by_route = {p.attributes["http.route"]: p for p in points}
+        assert len(points) == 2 and by_route["/items/{item_id}"].count == 3
+        assert by_route["/v1/orders/{order_id}/lines/{line}"].count == 1
+        assert {p.scope for p in points} != {"fastapi"}
+        assert len([p for p in cap.metrics("http.server.request.duration") if p.scope == "fastapi"]) == 0
