@@ -1,0 +1,171 @@
+"""backends/grafana/provisioning/: fixed datasource uids, every cross-link between signals pointing at a uid that
+exists, `$` escaped for Grafana's environment expansion, and the dashboards provider reading dashboards/."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+import yaml
+
+from obsbox.stack.tree import stack_root
+
+ROOT = stack_root()
+PROVISIONING = ROOT / "backends/grafana/provisioning"
+UIDS = {"prometheus", "loki", "jaeger", "alertmanager"}
+
+
+def datasources() -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load((PROVISIONING / "datasources/obsbox.yaml").read_text())
+    assert data["apiVersion"] == 1
+    return {ds["uid"]: ds for ds in data["datasources"]}
+
+
+def grafana_expand(value: str, env: dict[str, str]) -> str:
+    """What Grafana does to every string of a provisioning file: split on `$$`, expand $VAR / ${VAR} in each part
+    (Go os.ExpandEnv: unset is empty), join with a literal `$`."""
+
+    def expand(part: str) -> str:
+        return re.sub(
+            r"\$(\{([^}]*)\}|[A-Za-z0-9_]+)",
+            lambda m: env.get(m[2] if m[2] is not None else m[1], ""),
+            part,
+        )
+
+    return "$".join(expand(part) for part in value.split("$$"))
+
+
+def strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def expanded(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: expanded(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [expanded(value) for value in node]
+    return grafana_expand(node, dict(os.environ)) if isinstance(node, str) else node
+
+
+def test_the_four_datasources_have_fixed_unique_uids() -> None:
+    data = yaml.safe_load((PROVISIONING / "datasources/obsbox.yaml").read_text())["datasources"]
+    uids = [ds["uid"] for ds in data]
+    assert sorted(uids) == sorted(UIDS) and len(set(uids)) == len(uids)
+    types = {ds["uid"]: ds["type"] for ds in data}
+    assert types == {"prometheus": "prometheus", "loki": "loki", "jaeger": "jaeger", "alertmanager": "alertmanager"}
+    assert [ds["uid"] for ds in data if ds.get("isDefault")] == ["prometheus"]
+    assert all(ds["editable"] is False for ds in data)
+
+
+def test_urls_point_at_the_services_and_ports_of_stack_yml() -> None:
+    compose = yaml.safe_load((ROOT / "stack.yml").read_text())["services"]
+    expected = {
+        "prometheus": "http://prometheus:9090",
+        "loki": "http://loki:3100",
+        "jaeger": "http://jaeger:16686",
+        "alertmanager": "http://alertmanager:9093",
+    }
+    for uid, url in expected.items():
+        assert datasources()[uid]["url"] == url
+        assert uid in compose
+    assert datasources()["alertmanager"]["jsonData"]["implementation"] == "prometheus"
+
+
+def _linked_uids(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["datasourceUid"]] if "datasourceUid" in node else []
+        return own + [uid for value in node.values() for uid in _linked_uids(value)]
+    if isinstance(node, list):
+        return [uid for value in node for uid in _linked_uids(value)]
+    return []
+
+
+def test_every_cross_link_points_at_an_existing_uid() -> None:
+    links = _linked_uids(list(datasources().values()))
+    assert sorted(links) == ["jaeger", "jaeger", "loki", "prometheus"]
+    assert set(links) <= set(datasources())
+
+
+def test_exemplars_open_the_trace_in_jaeger() -> None:
+    destinations = datasources()["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert destinations == [{"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": "View trace"}]
+
+
+def test_log_lines_link_to_their_trace_through_structured_metadata() -> None:
+    fields = expanded(datasources()["loki"])["jsonData"]["derivedFields"]
+    assert fields == [
+        {
+            "name": "trace_id",
+            "matcherType": "label",
+            "matcherRegex": "trace_id",
+            "url": "${__value.raw}",
+            "datasourceUid": "jaeger",
+            "urlDisplayLabel": "View trace",
+        }
+    ]
+
+
+def test_spans_link_to_their_logs_and_metrics() -> None:
+    json_data = expanded(datasources()["jaeger"])["jsonData"]
+    logs = json_data["tracesToLogsV2"]
+    assert logs["datasourceUid"] == "loki" and logs["customQuery"] is True
+    assert logs["query"] == '{service_name=~".+"} | trace_id="${__trace.traceId}"'
+    metrics = json_data["tracesToMetrics"]
+    assert metrics["datasourceUid"] == "prometheus"
+    assert metrics["tags"] == [{"key": "service.name", "value": "service_name"}]
+    assert json_data["nodeGraph"] == {"enabled": True}
+    assert {q["name"] for q in metrics["queries"]} == {"Request rate", "Error rate", "p95 duration (ms)"}
+
+
+@pytest.mark.parametrize("tags", ['service_name="orders"', ""], ids=["tag-found", "tag-missing"])
+def test_traces_to_metrics_queries_are_valid_promql(tags: str) -> None:
+    """Grafana replaces $__tags with the span's mapped tags (nothing when the span lacks them)."""
+    for query in expanded(datasources()["jaeger"])["jsonData"]["tracesToMetrics"]["queries"]:
+        assert "$__tags" in query["query"]
+        promql_parser.parse(query["query"].replace("$__tags", tags))
+        assert "traces_span_metrics_" in query["query"]
+
+
+@pytest.mark.parametrize("path", sorted(PROVISIONING.rglob("*.yaml")), ids=lambda p: str(p.relative_to(PROVISIONING)))
+def test_literal_dollars_are_escaped(path: Path) -> None:
+    """A single `$` would be expanded by Grafana (to nothing: no such variable); only `$$` survives as `$`."""
+    for value in strings(yaml.safe_load(path.read_text())):
+        for part in value.split("$$"):
+            assert "$" not in part, f"{path.name}: {value!r}"
+
+
+def test_the_escaping_check_would_catch_an_unescaped_dollar() -> None:
+    assert grafana_expand("${__value.raw}", {}) == ""
+    assert grafana_expand("$${__value.raw}", {}) == "${__value.raw}"
+    assert grafana_expand("{$$__tags}", {}) == "{$__tags}"
+    assert grafana_expand("$HOME/x", {"HOME": "/root"}) == "/root/x"
+
+
+def test_dashboards_provider_reads_dashboards_dir_with_folders() -> None:
+    data = yaml.safe_load((PROVISIONING / "dashboards/obsbox.yaml").read_text())
+    assert data["apiVersion"] == 1
+    (provider,) = data["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"] == {"path": "/etc/grafana/dashboards", "foldersFromFilesStructure": True}
+    assert "folder" not in provider and "folderUid" not in provider
+    grafana = yaml.safe_load((ROOT / "stack.yml").read_text())["services"]["grafana"]
+    assert "./dashboards:/etc/grafana/dashboards:ro" in grafana["volumes"]
+
+
+def test_dashboards_are_one_folder_deep() -> None:
+    """foldersFromFilesStructure makes one Grafana folder per directory and does not nest them."""
+    for path in (ROOT / "dashboards").rglob("*.json"):
+        assert len(path.relative_to(ROOT / "dashboards").parts) <= 2, path
+
+
+def test_alerting_provisioning_is_valid_and_empty() -> None:
+    data = yaml.safe_load((PROVISIONING / "alerting/obsbox.yaml").read_text())
+    assert data == {"apiVersion": 1}
