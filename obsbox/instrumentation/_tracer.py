@@ -163,7 +163,7 @@ class Span(trace.Span):
         if not context.is_valid and not attributes:
             return
         state = context.trace_state.to_header() if context.trace_state else ""
-        flags = int(context.trace_flags) | 0x100 | (0x200 if context.is_remote else 0)
+        flags = 0x100 | (0x200 if context.is_remote else 0)  # as the official encoder: no trace flags
         link = (context.trace_id, context.span_id, state, dict(attributes) if attributes else {}, flags)
         if self.links is None:
             self.links = [link]
