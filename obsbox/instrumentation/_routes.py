@@ -47,15 +47,18 @@ def fastapi_probe() -> Any | None:
     return _fastapi_probe() if callable(_fastapi_probe) else None
 
 
-def _mount_type() -> type | None:
-    try:
-        from starlette.routing import Mount
-    except ImportError:
-        return None
-    return Mount
+_mount: type | None = None
 
 
-_MOUNT: type | None = _mount_type()
+def _mount_type() -> type:
+    global _mount
+    if _mount is None:
+        from starlette.routing import (
+            Mount,  # imported on first use: only Starlette apps put routes in the scope
+        )
+
+        _mount = Mount
+    return _mount
 
 
 def starlette_route(scope: MutableMapping[str, Any], entry_root_path: str) -> str | None:
@@ -68,7 +71,7 @@ def starlette_route(scope: MutableMapping[str, Any], entry_root_path: str) -> st
         return None
     root_path = scope.get("root_path", "")
     prefix = root_path[len(entry_root_path):] if root_path.startswith(entry_root_path) else ""
-    if _MOUNT is not None and isinstance(route, _MOUNT):
+    if isinstance(route, _mount_type()):
         # A mounted non-router app: the mount's own path is already in root_path.
         return prefix + "/{path}"
     return prefix + template if prefix else template
