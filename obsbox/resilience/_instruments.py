@@ -10,6 +10,7 @@ object registered for that provider, so creating a thousand breakers still regis
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -143,3 +144,12 @@ def _global_instruments() -> Instruments:
 
 def _is_proxy(provider: object) -> bool:
     return type(provider).__name__ == "_ProxyMeterProvider"
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # it may have been held by a thread that did not survive the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

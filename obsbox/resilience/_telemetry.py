@@ -7,6 +7,7 @@ error.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 
@@ -45,7 +46,8 @@ class BreakerTelemetry:
         self._state_of = state_of
         self._meter_provider = meter_provider
         self._call_attrs = {o: attributes(_CALLS, name, o) for o in ("success", "failure", "rejected")}
-        self._inst().breaker_sources.add(self)
+        with suppress(Exception):  # no gauge rather than a breaker that cannot be created
+            self._inst().breaker_sources.add(self)
 
     def _inst(self) -> Instruments:
         return instruments(self._meter_provider)
@@ -145,18 +147,42 @@ class PoolTelemetry:
         self._outcome_attrs = {o: attributes(_POOL_DURATION, name, o) for o in ("success", "failure")}
         self.tracer = trace.get_tracer("obsbox.resilience", tracer_provider=tracer_provider)
         self.span_name = f"{name} task"
-        instruments(meter_provider).pool_sources.add(self)
+        # What this pool has added to the busy and queue-depth counters, so they can be brought back to zero when
+        # the workers vanish (a fork, a closed event loop).
+        self._counts_lock = threading.Lock()
+        self._busy_now = 0
+        self._queued_now = 0
+        with suppress(Exception):  # no gauge rather than a pool that cannot be created
+            instruments(meter_provider).pool_sources.add(self)
 
     def observations(self) -> Iterable[Observation]:
         return [Observation(self._size_of(), self._name_attrs)]
 
     def busy(self, delta: int) -> None:
+        with self._counts_lock:
+            self._busy_now += delta
         with suppress(Exception):  # telemetry never breaks the pool
             instruments(self._meter_provider).pool_busy.add(delta, self._name_attrs)
 
     def queued(self, delta: int) -> None:
+        with self._counts_lock:
+            self._queued_now += delta
         with suppress(Exception):  # telemetry never breaks the pool
             instruments(self._meter_provider).pool_queue_depth.add(delta, self._name_attrs)
+
+    def zero(self) -> None:
+        """Take back every busy worker and queued task this pool reported (their work is gone)."""
+        with self._counts_lock:
+            busy, queued = self._busy_now, self._queued_now
+        if busy:
+            self.busy(-busy)
+        if queued:
+            self.queued(-queued)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's threads and queue did not come along."""
+        self._counts_lock = threading.Lock()
+        self.zero()
 
     def task(self, seconds: float, outcome: str) -> None:
         with suppress(Exception):  # telemetry never breaks the pool

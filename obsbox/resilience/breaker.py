@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
@@ -134,6 +136,7 @@ class CircuitBreaker:
         self._trials = 0
         self._trial_successes = 0
         self._telemetry = BreakerTelemetry(name, lambda: self._state, meter_provider)
+        _breakers.add(self)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state!r})"
@@ -281,3 +284,17 @@ class CircuitBreaker:
             return bool(rule(exc))
         except Exception:  # noqa: BLE001 - a broken predicate must not hide the original error
             return True
+
+
+_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held a breaker's lock at the moment of the fork; in the child that thread
+    # is gone and the lock would stay taken forever. The state itself (a plain copy) stays valid.
+    for breaker in list(_breakers):
+        breaker._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

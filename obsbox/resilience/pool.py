@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -139,6 +141,7 @@ class WorkerPool:
         self._closed = False
         self._telemetry = PoolTelemetry(name, lambda: 0 if self._closed else self.workers, meter_provider,
                                         tracer_provider)
+        _thread_pools.add(self)
 
     def __repr__(self) -> str:
         return f"WorkerPool({self.name!r}, workers={self.workers}, queue_size={self.queue_size})"
@@ -203,6 +206,15 @@ class WorkerPool:
         for sentinel in kept:
             self._queue.put(sentinel)
 
+    def _after_fork_in_child(self) -> None:
+        # The parent's worker threads do not exist here and its queued tasks are the parent's to run: start
+        # afresh (threads again on the next submit).
+        self._lock = threading.Lock()
+        self._room = threading.Semaphore(self.queue_size)
+        self._queue = SimpleQueue()
+        self._threads = []
+        self._telemetry.after_fork()
+
     def _start_workers(self) -> None:
         for i in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"{self.name}-worker-{i}", daemon=True)
@@ -263,6 +275,7 @@ class AsyncWorkerPool:
         self.queue_size = queue_size
         self.submit_timeout = submit_timeout
         self._queue: asyncio.Queue[tuple[_Task[Any], asyncio.Future[Any]]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
         self._telemetry = PoolTelemetry(name, lambda: 0 if self._closed else self.workers, meter_provider,
@@ -324,11 +337,23 @@ class AsyncWorkerPool:
         self._workers.clear()
 
     def _ensure_started(self) -> asyncio.Queue[tuple[_Task[Any], asyncio.Future[Any]]]:
+        loop = asyncio.get_running_loop()
+        if self._queue is not None and self._loop is not loop:
+            old = self._loop
+            if old is not None and old.is_running():
+                raise RuntimeError(
+                    f"worker pool {self.name!r} already runs on another event loop; create one pool per loop"
+                )
+            # The loop the workers ran on has stopped (a test client, asyncio.run): they and their queue died
+            # with it. Start over on this loop.
+            self._queue = None
+            self._workers = []
+            self._telemetry.zero()
         if self._queue is None:
             self._queue = asyncio.Queue(self.queue_size)
+            self._loop = loop
             self._workers = [
-                asyncio.get_running_loop().create_task(self._work(), name=f"{self.name}-worker-{i}")
-                for i in range(self.workers)
+                loop.create_task(self._work(), name=f"{self.name}-worker-{i}") for i in range(self.workers)
             ]
         return self._queue
 
@@ -377,6 +402,18 @@ class AsyncWorkerPool:
             self._telemetry.task(time.perf_counter() - started, "success")
             if not future.done():
                 future.set_result(result)
+
+
+_thread_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_thread_pools):
+        pool._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _mark_retrieved(future: asyncio.Future[Any]) -> None:

@@ -18,6 +18,7 @@ be synchronous (tenacity's built-in ones are).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,7 @@ def tenacity_hooks(
     def retry_hook(state: RetryCallState) -> bool:
         outcome = state.outcome
         failed = outcome is not None and outcome.failed
-        decision = bool(retry(state)) if retry is not None else failed
+        decision = _decide(retry, state, "retry") if retry is not None else failed
         if not decision:
             if failed:
                 telemetry.outcome("non_retryable")
@@ -55,7 +56,7 @@ def tenacity_hooks(
 
     def stop_hook(state: RetryCallState) -> bool:
         # tenacity asks `stop` only after `retry` chose to retry, so True here means the call is exhausted.
-        decision = bool(stop(state)) if stop is not None else False
+        decision = _decide(stop, state, "stop") if stop is not None else False
         if decision:
             telemetry.outcome("exhausted")
         return decision
@@ -68,3 +69,13 @@ def tenacity_hooks(
         return before_sleep(state) if before_sleep is not None else None
 
     return {"retry": retry_hook, "stop": stop_hook, "before_sleep": before_sleep_hook}
+
+
+def _decide(strategy: Strategy, state: RetryCallState, role: str) -> bool:
+    decision = strategy(state)
+    if inspect.isawaitable(decision):
+        close = getattr(decision, "close", None)
+        if close is not None:
+            close()  # no "never awaited" warning on top of the error
+        raise TypeError(f"tenacity_hooks: the {role} strategy must be synchronous (tenacity's built-in ones are)")
+    return bool(decision)
