@@ -21,9 +21,9 @@ from fastapi import FastAPI, Request, Response
 
 import obsbox
 from obsbox import logger
+from obsbox.instrumentation.pull import exposition
 from obsbox.samples._chaos import FaultInjector
 from obsbox.samples._env import env_float, service_url
-from obsbox.samples._pull import add_fastapi_metrics_route
 
 # Headers worth passing downstream: the idempotency key makes a retried POST safe end to end.
 _FORWARDED = ("idempotency-key", "content-type")
@@ -70,8 +70,14 @@ def create_app() -> FastAPI:
     async def get_order(request: Request, order_id: str) -> Response:
         return await forward(request, f"{orders}/orders/{order_id}")
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        # The pull endpoint, on the service's own port: the series obsbox pushes, for scrapers (OpenMetrics with
+        # exemplars when the scraper asks for it).
+        body, content_type = exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
     faults.add_fastapi_admin(app)
-    add_fastapi_metrics_route(app)
     # Scrapes and fault administration are not traffic: keep them out of the RED metrics.
     obsbox.instrument(app, excluded_paths=["/metrics", "/admin/faults"])
     return app

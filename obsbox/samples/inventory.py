@@ -20,8 +20,8 @@ from typing import Any
 
 import obsbox
 from obsbox import logger
+from obsbox.instrumentation.pull import exposition
 from obsbox.samples._chaos import FaultInjector
-from obsbox.samples._pull import asgi_metrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -93,7 +93,10 @@ def create_app() -> ASGIApp:
             return
         method, path = scope["method"], scope["path"]
         if path == "/metrics":
-            await asgi_metrics(scope, receive, send)
+            # The pull endpoint on the service's own port (OpenMetrics with exemplars when the scraper asks).
+            headers = dict(scope["headers"])
+            body, content_type = exposition(headers.get(b"accept", b"").decode("latin-1"))
+            await send_bytes(send, 200, body, content_type)
             return
         if path == "/admin/faults":
             client = scope.get("client")
@@ -132,8 +135,11 @@ async def read_body(receive: Receive) -> bytes:
 
 
 async def send_json(send: Send, status: int, payload: Any) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send_bytes(send, status, json.dumps(payload).encode(), "application/json")
+
+
+async def send_bytes(send: Send, status: int, body: bytes, content_type: str) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

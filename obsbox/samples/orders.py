@@ -24,17 +24,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Header
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 import obsbox
 from obsbox import AsyncWorkerPool, CircuitBreaker, CircuitOpenError, Retry, RetryExhaustedError, logger
+from obsbox.instrumentation.pull import exposition
 from obsbox.resilience import PoolFullError, retryable_http_error
 from obsbox.samples._chaos import FaultInjector
 from obsbox.samples._env import env_float, env_int, service_url
 from obsbox.samples._idempotency import Answer, IdempotencyStore
-from obsbox.samples._pull import add_fastapi_metrics_route
 
 
 class OrderRequest(BaseModel):
@@ -151,7 +151,13 @@ def create_app() -> FastAPI:
             return JSONResponse({"error": "no such order"}, 404)
         return JSONResponse(orders[order_id])
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        # The pull endpoint, on the service's own port: the series obsbox pushes, for scrapers (OpenMetrics with
+        # exemplars when the scraper asks for it).
+        body, content_type = exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
     faults.add_fastapi_admin(app)
-    add_fastapi_metrics_route(app)
     obsbox.instrument(app, excluded_paths=["/metrics", "/admin/faults"])
     return app

@@ -17,14 +17,14 @@ import time
 import uuid
 from collections import Counter
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 import obsbox
 from obsbox import logger
+from obsbox.instrumentation.pull import exposition
 from obsbox.samples._chaos import FaultInjector
 from obsbox.samples._env import env_float
-from obsbox.samples._pull import add_flask_metrics_route
 
 
 def create_app() -> Flask:
@@ -59,7 +59,12 @@ def create_app() -> Flask:
             count = charges_by_order[order_id] if order_id else total["charges"]
         return jsonify(count=count)
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        # The pull endpoint on the service's own port (OpenMetrics with exemplars when the scraper asks for it).
+        body, content_type = exposition(request.headers.get("Accept"))
+        return Response(body, content_type=content_type)
+
     FaultInjector("payments").install_flask(app)
-    add_flask_metrics_route(app)
     obsbox.instrument(app, excluded_paths=["/metrics", "/admin/faults"])
     return app

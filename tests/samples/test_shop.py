@@ -28,8 +28,11 @@ pytestmark = pytest.mark.slow
 SERVER = 2  # SpanKind.SERVER in OTLP
 
 
-def order(running: shop.Shop, key: str | None = None, sku: str = "tea-01") -> tuple[int, dict[str, object]]:
+def order(running: shop.Shop, key: str | None = None, sku: str = "tea-01",
+          trace_id: str | None = None) -> tuple[int, dict[str, object]]:
     headers = {"Idempotency-Key": key} if key else {}
+    if trace_id:  # continue a trace of the test's own, to find this order's spans among all others
+        headers["traceparent"] = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
     status, body, _ = http("POST", running.urls["gateway"] + "/orders", {"sku": sku, "quantity": 1}, headers)
     return status, body
 
@@ -52,27 +55,31 @@ def test_every_service_answers_and_serves_its_own_pull_endpoint(running_shop: sh
 
 
 def test_one_order_is_one_trace_across_the_four_services(running_shop: shop.Shop, receiver: OTLPReceiver) -> None:
-    seen = {s.trace_id for s in receiver.spans()}
+    seen = {(s.trace_id, s.span_id) for s in receiver.spans()}  # spans of earlier requests may still arrive: tell them apart
     status, body = order(running_shop)
     assert status == 201, body
-
-    def new_server_spans() -> list[SpanRecord] | None:
-        spans = [s for s in receiver.spans() if s.trace_id not in seen and s.kind == SERVER]
-        services = {s.resource.get("service.name") for s in spans}
-        return spans if services >= {"gateway", "orders", "payments", "inventory"} else None
-
-    spans = receiver.wait_for(new_server_spans, timeout=15)
-    assert len({s.trace_id for s in spans}) == 1, [(s.resource["service.name"], s.name, s.trace_id) for s in spans]
-    by_service = {s.resource["service.name"]: s for s in spans}
-    gateway = by_service["gateway"]
+    gateway = receiver.wait_for(lambda: next(
+        (s for s in receiver.spans() if (s.trace_id, s.span_id) not in seen and s.kind == SERVER
+         and s.resource.get("service.name") == "gateway" and s.attributes.get("http.route") == "/orders"), None))
     assert gateway.parent_span_id == ""  # the trace starts at the gateway
-    assert gateway.attributes.get("http.route") == "/orders"
+
+    def trace_servers() -> dict[str, SpanRecord] | None:
+        spans = {s.resource.get("service.name"): s for s in receiver.spans()
+                 if s.trace_id == gateway.trace_id and s.kind == SERVER}
+        return spans if len(spans) == 4 else None  # type: ignore[return-value]
+
+    by_service = receiver.wait_for(trace_servers, timeout=15)
+    assert by_service["orders"].attributes.get("http.route") == "/orders"
     assert by_service["inventory"].attributes.get("http.route") == "/reservations"  # plain ASGI, template told
     assert by_service["payments"].attributes.get("http.route") == "/charges"
+    # ONE trace: no server span of this order's work started a trace of its own.
+    strays = [(s.resource.get("service.name"), s.name) for s in receiver.spans()
+              if (s.trace_id, s.span_id) not in seen and s.kind == SERVER and s.trace_id != gateway.trace_id
+              and s.attributes.get("http.route") in ("/orders", "/reservations", "/charges")]
+    assert strays == []
     # The fulfilment task joins the same trace (the worker pool carries the context).
-    trace_spans = receiver.wait_for(
-        lambda: [s for s in receiver.spans() if s.trace_id == gateway.trace_id and "fulfilment" in s.name] or None)
-    assert trace_spans
+    assert receiver.wait_for(lambda: [s for s in receiver.spans()
+                                      if s.trace_id == gateway.trace_id and "fulfilment" in s.name] or None)
 
 
 def test_a_replayed_idempotency_key_is_charged_once(running_shop: shop.Shop) -> None:
@@ -134,10 +141,10 @@ def test_inventory_errors_are_retried_visibly_and_exhaustion_is_counted(
     retries_before = latest_value(receiver, "obsbox.retry.retries", "orders", **{"retry.name": "inventory"})
     exhausted_before = latest_value(receiver, "obsbox.retry.calls", "orders",
                                     **{"retry.name": "inventory", "retry.outcome": "exhausted"})
-    seen = {s.trace_id for s in receiver.spans()}
+    trace_id = uuid.uuid4().hex
     try:
         faults.set_faults(running_shop.urls["inventory"], error_rate=1.0)
-        status, body = order(running_shop)
+        status, body = order(running_shop, trace_id=trace_id)
         assert status == 503 and "inventory unavailable" in str(body["error"])
     finally:
         faults.reset_faults(running_shop.urls["inventory"])
@@ -148,7 +155,7 @@ def test_inventory_errors_are_retried_visibly_and_exhaustion_is_counted(
     assert points(receiver, "obsbox.retry.backoff", "orders", **{"retry.name": "inventory"})
 
     def retry_events() -> list[tuple[str, dict[str, object]]] | None:
-        events = [e for s in receiver.spans() if s.trace_id not in seen and s.resource.get("service.name") == "orders"
+        events = [e for s in receiver.spans() if s.trace_id == trace_id and s.resource.get("service.name") == "orders"
                   for e in s.events if e[0] == "retry"]
         return events if len(events) >= RETRY_ATTEMPTS - 1 else None
 
@@ -157,7 +164,7 @@ def test_inventory_errors_are_retried_visibly_and_exhaustion_is_counted(
     # inventory saw every attempt: its server spans of this order all answered 503
 
     def inventory_503() -> list[SpanRecord] | None:
-        spans = [s for s in receiver.spans() if s.trace_id not in seen and s.kind == SERVER
+        spans = [s for s in receiver.spans() if s.trace_id == trace_id and s.kind == SERVER
                  and s.resource.get("service.name") == "inventory"]
         return spans if len(spans) >= RETRY_ATTEMPTS else None
 
