@@ -330,3 +330,10 @@ def test_interpolation_helper_follows_compose_rules() -> None:
     assert interpolate("${A}", {"A": "1"}) == "1"
     with pytest.raises(LookupError):
         interpolate("${A:?no}", {"A": ""})
+
+
+def test_every_variable_of_stack_yml_is_pinned_or_documented() -> None:
+    docs = (ROOT / "docs/stack.md").read_text()
+    pins = pinned_images()
+    for name in {m["name"] for m in _VAR.finditer((ROOT / "stack.yml").read_text())}:
+        assert name in pins or f"`{name}`" in docs, f"${{{name}}} is neither in .env nor in docs/stack.md"
