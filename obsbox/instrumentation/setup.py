@@ -130,7 +130,6 @@ class _Globals:
             views=[
                 View(instrument_name="http.server.request.duration", aggregation=buckets),
                 View(instrument_name="http.client.request.duration", aggregation=buckets),
-                View(instrument_name="*"),
             ],
         )
         self.logger_provider = LoggerProvider()
