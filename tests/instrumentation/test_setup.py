@@ -58,9 +58,11 @@ def test_otel_resource_attributes_and_service_name_env(monkeypatch: pytest.Monke
 def test_globals_are_obsbox_and_user_spans_nest_under_the_request_span(telemetry: Telemetry,
                                                                        otlp_receiver: OTLPReceiver) -> None:
     runtime = _runtime.current()
-    with runtime.tracer.start_as_current_span("GET /items/{id}", kind=trace.SpanKind.SERVER) as server:
-        with trace.get_tracer("mylib").start_as_current_span("db") as db:
-            assert trace.get_current_span() is db
+    with (
+        runtime.tracer.start_as_current_span("GET /items/{id}", kind=trace.SpanKind.SERVER) as server,
+        trace.get_tracer("mylib").start_as_current_span("db") as db,
+    ):
+        assert trace.get_current_span() is db
     telemetry.force_flush()
     spans = {s.name: s for s in otlp_receiver.spans()}
     assert spans["db"].parent_span_id == spans["GET /items/{id}"].span_id
