@@ -1,0 +1,141 @@
+"""The obsbox logger: trace correlation, OTLP export (severity, attributes, exceptions), stdlib routing, redaction."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+
+import obsbox
+from obsbox import logger
+from obsbox.instrumentation.setup import Telemetry
+from obsbox.testing import OTLPReceiver
+
+
+@pytest.fixture
+def telemetry(otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]) -> Iterator[Telemetry]:
+    t = obsbox.configure(service_name="logs-test", endpoint=otlp_receiver.endpoint, schedule_delay=0.05,
+                         log_level="DEBUG")
+    yield t
+    t.shutdown()
+
+
+def test_logger_works_before_configure() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "from obsbox import logger; logger.info('before configure {}', 1)"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert "before configure 1" in out.stderr
+
+
+def test_records_inside_a_span_carry_its_ids_and_are_exported(telemetry: Telemetry,
+                                                             otlp_receiver: OTLPReceiver) -> None:
+    seen: list[dict[str, object]] = []
+    sink = logger.add(lambda m: seen.append(dict(m.record["extra"])), level="DEBUG")
+    try:
+        with trace.get_tracer("t").start_as_current_span("checkout") as span:
+            logger.warning("payment slow", order_id=42, amount=9.5, retried=True, tags=["a", "b"])
+        logger.info("outside")
+    finally:
+        logger.remove(sink)
+    ctx = span.get_span_context()
+    trace_hex, span_hex = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+    assert seen[0]["trace_id"] == trace_hex and seen[0]["span_id"] == span_hex
+    assert re.fullmatch(r"[0-9a-f]{32}", str(seen[0]["trace_id"])) and "trace_id" not in seen[1]
+    telemetry.force_flush()
+    inside, outside = otlp_receiver.logs()
+    assert inside.body == "payment slow"
+    assert (inside.severity_number, inside.severity_text) == (13, "WARNING")
+    assert (inside.trace_id, inside.span_id, inside.flags) == (trace_hex, span_hex, 1)
+    attrs = inside.attributes
+    assert attrs["order_id"] == 42 and attrs["amount"] == 9.5 and attrs["retried"] is True
+    assert attrs["tags"] == ["a", "b"] and "trace_id" not in attrs
+    assert attrs["code.function.name"] == "test_records_inside_a_span_carry_its_ids_and_are_exported"
+    assert inside.resource["service.name"] == "logs-test" and inside.scope == "obsbox.logger"
+    assert (outside.trace_id, outside.span_id, outside.severity_number) == ("", "", 9)
+
+
+@pytest.mark.parametrize(("method", "number"), [("trace", 1), ("debug", 5), ("info", 9), ("success", 11),
+                                                ("warning", 13), ("error", 17), ("critical", 21)])
+def test_severity_numbers(otlp_receiver: OTLPReceiver, method: str, number: int) -> None:
+    t = obsbox.configure(service_name="sev", endpoint=otlp_receiver.endpoint, schedule_delay=0.05,
+                         log_level="TRACE")
+    try:
+        getattr(logger, method)("level check")
+        t.force_flush()
+        (record,) = [r for r in otlp_receiver.logs() if r.body == "level check"]
+        assert record.severity_number == number and record.severity_text == method.upper()
+    finally:
+        t.shutdown()
+
+
+def test_exceptions_keep_their_traceback(telemetry: Telemetry, otlp_receiver: OTLPReceiver) -> None:
+    try:
+        {}["missing"]  # noqa: B018
+    except KeyError:
+        logger.exception("lookup failed")
+    telemetry.force_flush()
+    (record,) = otlp_receiver.logs()
+    assert record.severity_number == 17
+    assert record.attributes["exception.type"] == "KeyError"
+    assert record.attributes["exception.message"] == "'missing'"
+    assert "Traceback" in record.attributes["exception.stacktrace"]
+    assert "test_exceptions_keep_their_traceback" in record.attributes["exception.stacktrace"]
+
+
+def test_secret_fields_are_redacted(telemetry: Telemetry, otlp_receiver: OTLPReceiver) -> None:
+    logger.info("login", user="ann", password="hunter2", api_key="k", Authorization="Bearer x",
+                session_cookie="c", access_token="t", client_secret="s")
+    telemetry.force_flush()
+    (record,) = otlp_receiver.logs()
+    attrs = record.attributes
+    assert attrs["user"] == "ann"
+    for key in ("password", "api_key", "Authorization", "session_cookie", "access_token", "client_secret"):
+        assert attrs[key] == "REDACTED", key
+    assert "hunter2" not in repr(otlp_receiver.log_requests)
+
+
+def test_stdlib_logging_takes_the_same_path(telemetry: Telemetry, otlp_receiver: OTLPReceiver) -> None:
+    with trace.get_tracer("t").start_as_current_span("lib call") as span:
+        logging.getLogger("somelib.client").warning("retrying %s in %ds", "GET /x", 2)
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    try:
+        raise ValueError("stdlib boom")
+    except ValueError:
+        logging.getLogger("somelib").exception("failed")
+    telemetry.force_flush()
+    records = {r.body: r for r in otlp_receiver.logs()}
+    lib = records["retrying GET /x in 2s"]
+    assert lib.severity_number == 13 and lib.attributes["logger.name"] == "somelib.client"
+    assert lib.trace_id == f"{span.get_span_context().trace_id:032x}"
+    assert lib.attributes["code.function.name"] == "test_stdlib_logging_takes_the_same_path"
+    assert records["Application startup complete."].attributes["logger.name"] == "uvicorn.error"
+    assert records["failed"].attributes["exception.type"] == "ValueError"
+
+
+def test_console_shows_a_short_trace_id(otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]) -> None:
+    t = obsbox.configure(service_name="console", endpoint=otlp_receiver.endpoint)
+    try:
+        with trace.get_tracer("t").start_as_current_span("visible") as span:
+            logger.info("readable line")
+    finally:
+        t.shutdown()
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "readable line" in x)
+    assert f"[{span.get_span_context().trace_id:032x}"[:9] in line and "| INFO" in line
+
+
+def test_console_can_be_switched_off(otlp_receiver: OTLPReceiver, capsys: pytest.CaptureFixture[str]) -> None:
+    t = obsbox.configure(service_name="quiet", endpoint=otlp_receiver.endpoint, console=False, schedule_delay=0.05)
+    try:
+        logger.info("only exported")
+        t.force_flush()
+    finally:
+        t.shutdown()
+    assert "only exported" not in capsys.readouterr().err
+    assert [r.body for r in otlp_receiver.logs()] == ["only exported"]
