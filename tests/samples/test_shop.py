@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from obsbox.instrumentation.catalogue import CATALOGUE, SEMCONV_METRICS
 from obsbox.samples import faults, load, shop
 from obsbox.testing import OTLPReceiver, SpanRecord
 
@@ -47,11 +48,25 @@ def charges(running: shop.Shop, order_id: str | None = None) -> int:
 def test_every_service_answers_and_serves_its_own_pull_endpoint(running_shop: shop.Shop) -> None:
     status, items, _ = http("GET", running_shop.urls["gateway"] + "/catalogue")
     assert status == 200 and {i["sku"] for i in items} >= {"tea-01", "kettle-99"}
+    assert order(running_shop)[0] == 201
     for name, url in running_shop.urls.items():
         status, text, headers = http("GET", url + "/metrics")
         assert status == 200, (name, text)
         assert headers["content-type"].startswith("text/plain")
         assert f'service_name="{name}"' in text, name
+        # the RED metrics of every service, under the names the dashboards use, labelled by route template
+        server = SEMCONV_METRICS["http.server.request.duration"].prometheus_name + "_count{"
+        assert any(line.startswith(server) and 'http_route="' in line for line in text.splitlines()), name
+    _, orders_text, _ = http("GET", running_shop.urls["orders"] + "/metrics")
+    for metric in ("obsbox.circuit_breaker.state", "obsbox.circuit_breaker.calls", "obsbox.retry.calls",
+                   "obsbox.pool.size", "obsbox.pool.busy"):
+        assert CATALOGUE[metric].prometheus_name + "{" in orders_text, metric
+    assert 'breaker_name="payments",breaker_state="closed"} 1' in orders_text
+    _, inventory_text, _ = http("GET", running_shop.urls["inventory"] + "/metrics")
+    assert 'http_route="/reservations"' in inventory_text  # the plain ASGI app's template, not the raw path
+    _, openmetrics, headers = http("GET", running_shop.urls["payments"] + "/metrics",
+                                   headers={"Accept": "application/openmetrics-text"})
+    assert headers["content-type"].startswith("application/openmetrics-text") and openmetrics.endswith("# EOF\n")
 
 
 def test_one_order_is_one_trace_across_the_four_services(running_shop: shop.Shop, receiver: OTLPReceiver) -> None:
@@ -231,3 +246,14 @@ def test_load_reaches_its_rate_stops_by_itself_and_moves_the_worker_pool(
     busy = [p.value for p in points(receiver, "obsbox.pool.busy", "orders", **pool)]
     assert max(v or 0 for v in busy) >= 1  # one worker, 150 ms per task, ~5 orders/s: it was busy
     assert latest_value(receiver, "obsbox.pool.size", "orders", **pool) == 1
+
+
+def test_scrapes_and_fault_administration_are_not_traffic(running_shop: shop.Shop, receiver: OTLPReceiver) -> None:
+    # Every test above scraped /metrics and used /admin/faults; none of it may show as requests.
+    for url in running_shop.urls.values():
+        http("GET", url + "/metrics")
+        faults.get_faults(url)
+    time.sleep(0.5)
+    paths = {s.attributes.get("url.path") or s.attributes.get("http.route") for s in receiver.spans()
+             if s.kind == SERVER}
+    assert not paths & {"/metrics", "/admin/faults"}, paths
