@@ -95,6 +95,13 @@ def test_one_order_is_one_trace_across_the_four_services(running_shop: shop.Shop
     # The fulfilment task joins the same trace (the worker pool carries the context).
     assert receiver.wait_for(lambda: [s for s in receiver.spans()
                                       if s.trace_id == gateway.trace_id and "fulfilment" in s.name] or None)
+    # And the services' log lines carry it: from a log line to the trace, and back.
+    logs = receiver.wait_for(lambda: {r.body: r for r in receiver.logs() if r.trace_id == gateway.trace_id}
+                             if len({r.body for r in receiver.logs() if r.trace_id == gateway.trace_id}) >= 4
+                             else None)
+    assert {"order placed", "order fulfilled", "charged", "reserved"} <= set(logs), set(logs)
+    assert logs["order placed"].attributes.get("order_id") == body["order_id"]
+    assert logs["charged"].resource.get("service.name") == "payments"
 
 
 def test_a_replayed_idempotency_key_is_charged_once(running_shop: shop.Shop) -> None:
