@@ -2,7 +2,8 @@
 
 Every breaker, retry policy and pool records through the OpenTelemetry metrics API: by default through the global
 meter provider (whatever `obsbox.configure()` installed; before that, the API's proxy, which starts forwarding as
-soon as a provider is set), or through an explicit `meter_provider=` given to the object (tests, custom pipelines).
+soon as a provider is set — so a breaker made at import time reports once configure() runs), or through an explicit
+`meter_provider=` given to the object (tests, custom pipelines).
 
 Observable instruments (breaker state, pool size) are created once per provider; each callback reports every live
 object registered for that provider, so creating a thousand breakers still registers one callback.
@@ -103,47 +104,31 @@ def _gauge(
 _lock = threading.Lock()
 # Explicit providers, weakly keyed so a test's provider is not kept alive by the cache.
 _by_provider: weakref.WeakKeyDictionary[metrics.MeterProvider, Instruments] = weakref.WeakKeyDictionary()
-# The global provider's instruments and the provider object they were created on.
-_global: tuple[object, Instruments] | None = None
-_global_sources: tuple[weakref.WeakSet[Observable], weakref.WeakSet[Observable]] | None = None
+# The global provider's instruments. Made once: the OpenTelemetry API sets the global provider only once, and
+# instruments made before that (on the API's proxy) start forwarding to it when it is set.
+_global: Instruments | None = None
 
 
 def instruments(meter_provider: metrics.MeterProvider | None = None) -> Instruments:
-    """The instruments for `meter_provider`, or for the global provider when None (created on first use)."""
-    if meter_provider is not None:
-        found = _by_provider.get(meter_provider)
-        if found is None:
+    """The instruments for `meter_provider`, or for the global provider when None (created on first use).
+
+    Callers keep the result: looking it up costs a dict access, recording through it nothing more.
+    """
+    global _global
+    if meter_provider is None:
+        if _global is None:
             with _lock:
-                found = _by_provider.get(meter_provider)
-                if found is None:
-                    found = Instruments(meter_provider.get_meter(METER_NAME))
-                    _by_provider[meter_provider] = found
-        return found
-    return _global_instruments()
-
-
-def _global_instruments() -> Instruments:
-    global _global, _global_sources
-    current = metrics.get_meter_provider()
-    cached = _global
-    # Instruments made on the API's proxy follow the provider set later, so they stay valid. Only a real provider
-    # replaced by another one (tests that reset the global state) needs new instruments.
-    if cached is not None and (cached[0] is current or _is_proxy(cached[0])):
-        return cached[1]
-    with _lock:
-        cached = _global
-        if cached is not None and (cached[0] is current or _is_proxy(cached[0])):
-            return cached[1]
-        # Keep the objects registered so far: they do not know the provider changed.
-        sources = _global_sources or (weakref.WeakSet(), weakref.WeakSet())
-        made = Instruments(metrics.get_meter(METER_NAME), *sources)
-        _global_sources = (made.breaker_sources, made.pool_sources)
-        _global = (current, made)
-        return made
-
-
-def _is_proxy(provider: object) -> bool:
-    return type(provider).__name__ == "_ProxyMeterProvider"
+                if _global is None:
+                    _global = Instruments(metrics.get_meter(METER_NAME))
+        return _global
+    found = _by_provider.get(meter_provider)
+    if found is None:
+        with _lock:
+            found = _by_provider.get(meter_provider)
+            if found is None:
+                found = Instruments(meter_provider.get_meter(METER_NAME))
+                _by_provider[meter_provider] = found
+    return found
 
 
 def _after_fork_in_child() -> None:

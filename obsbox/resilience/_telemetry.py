@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Observation
@@ -44,13 +43,10 @@ class BreakerTelemetry:
     ) -> None:
         self.name = name
         self._state_of = state_of
-        self._meter_provider = meter_provider
         self._call_attrs = {o: attributes(_CALLS, name, o) for o in ("success", "failure", "rejected")}
-        with suppress(Exception):  # no gauge rather than a breaker that cannot be created
-            self._inst().breaker_sources.add(self)
-
-    def _inst(self) -> Instruments:
-        return instruments(self._meter_provider)
+        self._inst = _resolve(meter_provider)
+        if self._inst is not None:
+            self._inst.breaker_sources.add(self)
 
     def observations(self) -> Iterable[Observation]:
         current = self._state_of()
@@ -61,13 +57,16 @@ class BreakerTelemetry:
 
     def call(self, outcome: str) -> None:
         """Count one call: success, failure or rejected."""
-        with suppress(Exception):  # telemetry never breaks the call
-            self._inst().breaker_calls.add(1, self._call_attrs[outcome])
+        try:  # noqa: SIM105 - try/except costs nothing on the fast path, contextlib.suppress does
+            self._inst.breaker_calls.add(1, self._call_attrs[outcome])  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - telemetry never breaks the call
+            pass
 
     def transition(self, from_state: str, to_state: str, *, detail: str = "") -> None:
         """Count a state change, log it, and add an event to the current span."""
         try:
-            self._inst().breaker_transitions.add(1, attributes(_TRANSITIONS, self.name, from_state, to_state))
+            if self._inst is not None:
+                self._inst.breaker_transitions.add(1, attributes(_TRANSITIONS, self.name, from_state, to_state))
             span = trace.get_current_span()
             if span.is_recording():
                 span.add_event(
@@ -87,7 +86,7 @@ class RetryTelemetry:
 
     def __init__(self, name: str, meter_provider: metrics.MeterProvider | None = None) -> None:
         self.name = name
-        self._meter_provider = meter_provider
+        self._inst = _resolve(meter_provider)
         self._name_attrs = attributes(_RETRY_RETRIES, name)
         self._outcome_attrs = {
             o: attributes(_RETRY_CALLS, name, o)
@@ -96,15 +95,17 @@ class RetryTelemetry:
 
     def outcome(self, outcome: str) -> None:
         """Count the final outcome of one retried operation."""
-        with suppress(Exception):  # telemetry never breaks the call
-            instruments(self._meter_provider).retry_calls.add(1, self._outcome_attrs[outcome])
+        try:  # noqa: SIM105 - see BreakerTelemetry.call
+            self._inst.retry_calls.add(1, self._outcome_attrs[outcome])  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - telemetry never breaks the call
+            pass
 
     def retry(self, attempt: int, delay: float, error: BaseException | None) -> None:
         """Record the retry about to happen: `attempt` is the number of the attempt that follows the sleep."""
         try:
-            inst = instruments(self._meter_provider)
-            inst.retry_retries.add(1, self._name_attrs)
-            inst.retry_backoff.record(delay, attributes(_RETRY_BACKOFF, self.name))
+            if self._inst is not None:
+                self._inst.retry_retries.add(1, self._name_attrs)
+                self._inst.retry_backoff.record(delay, attributes(_RETRY_BACKOFF, self.name))
             span = trace.get_current_span()
             if span.is_recording():
                 event: dict[str, str | int | float] = {
@@ -118,6 +119,14 @@ class RetryTelemetry:
                 span.add_event(RETRY_EVENT, event)
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
             pass
+
+
+def _resolve(meter_provider: metrics.MeterProvider | None) -> Instruments | None:
+    """The instruments to record through, or None if they cannot be made (then the object works unreported)."""
+    try:
+        return instruments(meter_provider)
+    except Exception:  # noqa: BLE001 - a broken provider must not stop a breaker, retry or pool from working
+        return None
 
 
 def _qualified_name(cls: type) -> str:
@@ -142,7 +151,7 @@ class PoolTelemetry:
     ) -> None:
         self.name = name
         self._size_of = size_of
-        self._meter_provider = meter_provider
+        self._inst = _resolve(meter_provider)
         self._name_attrs = attributes(_POOL_SIZE, name)
         self._outcome_attrs = {o: attributes(_POOL_DURATION, name, o) for o in ("success", "failure")}
         self.tracer = trace.get_tracer("obsbox.resilience", tracer_provider=tracer_provider)
@@ -152,8 +161,8 @@ class PoolTelemetry:
         self._counts_lock = threading.Lock()
         self._busy_now = 0
         self._queued_now = 0
-        with suppress(Exception):  # no gauge rather than a pool that cannot be created
-            instruments(meter_provider).pool_sources.add(self)
+        if self._inst is not None:
+            self._inst.pool_sources.add(self)
 
     def observations(self) -> Iterable[Observation]:
         return [Observation(self._size_of(), self._name_attrs)]
@@ -161,14 +170,18 @@ class PoolTelemetry:
     def busy(self, delta: int) -> None:
         with self._counts_lock:
             self._busy_now += delta
-        with suppress(Exception):  # telemetry never breaks the pool
-            instruments(self._meter_provider).pool_busy.add(delta, self._name_attrs)
+        try:  # noqa: SIM105 - see BreakerTelemetry.call
+            self._inst.pool_busy.add(delta, self._name_attrs)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - telemetry never breaks the pool
+            pass
 
     def queued(self, delta: int) -> None:
         with self._counts_lock:
             self._queued_now += delta
-        with suppress(Exception):  # telemetry never breaks the pool
-            instruments(self._meter_provider).pool_queue_depth.add(delta, self._name_attrs)
+        try:  # noqa: SIM105 - see BreakerTelemetry.call
+            self._inst.pool_queue_depth.add(delta, self._name_attrs)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - telemetry never breaks the pool
+            pass
 
     def zero(self) -> None:
         """Take back every busy worker and queued task this pool reported (their work is gone)."""
@@ -185,5 +198,7 @@ class PoolTelemetry:
         self.zero()
 
     def task(self, seconds: float, outcome: str) -> None:
-        with suppress(Exception):  # telemetry never breaks the pool
-            instruments(self._meter_provider).pool_task_duration.record(seconds, self._outcome_attrs[outcome])
+        try:  # noqa: SIM105 - see BreakerTelemetry.call
+            self._inst.pool_task_duration.record(seconds, self._outcome_attrs[outcome])  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - telemetry never breaks the pool
+            pass

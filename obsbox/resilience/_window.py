@@ -9,7 +9,10 @@ class RollingWindow:
     """Calls and failures over the last `window` seconds, kept in `buckets` slices of window/buckets seconds.
 
     >>> w = RollingWindow(10.0)
-    >>> w.record(0.0, failed=True); w.record(1.0, failed=False)
+    >>> w.record(0.0, failed=True)
+    (1, 1)
+    >>> w.record(1.0, failed=False)
+    (2, 1)
     >>> w.totals(2.0)
     (2, 1)
     >>> w.totals(12.0)      # both calls have left the window
@@ -30,7 +33,8 @@ class RollingWindow:
         self._calls = 0
         self._failures = 0
 
-    def record(self, now: float, *, failed: bool) -> None:
+    def record(self, now: float, *, failed: bool) -> tuple[int, int]:
+        """Count one call at time `now`; returns (calls, failures) within the window, this one included."""
         index = int(now // self._width)
         self._evict(index)
         if self._slices and self._slices[-1][0] == index:
@@ -43,6 +47,7 @@ class RollingWindow:
         if failed:
             last[2] += 1
             self._failures += 1
+        return self._calls, self._failures
 
     def totals(self, now: float) -> tuple[int, int]:
         """(calls, failures) within the window at time `now`."""

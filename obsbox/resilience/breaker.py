@@ -239,8 +239,7 @@ class CircuitBreaker:
             changes: list[tuple[str, str, str]] = []
             if token == self._generation:
                 if self._state == "closed":
-                    self._window.record(now, failed=failed)
-                    calls, failures = self._window.totals(now)
+                    calls, failures = self._window.record(now, failed=failed)
                     if calls >= self.minimum_calls and failures >= self.failure_ratio * calls:
                         detail = f"{failures} of {calls} calls failed within {self.window:g}s"
                         changes.append(self._move("open", now, detail))
