@@ -177,3 +177,18 @@ def test_span_metrics_carry_exemplars_and_expire() -> None:
 def test_service_graph_is_bounded() -> None:
     graph = config()["connectors"]["servicegraph"]
     assert graph["store"]["max_items"] > 0 and graph["store"]["ttl"] == "10s"
+
+
+def test_native_rendering_points_exporters_at_localhost_and_keeps_names() -> None:
+    from obsbox.stack.render import localize_hostnames
+
+    text = localize_hostnames((ROOT / "collector/config.yaml").read_text())
+    rendered = yaml.safe_load(text)
+    endpoints = {name: e["endpoint"] for name, e in rendered["exporters"].items()}
+    assert endpoints == {
+        "otlp_grpc/jaeger": "127.0.0.1:4317",
+        "otlp_http/loki": "http://127.0.0.1:3100/otlp",
+        "otlp_http/prometheus": "http://127.0.0.1:9090/api/v1/otlp",
+    }
+    assert set(rendered["exporters"]) == set(config()["exporters"])
+    assert rendered["service"] == config()["service"]

@@ -337,3 +337,49 @@ def test_every_variable_of_stack_yml_is_pinned_or_documented() -> None:
     pins = pinned_images()
     for name in {m["name"] for m in _VAR.finditer((ROOT / "stack.yml").read_text())}:
         assert name in pins or f"`{name}`" in docs, f"${{{name}}} is neither in .env nor in docs/stack.md"
+
+
+def _tree_module_at(package_dir: Path) -> Any:
+    """Load obsbox/stack/tree.py as if it lived in `package_dir` (an installed obsbox package)."""
+    import importlib.util
+
+    (package_dir / "stack").mkdir(parents=True)
+    target = package_dir / "stack" / "tree.py"
+    target.write_text((ROOT / "obsbox/stack/tree.py").read_text())
+    spec = importlib.util.spec_from_file_location("obsbox_tree_copy", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stack_root_is_the_checkout_in_a_source_tree() -> None:
+    assert (ROOT / "pyproject.toml").is_file() and (ROOT / "stack.yml").is_file()
+    assert Path(__file__).resolve().parents[2] == ROOT
+
+
+def test_stack_root_is_the_shipped_copy_in_an_installed_wheel(tmp_path: Path) -> None:
+    package = tmp_path / "site-packages" / "obsbox"
+    (package / "_stack").mkdir(parents=True)
+    (package / "_stack" / "stack.yml").write_text("name: obsbox\n")
+    (package / "_stack" / ".env").write_text("# pins\nPROMETHEUS_IMAGE=prom/prometheus:v3.14.0\n")
+    tree = _tree_module_at(package)
+    assert tree.stack_root() == package / "_stack"
+    assert tree.pinned_images() == {"PROMETHEUS_IMAGE": "prom/prometheus:v3.14.0"}
+
+
+def test_stack_root_says_what_is_missing(tmp_path: Path) -> None:
+    tree = _tree_module_at(tmp_path / "lib" / "obsbox")
+    with pytest.raises(FileNotFoundError, match="no stack tree found"):
+        tree.stack_root()
+
+
+def test_usage_examples_in_the_stack_modules_run() -> None:
+    import doctest
+
+    import obsbox.stack.render
+    import obsbox.stack.tree
+
+    for module in (obsbox.stack.tree, obsbox.stack.render):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__
