@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from types import FrameType
@@ -26,25 +27,45 @@ def build_app(service: str) -> Any:
     return module.create_app()
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port). Raises OSError when the port is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once after a stop (TIME_WAIT)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(service: str, *, host: str = "127.0.0.1", port: int = 0, fd: int | None = None,
           exit_with_parent: bool = False) -> None:
-    """Serve `service` until SIGTERM/SIGINT. `fd`: an already bound listening socket handed over by the parent."""
+    """Serve `service` until SIGTERM/SIGINT. `fd`: an already bound listening socket handed over by the parent.
+
+    The socket is bound before the app is built, so a taken port fails fast, and port 0 works: the first line
+    printed says where the service listens.
+    """
     if service not in SERVICES:
         raise ValueError(f"unknown sample service {service!r}; the services are: {', '.join(SERVICES)}")
     if exit_with_parent:
         _exit_with_parent()
+    sock = socket.socket(fileno=fd) if fd is not None else listen(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     app = build_app(service)
+    print(f"{service} ({SERVICES[service].framework}) listening on http://{url_host}:{bound_port}", flush=True)
     if SERVICES[service].interface == "asgi":
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, fd=fd, log_level="warning", lifespan="on",
-                                access_log=False)
-        uvicorn.Server(config).run()
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
     else:
-        _serve_wsgi(app, host, port, fd)
+        _serve_wsgi(app, bound_host, bound_port, sock)
 
 
-def _serve_wsgi(app: Any, host: str, port: int, fd: int | None) -> None:
+def _serve_wsgi(app: Any, host: str, port: int, sock: socket.socket) -> None:
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
@@ -54,11 +75,12 @@ def _serve_wsgi(app: Any, host: str, port: int, fd: int | None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server = make_server(host, port, app, threaded=True, fd=fd)
+    server = make_server(host, port, app, threaded=True, fd=sock.fileno())
     try:
         server.serve_forever()
     finally:
         server.server_close()
+        sock.close()
 
 
 def _exit_with_parent() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from obsbox.samples._serve import listen
 from obsbox.samples._services import SERVICES
 
 
@@ -78,16 +79,11 @@ class Shop:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return listen(host, port)
     except OSError as exc:
-        sock.close()
         raise ShopError(f"cannot listen on {host}:{port}: {exc.strerror} (is another shop running? choose "
                         "other ports)") from None
-    sock.listen(128)
-    return sock
 
 
 def _answers(url: str) -> bool:

@@ -87,3 +87,38 @@ def test_start_reports_a_taken_port_plainly() -> None:
             shop.start(ports={"payments": port}, services=["payments"])
     with pytest.raises(ValueError, match="unknown sample service 'billing'"):
         shop.start(services=["billing"])
+
+
+@pytest.mark.parametrize("service", ["inventory", "payments"])  # one ASGI (uvicorn), one WSGI (werkzeug, threaded)
+def test_serve_one_service_on_any_port_and_stop_cleanly(service: str) -> None:
+    with OTLPReceiver() as receiver:
+        env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "PYTHONUNBUFFERED": "1",
+                            "OTEL_BSP_SCHEDULE_DELAY": "60000"}  # only the shutdown flush can export in time
+        child = subprocess.Popen([sys.executable, "-m", "obsbox.samples", "serve", service, "--port", "0"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            match = re.search(rf"^{service} \(.+\) listening on (http://127\.0\.0\.1:\d+)$", line.strip())
+            assert match, line
+            path = "/items" if service == "inventory" else "/charges/count"
+            deadline = time.monotonic() + 30
+            while True:  # the socket is bound before the app is built: connections wait in the backlog
+                try:
+                    with urllib.request.urlopen(match[1] + path, timeout=10) as response:
+                        assert response.status == 200
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            child.send_signal(signal.SIGTERM)
+            child.wait(20)
+            assert child.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+            # the graceful stop flushed the span (the batch delay alone would hold it for a minute)
+            assert receiver.wait_for(lambda: [s for s in receiver.spans() if s.attributes.get("http.route") == path]
+                                     or None, timeout=5)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
