@@ -23,8 +23,6 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-# Deletes every character a valid header may contain; anything left means the header is malformed.
-_NOT_TRACEPARENT = str.maketrans("", "", "0123456789abcdef-")
 T = TypeVar("T")
 _BAGGAGE = W3CBaggagePropagator()
 _fast_for: object = None  # the global propagator last found to be W3C-only
@@ -66,10 +64,15 @@ def parse_traceparent(value: str, tracestate: str | None) -> SpanContext | None:
     version = value[:2]
     if version == "ff" or (version == "00" and len(value) != 55) or (len(value) > 55 and value[55] != "-"):
         return None
-    if value[:55].translate(_NOT_TRACEPARENT):
+    head = value[:55]
+    # Lowercase hex only. int(x, 16) alone would also take signs, "_", "0x" and spaces, and upper case.
+    if head.count("-") != 3 or not head.replace("-", "").isalnum() or "x" in head or head.lower() != head:
         return None
-    trace_id = int(value[3:35], 16)
-    span_id = int(value[36:52], 16)
+    try:
+        trace_id = int(value[3:35], 16)
+        span_id = int(value[36:52], 16)
+    except ValueError:  # letters beyond f
+        return None
     if not trace_id or not span_id:
         return None
     state = TraceState.from_header([tracestate]) if tracestate else None

@@ -30,8 +30,17 @@ def _load_fastapi_probe() -> Callable[[], Any] | None:
     except ImportError:  # FastAPI before native telemetry: scope["route"] serves
         return None
 
+    fields = _RequestTelemetry(span=None, span_method="").__dict__
+    fields.pop("_exceptions")
+    fields["data"] = None  # request data is FastAPI's business, read through its own context key, not ours
+    new = object.__new__
+
     def probe() -> Any:
-        return _RequestTelemetry(span=None, span_method="")
+        # As _RequestTelemetry(span=None, span_method="") without the dataclass machinery: this runs per request.
+        instance = new(_RequestTelemetry)
+        instance.__dict__.update(fields)
+        instance._exceptions = []
+        return instance
 
     return probe
 

@@ -35,6 +35,8 @@ ROUTE_KEY = "obsbox.route"
 EXCEPTION_KEY = "obsbox.exception"
 
 _log = logging.getLogger("obsbox")
+# A request without (valid) trace context starts a new trace, whatever span happens to be current.
+ROOT_CONTEXT = Context()
 telemetry_errors = 0  # telemetry failures swallowed on the request path since start
 
 
@@ -155,6 +157,8 @@ class ServerRequest:
             self.scheme = scheme
             self.status = 0
             self.finished = False
+            if parent is None:
+                parent = ROOT_CONTEXT
             self.span = span = runtime.tracer.start_span(
                 span_name(method, None), context=parent, kind=SpanKind.SERVER, attributes=attributes
             )
