@@ -272,3 +272,26 @@ def test_websocket_and_lifespan_pass_through(capture: Captured) -> None:
         ws.send_text("hi")
         assert ws.receive_text() == "hi"
     assert capture.spans() == []
+
+
+def test_request_without_trace_context_starts_a_new_trace(capture: Captured) -> None:
+    """A span current in the serving process (e.g. an in-process call) must not become the server span's parent."""
+    app = obsbox.instrument(starlette_app())
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/items/1", "raw_path": b"/items/1",
+             "query_string": b"", "root_path": "", "headers": [(b"host", b"a")], "http_version": "1.1"}
+    with _runtime.current().tracer.start_as_current_span("unrelated"):
+        asyncio.run(app(dict(scope), receive, send))
+    with _runtime.current().tracer.start_as_current_span("unrelated"):
+        asyncio.run(app({**scope, "headers": [(b"traceparent", TP.encode())]}, receive, send))
+    root, continued = capture.server_spans()
+    assert root.parent is None
+    assert continued.parent is not None and format(continued.parent.span_id, "016x") == TP[36:52]
+    assert sent[0]["status"] == 200
