@@ -20,9 +20,14 @@ from typing import Protocol
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from obsbox.instrumentation.catalogue import CATALOGUE, MetricSpec
+from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, MetricSpec
 
 METER_NAME = "obsbox.resilience"
+
+# Bucket boundaries (seconds) for backoffs and task durations, given to the SDK as the instruments' advice: the
+# SDK's default boundaries (0, 5, 10, 25, ... 10000) suit milliseconds and would put every backoff in one bucket.
+# The HTTP duration buckets, widened at both ends for quick tasks and long jobs.
+SECONDS_BUCKETS: tuple[float, ...] = (0.001, 0.0025, *HTTP_DURATION_BUCKETS, 30.0, 60.0)
 
 AttributeValue = str | int
 
@@ -90,8 +95,11 @@ def _updown(meter: metrics.Meter, spec: MetricSpec) -> metrics.UpDownCounter:
 
 
 def _histogram(meter: metrics.Meter, spec: MetricSpec) -> metrics.Histogram:
-    assert spec.kind == "histogram", spec
-    return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
+    assert spec.kind == "histogram" and spec.unit == "s", spec
+    return meter.create_histogram(
+        spec.name, unit=spec.unit, description=spec.description,
+        explicit_bucket_boundaries_advisory=list(SECONDS_BUCKETS),
+    )
 
 
 def _gauge(

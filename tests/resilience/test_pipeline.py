@@ -16,6 +16,7 @@ import obsbox
 from obsbox import AsyncWorkerPool, CircuitBreaker, CircuitOpenError, Retry, RetryExhaustedError, WorkerPool
 from obsbox.instrumentation.catalogue import CATALOGUE, SEMCONV_METRICS, MetricSpec
 from obsbox.resilience import PoolFullError
+from obsbox.resilience._instruments import SECONDS_BUCKETS
 from obsbox.testing import MetricPoint, OTLPReceiver
 
 from .conftest import FakeClock
@@ -155,6 +156,10 @@ def test_every_owned_metric_reaches_a_real_otlp_receiver(otlp_receiver: OTLPRece
             "success_first_try": 1, "success_after_retry": 1, "exhausted": 1, "non_retryable": 1}
         assert [p.value for p in mine("obsbox.retry.retries", "retry.name")] == [2]
         assert [p.count for p in mine("obsbox.retry.backoff", "retry.name")] == [2]
+        # the seconds histograms carry their own bucket boundaries, not the SDK's millisecond-sized defaults
+        for name in ("obsbox.retry.backoff", "obsbox.pool.task.duration"):
+            for p in mine(name, "retry.name" if "retry" in name else "pool.name"):
+                assert p.explicit_bounds == SECONDS_BUCKETS, name
         pools = {p.attributes["pool.name"]: p.value for p in mine("obsbox.pool.size", "pool.name")}
         assert pools == {"e2e-fulfilment": 0, "e2e-async": 0}  # both shut down before the export
         durations = {(p.attributes["pool.name"], p.attributes["task.outcome"]): p.count

@@ -108,6 +108,8 @@ def test_success_after_retry_is_counted_with_backoff(clock: FakeClock, sdk_metri
     (backoff,) = sdk_metrics.points("obsbox.retry.backoff")
     assert backoff.unit == "s" and backoff.count == 2 and backoff.sum == pytest.approx(0.15)
     assert backoff.attributes == {"retry.name": "inventory"}
+    # 0.05 and 0.1 land in the buckets (0.025, 0.05] and (0.075, 0.1] of the seconds boundaries
+    assert sum(backoff.bucket_counts) == 2 and max(backoff.bucket_counts) == 1
 
 
 def test_non_retryable_error_is_raised_at_once(clock: FakeClock, sdk_metrics: Metrics) -> None:
