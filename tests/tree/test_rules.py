@@ -1,0 +1,256 @@
+"""The rule files of alerts/: real promtool checks and unit tests, and the conventions every alert follows.
+
+promtool is Debian's 2.42 (scripts/install-system-deps.sh installs it), so a PromQL function newer than 2.42 in
+a rule fails here before it fails in a user's Prometheus.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "alerts"
+PROM_RULES = sorted((ALERTS / "prometheus").glob("*.yml"))
+LOKI_RULES = sorted((ALERTS / "loki" / "fake").glob("*.yaml"))
+UNIT_TESTS = sorted((ALERTS / "tests").glob("*.test.yml"))
+RUNBOOKS = ALERTS / "runbooks"
+DASHBOARDS = ROOT / "dashboards" / "obsbox"
+
+RUNBOOK_BASE = "https://github.com/obsbox/obsbox/blob/main/alerts/runbooks/"
+GRAFANA_BASE = "{{ with $externalLabels.grafana_url }}{{ . }}{{ else }}http://127.0.0.1:3000{{ end }}"
+SAMPLE_SERVICES = ("gateway", "orders", "payments", "inventory")
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+promtool = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    promtool is None, reason="promtool missing: scripts/install-system-deps.sh installs Debian's prometheus")
+
+
+def _groups(path: Path) -> list[dict[str, Any]]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    groups: list[dict[str, Any]] = data["groups"]
+    return groups
+
+
+def _rules(paths: list[Path]) -> list[dict[str, Any]]:
+    return [rule for p in paths for g in _groups(p) for rule in g["rules"]]
+
+
+def _alerts(paths: list[Path]) -> list[dict[str, Any]]:
+    return [r for r in _rules(paths) if "alert" in r]
+
+
+ALL_ALERTS = _alerts(PROM_RULES) + _alerts(LOKI_RULES)
+ALERT_NAMES = sorted({a["alert"] for a in ALL_ALERTS})
+DASHBOARD_UIDS = {
+    __import__("json").loads(p.read_text(encoding="utf-8"))["uid"] for p in DASHBOARDS.glob("*.json")
+}
+
+
+def _duration_seconds(text: str) -> int:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text):
+        total += int(number) * units[unit]
+    return int(total)
+
+
+# --- promtool -------------------------------------------------------------------------------------------------
+
+
+def test_the_rule_tree_is_where_prometheus_and_loki_look() -> None:
+    # backends/prometheus/prometheus.yml loads alerts/prometheus/*.yml; stack.yml mounts alerts/loki/ as Loki's
+    # rules directory, whose tenant "fake" reads fake/*.yaml.
+    assert {p.name for p in PROM_RULES} >= {"red.rules.yml", "slo.rules.yml", "slo-objectives.yml",
+                                            "services.rules.yml", "resilience.rules.yml", "stack.rules.yml"}
+    assert LOKI_RULES, "no Loki ruler rules in alerts/loki/fake/"
+    assert UNIT_TESTS
+
+
+@needs_promtool
+def test_promtool_check_rules_accepts_every_rule_file() -> None:
+    fixtures = sorted((ALERTS / "tests" / "fixtures").glob("*.yml"))
+    result = subprocess.run([str(promtool), "check", "rules", *map(str, PROM_RULES + fixtures)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@needs_promtool
+@pytest.mark.parametrize("test_file", UNIT_TESTS, ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(test_file: Path) -> None:
+    result = subprocess.run([str(promtool), "test", "rules", test_file.name], cwd=test_file.parent,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@needs_promtool
+def test_promtool_unit_tests_catch_a_wrong_expectation(tmp_path: Path) -> None:
+    # The unit tests compare annotations exactly: one changed word makes promtool fail.
+    source = (ALERTS / "tests" / "services.test.yml").read_text(encoding="utf-8")
+    broken = source.replace("answered 50% of its", "answered 40% of its", 1)
+    assert broken != source
+    broken = broken.replace("../prometheus/", str(ALERTS / "prometheus") + "/")
+    (tmp_path / "broken.test.yml").write_text(broken, encoding="utf-8")
+    result = subprocess.run([str(promtool), "test", "rules", "broken.test.yml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "HTTPServerHighErrorRate" in result.stdout + result.stderr
+
+
+# --- the shape of the unit tests ------------------------------------------------------------------------------
+
+
+def _alert_cases() -> dict[str, list[tuple[str, int, bool, int]]]:
+    """alertname -> [(test name, eval time in s, fires?, evaluation interval in s)] over every unit test file."""
+    cases: dict[str, list[tuple[str, int, bool, int]]] = {}
+    for path in UNIT_TESTS:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        interval = _duration_seconds(data.get("evaluation_interval", "1m"))
+        for test in data["tests"]:
+            for case in test.get("alert_rule_test", []):
+                cases.setdefault(case["alertname"], []).append(
+                    (f"{path.name}: {test.get('name', '?')}", _duration_seconds(case["eval_time"]),
+                     bool(case.get("exp_alerts")), interval))
+    return cases
+
+
+CASES = _alert_cases()
+
+
+@pytest.mark.parametrize("name", [n for n in ALERT_NAMES if n != "ErrorLogSpike"])
+def test_every_prometheus_alert_fires_at_its_for_and_not_one_evaluation_earlier(name: str) -> None:
+    cases = CASES.get(name)
+    assert cases, f"{name} has no unit test in alerts/tests/"
+    rules = [r for r in ALL_ALERTS if r["alert"] == name]
+    shortest_for = min(_duration_seconds(r.get("for", "0s")) for r in rules)
+    fired = [(test, t, iv) for test, t, fires, iv in cases if fires]
+    assert fired, f"{name}: no test shows it firing"
+    if shortest_for == 0:
+        return  # Watchdog: no condition, no `for`, nothing to be early for
+    before = {(test, t) for test, t, fires, _ in cases if not fires}
+    assert any((test, t - iv) in before for test, t, iv in fired), (
+        f"{name}: no test checks that it does not fire one evaluation before it fires")
+    assert all(t >= shortest_for for _, t, _ in fired), f"{name} fires before its `for` ({shortest_for}s) passed"
+
+
+@pytest.mark.parametrize("name", [n for n in ALERT_NAMES if n not in ("ErrorLogSpike", "Watchdog")])
+def test_every_prometheus_alert_has_a_quiet_test_without_traffic(name: str) -> None:
+    quiet_tests = {test for test, _, fires, _ in CASES.get(name, []) if not fires}
+    firing_tests = {test for test, _, fires, _ in CASES.get(name, []) if fires}
+    assert quiet_tests - firing_tests, f"{name}: no test where it stays quiet throughout (no traffic / healthy)"
+
+
+# --- conventions of every alert -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ALL_ALERTS, ids=lambda r: f"{r['alert']}-{r['labels'].get('long_window', '')}")
+def test_every_alert_carries_severity_summary_description_runbook_and_dashboard(rule: dict[str, Any]) -> None:
+    name = rule["alert"]
+    assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+    notes = rule["annotations"]
+    assert set(notes) == {"summary", "description", "runbook_url", "dashboard_url"}
+    assert "{{" not in notes["summary"] and notes["summary"].endswith("."), "summary: one static sentence"
+    assert "{{" in notes["description"], "description: templated with the alert's labels or value"
+    assert notes["runbook_url"] == f"{RUNBOOK_BASE}{name}.md"
+    assert (RUNBOOKS / f"{name}.md").is_file(), f"alerts/runbooks/{name}.md missing"
+    match = re.fullmatch(r"(?P<base>.+)/d/(?P<uid>[a-z0-9-]+)(?P<query>\?.*)?", notes["dashboard_url"])
+    assert match, notes["dashboard_url"]
+    assert match["uid"] in DASHBOARD_UIDS
+    if rule in _alerts(PROM_RULES):
+        assert match["base"] == GRAFANA_BASE, "Prometheus alerts take Grafana's address from grafana_url"
+    else:
+        assert match["base"] == "http://127.0.0.1:3000"
+    expr = rule["expr"]
+    keyed_on_service = "service_name" in expr and name != "Watchdog" and " by (job" not in expr
+    if keyed_on_service:
+        assert match["query"] == "?var-service_name={{ $labels.service_name }}", (
+            f"{name}: the dashboard link must select the alert's service")
+
+
+def test_the_error_rate_alert_the_end_to_end_test_waits_for() -> None:
+    (rule,) = [r for r in ALL_ALERTS if r["alert"] == "HTTPServerHighErrorRate"]
+    assert _duration_seconds(rule["for"]) <= 120
+    assert rule["labels"] == {"severity": "critical"}
+    # labels of the firing alert come from the expression: service_name (+ namespace/environment when set)
+    assert "service_name:http_server_request_errors:ratio_rate5m" in rule["expr"]
+
+
+def test_alert_names_are_unique_per_meaning() -> None:
+    # one name may cover several tiers (SLOErrorBudgetBurn); every other alert name is defined once
+    names = [r["alert"] for r in ALL_ALERTS if r["alert"] != "SLOErrorBudgetBurn"]
+    assert len(names) == len(set(names))
+    tiers = {(r["labels"]["slo"], r["labels"]["long_window"], r["labels"]["short_window"], r["labels"]["severity"])
+             for r in ALL_ALERTS if r["alert"] == "SLOErrorBudgetBurn"}
+    expected = {("1h", "5m", "critical"), ("6h", "30m", "critical"), ("1d", "2h", "warning"), ("3d", "6h", "warning")}
+    assert tiers == {(slo, *t) for slo in ("availability", "latency") for t in expected}
+
+
+# --- recording rules ------------------------------------------------------------------------------------------
+
+
+def test_recording_rules_are_named_level_metric_operations() -> None:
+    records = [r["record"] for r in _rules(PROM_RULES) if "record" in r]
+    assert records
+    for name in records:
+        assert re.fullmatch(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", name), name
+
+
+def test_slo_error_ratios_cover_every_window_for_both_slos() -> None:
+    records = {(r["record"], r.get("labels", {}).get("slo")) for r in _rules(PROM_RULES) if "record" in r}
+    for window in SLO_WINDOWS:
+        for slo in ("availability", "latency"):
+            assert (f"slo:sli_error:ratio_rate{window}", slo) in records
+
+
+def test_red_rules_cover_service_and_route() -> None:
+    records = {r["record"] for r in _rules(PROM_RULES) if "record" in r}
+    for level in ("service_name", "service_name_http_route"):
+        assert f"{level}:http_server_requests:rate5m" in records
+        assert f"{level}:http_server_request_errors:ratio_rate5m" in records
+    assert "service_name:http_server_request_duration_seconds:p99_rate5m" in records
+
+
+def test_objectives_are_overridable_in_one_file_without_copies_of_alerts() -> None:
+    overrides = ALERTS / "prometheus" / "slo-objectives.yml"
+    assert [g["name"] for g in _groups(overrides)] == ["obsbox-slo-overrides"]
+    text = overrides.read_text(encoding="utf-8")
+    assert "slo:objective_override:ratio" in text and "slo:latency_threshold_override:seconds" in text
+    assert not _alerts([overrides])
+
+
+# --- nothing names a sample service ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PROM_RULES + LOKI_RULES + UNIT_TESTS, ids=lambda p: p.name)
+def test_rules_name_no_sample_service(path: Path) -> None:
+    text = path.read_text(encoding="utf-8").lower()
+    for name in SAMPLE_SERVICES:
+        assert not re.search(rf"\b{name}\b", text), f"{path.name} names the sample service {name}"
+
+
+# --- runbooks -------------------------------------------------------------------------------------------------
+
+
+def test_every_runbook_belongs_to_an_alert() -> None:
+    assert {p.stem for p in RUNBOOKS.glob("*.md")} == set(ALERT_NAMES)
+
+
+@pytest.mark.parametrize("name", ALERT_NAMES)
+def test_runbooks_say_what_it_means_impact_how_to_investigate_and_fix(name: str) -> None:
+    text = (RUNBOOKS / f"{name}.md").read_text(encoding="utf-8")
+    assert text.startswith(f"# {name}\n")
+    for heading in ("## What it means", "## Impact", "## How to investigate", "## How to fix"):
+        assert heading in text, f"{name}.md lacks '{heading}'"
+    titles = {__import__("json").loads(p.read_text(encoding="utf-8"))["title"] for p in DASHBOARDS.glob("*.json")}
+    assert any(f"**{title}**" in text for title in titles), f"{name}.md names no dashboard"
+    for sample in SAMPLE_SERVICES:
+        assert not re.search(rf"\b{sample}\b", text)
