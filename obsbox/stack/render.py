@@ -25,14 +25,23 @@ import yaml
 
 __all__ = [
     "CONTAINER_HOSTNAMES",
+    "NATIVE_JAEGER_PORTS",
     "NOTIFICATION_VARIABLES",
     "localize_hostnames",
     "render_alertmanager_config",
+    "render_collector_config",
+    "render_grafana_provisioning",
+    "render_jaeger_config",
+    "render_loki_config",
     "render_prometheus_config",
 ]
 
 #: The compose service names the configs use to reach each other.
 CONTAINER_HOSTNAMES = ("collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana")
+
+#: Where Jaeger listens when the stack runs as local processes. In containers Jaeger and the collector both use
+#: 4317/4318 (OTLP), 13133 (health) and 8888 (self-metrics); on one host the collector keeps them and Jaeger moves.
+NATIVE_JAEGER_PORTS: Mapping[int, int] = {4317: 14317, 4318: 14318, 13133: 13134, 8888: 8889}
 
 #: Environment variables read by render_alertmanager_config(), with what each one does.
 NOTIFICATION_VARIABLES: Mapping[str, str] = {
@@ -53,18 +62,89 @@ _PROMETHEUS_3_ONLY_KEYS = ("otlp",)
 _CONTAINER_RULES_DIR = "/etc/obsbox/alerts"
 _CONTAINER_TARGETS_DIR = "/etc/obsbox/targets"
 _CONTAINER_TEMPLATES_DIR = "/etc/alertmanager/templates"
-_HOST_PATTERN = re.compile(r"(?<![\w.-])(" + "|".join(CONTAINER_HOSTNAMES) + r"|localhost)(?=:\d)")
+_CONTAINER_DASHBOARDS_DIR = "/etc/grafana/dashboards"
+_HOST_PATTERN = re.compile(r"(?<![\w.-])(?P<host>" + "|".join(CONTAINER_HOSTNAMES) + r"|localhost):(?P<port>\d+)")
+_ALL_INTERFACES = re.compile(r"0\.0\.0\.0:(?P<port>\d+)")
 
 
 def localize_hostnames(text: str, hostname: str = "127.0.0.1") -> str:
-    """Replace ``service:port`` references to the stack's containers (and ``localhost:port``) by ``hostname``.
+    """Point ``service:port`` references to the stack's containers (and ``localhost:port``) at local processes.
 
     >>> localize_hostnames("endpoint: http://loki:3100/otlp  # job loki")
     'endpoint: http://127.0.0.1:3100/otlp  # job loki'
+    >>> localize_hostnames("endpoint: jaeger:4317")
+    'endpoint: 127.0.0.1:14317'
 
-    Only a name directly followed by ``:PORT`` is rewritten, so job names and keys stay as they are.
+    Only a name directly followed by ``:PORT`` is rewritten, so job names and keys stay as they are. Jaeger's
+    ports move to NATIVE_JAEGER_PORTS, where render_jaeger_config() makes a local Jaeger listen.
     """
-    return _HOST_PATTERN.sub(hostname, text)
+
+    def local(match: re.Match[str]) -> str:
+        port = int(match["port"])
+        if match["host"] == "jaeger":
+            port = NATIVE_JAEGER_PORTS.get(port, port)
+        return f"{hostname}:{port}"
+
+    return _HOST_PATTERN.sub(local, text)
+
+
+def render_collector_config(source: str) -> str:
+    """Return collector/config.yaml for a local otelcol-contrib process.
+
+    Exporters go to 127.0.0.1 (Jaeger on its NATIVE_JAEGER_PORTS) and every listener binds 127.0.0.1 instead of
+    0.0.0.0: on a host, nothing but local processes should reach it.
+    """
+    return localize_hostnames(source).replace("0.0.0.0", "127.0.0.1")
+
+
+def render_jaeger_config(source: str) -> str:
+    """Return backends/jaeger/config.yaml for a local Jaeger v2 process: listeners on 127.0.0.1, the ports it
+    shares with the collector moved to NATIVE_JAEGER_PORTS, Prometheus (for the Monitor tab) at 127.0.0.1."""
+    text = _ALL_INTERFACES.sub(
+        lambda m: f"127.0.0.1:{NATIVE_JAEGER_PORTS.get(int(m['port']), int(m['port']))}", localize_hostnames(source)
+    )
+    config: dict[str, Any] = yaml.safe_load(text)
+    for reader in config.get("service", {}).get("telemetry", {}).get("metrics", {}).get("readers", []):
+        exporter = reader.get("pull", {}).get("exporter", {}).get("prometheus")
+        if exporter is not None:
+            exporter["host"] = "127.0.0.1"
+            exporter["port"] = NATIVE_JAEGER_PORTS.get(exporter["port"], exporter["port"])
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def render_loki_config(source: str, *, data_dir: Path, rules_dir: Path) -> str:
+    """Return backends/loki/config.yaml for a local Loki process.
+
+    ``data_dir`` replaces the container's /loki (chunks, index, compactor, ruler scratch space); ``rules_dir`` is
+    the directory that holds the tenant folder ``fake/`` (alerts/loki of the tree). Listeners bind 127.0.0.1 and
+    the ruler sends to Alertmanager on 127.0.0.1.
+    """
+    config: dict[str, Any] = yaml.safe_load(localize_hostnames(source))
+    server = config.setdefault("server", {})
+    server["http_listen_address"] = server["grpc_listen_address"] = "127.0.0.1"
+
+    def moved(path: str) -> str:
+        return _replace_prefix(path, "/loki", data_dir)
+
+    common = config["common"]
+    common["path_prefix"] = moved(common["path_prefix"])
+    filesystem = common["storage"]["filesystem"]
+    filesystem["chunks_directory"] = moved(filesystem["chunks_directory"])
+    filesystem["rules_directory"] = str(rules_dir)
+    if "compactor" in config:
+        config["compactor"]["working_directory"] = moved(config["compactor"]["working_directory"])
+    if "ruler" in config and "rule_path" in config["ruler"]:
+        config["ruler"]["rule_path"] = moved(config["ruler"]["rule_path"])
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def render_grafana_provisioning(source: str, *, dashboards_dir: Path) -> str:
+    """Return a file of backends/grafana/provisioning/ for a local Grafana: datasource URLs on 127.0.0.1 and the
+    dashboards provider reading ``dashboards_dir`` (dashboards/ of the tree).
+
+    Works on the text, so Grafana's `$$` escapes and the comments stay exactly as written.
+    """
+    return localize_hostnames(source).replace(_CONTAINER_DASHBOARDS_DIR, str(dashboards_dir))
 
 
 def render_prometheus_config(

@@ -169,3 +169,21 @@ def test_dashboards_are_one_folder_deep() -> None:
 def test_alerting_provisioning_is_valid_and_empty() -> None:
     data = yaml.safe_load((PROVISIONING / "alerting/obsbox.yaml").read_text())
     assert data == {"apiVersion": 1}
+
+
+def test_native_provisioning_keeps_escapes_and_points_at_local_paths(tmp_path: Path) -> None:
+    from obsbox.stack.render import render_grafana_provisioning
+
+    source = (PROVISIONING / "datasources/obsbox.yaml").read_text()
+    rendered = render_grafana_provisioning(source, dashboards_dir=tmp_path)
+    assert rendered.count("$$") == source.count("$$")
+    urls = {ds["uid"]: ds["url"] for ds in yaml.safe_load(rendered)["datasources"]}
+    assert urls == {
+        "prometheus": "http://127.0.0.1:9090",
+        "loki": "http://127.0.0.1:3100",
+        "jaeger": "http://127.0.0.1:16686",
+        "alertmanager": "http://127.0.0.1:9093",
+    }
+    provider = render_grafana_provisioning((PROVISIONING / "dashboards/obsbox.yaml").read_text(),
+                                           dashboards_dir=ROOT / "dashboards")
+    assert yaml.safe_load(provider)["providers"][0]["options"]["path"] == str(ROOT / "dashboards")

@@ -64,3 +64,48 @@ def test_ui_and_health_match_stack_yml() -> None:
     assert jaeger["ports"] == ["127.0.0.1:16686:16686"]
     assert "http://127.0.0.1:13133/status" in jaeger["healthcheck"]["test"]
     assert jaeger["deploy"]["resources"]["limits"]["memory"] == "1G"
+
+
+def test_native_jaeger_moves_off_the_collectors_ports() -> None:
+    """As local processes, Jaeger and the collector share one host: Jaeger takes NATIVE_JAEGER_PORTS, and the
+    collector's exporter and Prometheus's scrape job follow it there."""
+    from obsbox.stack.render import (
+        NATIVE_JAEGER_PORTS,
+        render_collector_config,
+        render_jaeger_config,
+        render_prometheus_config,
+    )
+
+    jaeger = yaml.safe_load(render_jaeger_config((ROOT / "backends/jaeger/config.yaml").read_text()))
+    collector_text = render_collector_config((ROOT / "collector/config.yaml").read_text())
+    collector = yaml.safe_load(collector_text)
+    assert "0.0.0.0" not in collector_text
+
+    jaeger_listeners = {
+        jaeger["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"],
+        jaeger["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
+        jaeger["extensions"]["healthcheckv2"]["http"]["endpoint"],
+        jaeger["extensions"]["jaeger_query"]["http"]["endpoint"],
+        jaeger["extensions"]["jaeger_query"]["grpc"]["endpoint"],
+    }
+    reader = jaeger["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    jaeger_listeners.add(f"{reader['host']}:{reader['port']}")
+    collector_listeners = {
+        collector["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"],
+        collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
+        collector["extensions"]["health_check"]["endpoint"],
+    }
+    creader = collector["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    collector_listeners.add(f"{creader['host']}:{creader['port']}")
+    assert all(listener.startswith("127.0.0.1:") for listener in jaeger_listeners | collector_listeners)
+    assert not jaeger_listeners & collector_listeners
+    assert f"127.0.0.1:{NATIVE_JAEGER_PORTS[4317]}" in jaeger_listeners
+    assert collector["exporters"]["otlp_grpc/jaeger"]["endpoint"] == f"127.0.0.1:{NATIVE_JAEGER_PORTS[4317]}"
+    prometheus = yaml.safe_load(
+        render_prometheus_config((ROOT / "backends/prometheus/prometheus.yml").read_text(), major_version=3,
+                                 hostname="127.0.0.1")
+    )
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "jaeger")
+    assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{reader['port']}"]
+    spm = jaeger["extensions"]["jaeger_storage"]["metric_backends"]
+    assert [b["prometheus"]["endpoint"] for b in spm.values()] == ["http://127.0.0.1:9090"]

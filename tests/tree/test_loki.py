@@ -84,3 +84,20 @@ def test_rule_files_sit_in_the_fake_tenant_directory_in_prometheus_format() -> N
 
 def test_loki_is_not_phoning_home() -> None:
     assert config()["analytics"]["reporting_enabled"] is False
+
+
+def test_native_loki_keeps_its_data_and_rules_in_local_directories(tmp_path: Path) -> None:
+    from obsbox.stack.render import render_loki_config
+
+    data, rules = tmp_path / "loki", ROOT / "alerts/loki"
+    cfg = yaml.safe_load(render_loki_config((ROOT / "backends/loki/config.yaml").read_text(), data_dir=data,
+                                            rules_dir=rules))
+    assert cfg["server"]["http_listen_address"] == cfg["server"]["grpc_listen_address"] == "127.0.0.1"
+    assert cfg["common"]["path_prefix"] == str(data)
+    for path in (cfg["common"]["storage"]["filesystem"]["chunks_directory"], cfg["compactor"]["working_directory"],
+                 cfg["ruler"]["rule_path"]):
+        assert Path(path).is_relative_to(data), path
+    assert cfg["common"]["storage"]["filesystem"]["rules_directory"] == str(rules)
+    assert (rules / "fake").is_dir()
+    assert cfg["ruler"]["alertmanager_url"] == "http://127.0.0.1:9093"
+    assert cfg["schema_config"] == config()["schema_config"]
