@@ -54,7 +54,8 @@ def test_pinned_images_are_the_versions_these_facts_were_checked_for() -> None:
 # exporter/otlpexporter + otlphttpexporter: types renamed otlp -> otlp_grpc and otlphttp -> otlp_http (0.144.0);
 # connector/spanmetricsconnector/metadata.yaml: `type: span_metrics`, `deprecated_type: spanmetrics`;
 # connector/servicegraphconnector/metadata.yaml: `type: servicegraph` (the rename to service_graph is not in a
-# release this box pins, so the old name is the one that surely loads).
+# release this box pins, so the old name is the one that surely loads). The OpenTelemetry demo's Helm chart 0.41.0
+# runs otelcol-contrib 0.156.0 with `span_metrics` and `otlp_http` (and starts), an earlier release than ours.
 COLLECTOR_TYPES = {"otlp_grpc", "otlp_http", "span_metrics", "servicegraph", "otlp", "memory_limiter", "batch",
                    "health_check"}
 # connector/spanmetricsconnector/config.go and connector/servicegraphconnector/config.go (mapstructure tags).
