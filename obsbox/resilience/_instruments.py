@@ -6,7 +6,7 @@ soon as a provider is set — so a breaker made at import time reports once conf
 `meter_provider=` given to the object (tests, custom pipelines).
 
 Observable instruments (breaker state, pool size) are created once per provider; each callback reports every live
-object registered for that provider, so creating a thousand breakers still registers one callback.
+object registered for that provider (the latest one per name), so a thousand breakers still register one callback.
 """
 
 from __future__ import annotations
@@ -45,19 +45,44 @@ class Observable(Protocol):
     def observations(self) -> Iterable[Observation]: ...
 
 
+class LatestByName:
+    """The live objects behind a gauge, one per name: the most recently added one that is still alive.
+
+    A breaker or pool created under a name already in use takes over that name's series (usually it is the same
+    dependency rebuilt, say by an app factory run again); when it goes away, the previous one reports again.
+    Objects are held weakly: the gauge never keeps a breaker or pool alive.
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[str, list[weakref.ref[Observable]]] = {}
+
+    def add(self, name: str, source: Observable) -> None:
+        with _sources_lock:
+            refs = [r for r in self._refs.get(name, ()) if r() is not None]
+            refs.append(weakref.ref(source))
+            self._refs[name] = refs
+
+    def live(self) -> list[Observable]:
+        out: list[Observable] = []
+        with _sources_lock:
+            for name, refs in list(self._refs.items()):
+                alive = [r for r in refs if r() is not None]
+                if not alive:
+                    del self._refs[name]
+                    continue
+                self._refs[name] = alive
+                latest = alive[-1]()
+                if latest is not None:
+                    out.append(latest)
+        return out
+
+
 class Instruments:
     """The resilience instruments on one meter provider."""
 
-    def __init__(
-        self,
-        meter: metrics.Meter,
-        breaker_sources: weakref.WeakSet[Observable] | None = None,
-        pool_sources: weakref.WeakSet[Observable] | None = None,
-    ) -> None:
-        self.breaker_sources: weakref.WeakSet[Observable] = (
-            weakref.WeakSet() if breaker_sources is None else breaker_sources
-        )
-        self.pool_sources: weakref.WeakSet[Observable] = weakref.WeakSet() if pool_sources is None else pool_sources
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.breaker_sources = LatestByName()
+        self.pool_sources = LatestByName()
         c = CATALOGUE
         self.breaker_transitions = _counter(meter, c["obsbox.circuit_breaker.transitions"])
         self.breaker_calls = _counter(meter, c["obsbox.circuit_breaker.calls"])
@@ -71,10 +96,10 @@ class Instruments:
         _gauge(meter, c["obsbox.pool.size"], self._observe(self.pool_sources))
 
     @staticmethod
-    def _observe(sources: weakref.WeakSet[Observable]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def _observe(sources: LatestByName) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             out: list[Observation] = []
-            for source in list(sources):
+            for source in sources.live():
                 try:
                     out.extend(source.observations())
                 except Exception:  # noqa: BLE001 - one broken source must not hide the others
@@ -110,6 +135,7 @@ def _gauge(
 
 
 _lock = threading.Lock()
+_sources_lock = threading.Lock()
 # Explicit providers, weakly keyed so a test's provider is not kept alive by the cache.
 _by_provider: weakref.WeakKeyDictionary[metrics.MeterProvider, Instruments] = weakref.WeakKeyDictionary()
 # The global provider's instruments. Made once: the OpenTelemetry API sets the global provider only once, and
@@ -140,8 +166,10 @@ def instruments(meter_provider: metrics.MeterProvider | None = None) -> Instrume
 
 
 def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # it may have been held by a thread that did not survive the fork
+    global _lock, _sources_lock
+    # Either may have been held by a thread that did not survive the fork.
+    _lock = threading.Lock()
+    _sources_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

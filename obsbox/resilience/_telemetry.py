@@ -46,7 +46,7 @@ class BreakerTelemetry:
         self._call_attrs = {o: attributes(_CALLS, name, o) for o in ("success", "failure", "rejected")}
         self._inst = _resolve(meter_provider)
         if self._inst is not None:
-            self._inst.breaker_sources.add(self)
+            self._inst.breaker_sources.add(name, self)
 
     def observations(self) -> Iterable[Observation]:
         current = self._state_of()
@@ -162,7 +162,7 @@ class PoolTelemetry:
         self._busy_now = 0
         self._queued_now = 0
         if self._inst is not None:
-            self._inst.pool_sources.add(self)
+            self._inst.pool_sources.add(name, self)
 
     def observations(self) -> Iterable[Observation]:
         return [Observation(self._size_of(), self._name_attrs)]

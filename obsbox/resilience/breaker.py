@@ -33,7 +33,9 @@ Telemetry (names from obsbox.instrumentation.catalogue): `obsbox.circuit_breaker
 for the others), `obsbox.circuit_breaker.transitions` (breaker.from_state, breaker.to_state),
 `obsbox.circuit_breaker.calls` (breaker.outcome: success, failure, rejected); on each state change a log line
 through obsbox.logger (extra fields breaker_name, from_state, to_state; WARNING when opening, else INFO) and a
-`circuit_breaker.state_change` event on the current span.
+`circuit_breaker.state_change` event on the current span. The name labels every series, so give each dependency
+its own; a breaker created under a name already in use takes over that name's state gauge while it lives (an app
+factory run twice), and their call and transition counts add up.
 """
 
 from __future__ import annotations

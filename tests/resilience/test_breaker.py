@@ -266,6 +266,24 @@ def test_metrics_follow_the_state_machine(clock: FakeClock, sdk_metrics: Metrics
         assert point.attributes["breaker.name"] == "payments"
 
 
+def test_a_newer_breaker_takes_over_its_names_gauge(clock: FakeClock, sdk_metrics: Metrics) -> None:
+    old = make(clock, sdk_metrics)
+    run(old, "ffff")
+    assert old.state == "open"
+    new = make(clock, sdk_metrics)  # the same dependency, rebuilt (say, the app factory ran again)
+    states = {p.attributes["breaker.state"]: p.value for p in sdk_metrics.points("obsbox.circuit_breaker.state")}
+    assert states == {"closed": 1, "open": 0, "half_open": 0}  # one series per state: the new breaker's
+    del new
+    import gc
+
+    gc.collect()
+    states = {p.attributes["breaker.state"]: p.value for p in sdk_metrics.points("obsbox.circuit_breaker.state")}
+    assert states == {"closed": 0, "open": 1, "half_open": 0}  # the newer one is gone: the older reports again
+    del old
+    gc.collect()
+    assert sdk_metrics.points("obsbox.circuit_breaker.state") == []  # the gauge holds nobody alive
+
+
 def test_state_change_logs_and_span_event(
     clock: FakeClock, sdk_metrics: Metrics, spans: Spans, logs: list
 ) -> None:
