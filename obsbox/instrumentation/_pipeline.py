@@ -10,8 +10,9 @@ them; it also collects and sends the metrics every `metric_export_interval`.
 
 Faults: a failing export is retried once (when a retry can help) within the batch time budget, then its items are
 dropped and counted in `obsbox.export.items{signal, export.outcome="dropped"}`. The first failure logs ONE warning;
-while the collector stays unreachable the worker only probes it twice a second and drops the rest without encoding;
-the first success afterwards logs one "recovered" message. Nothing here ever raises into the application.
+while the collector stays unreachable the worker only probes it twice a second; meanwhile items wait in the bounded
+queue (new ones beyond its size are dropped and counted at once), so a short outage loses little. The first
+success afterwards logs one "recovered" message. Nothing here ever raises into the application.
 """
 
 from __future__ import annotations
@@ -215,12 +216,11 @@ class Pipeline:
 
     def _drain(self, queue: Queue[Any], encode: Callable[[bytes, Sequence[Any]], bytes]) -> None:
         while queue.items:
+            if not self._may_try():
+                return  # the collector is down: items wait in the (bounded) queue until the next probe
             batch = queue.take(self._batch_size)
             if not batch:
                 return
-            if not self._may_try():
-                self._dropped(queue.signal, len(batch))
-                continue
             self._send(queue.signal, len(batch), lambda b=batch: encode(self.resource, b))  # type: ignore[misc]
 
     def _export_metrics(self) -> None:
@@ -244,12 +244,14 @@ class Pipeline:
     def _send(self, signal: str, items: int, body: Callable[[], bytes]) -> None:
         deadline = time.monotonic() + self._batch_budget
         encoded = body()
+        retries = 1 if self.healthy else 0  # one retry while things were fine; none while probing an outage
         while True:
             timeout = max(0.05, min(self._export_timeout, deadline - time.monotonic()))
             try:
                 self.sender.send(signal, encoded, timeout)
             except ExportError as err:
-                if err.retryable and self.healthy and time.monotonic() + RETRY_BACKOFF + 0.05 < deadline:
+                if err.retryable and retries and time.monotonic() + RETRY_BACKOFF + 0.05 < deadline:
+                    retries -= 1
                     time.sleep(RETRY_BACKOFF)
                     continue
                 self._failed(err)
