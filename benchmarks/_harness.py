@@ -117,11 +117,17 @@ class _Child:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return None if proc is None else proc.returncode
-        proc.send_signal(signal.SIGINT)
         try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"  {self.name}: no exit {timeout:.0f}s after SIGINT, killing", file=sys.stderr, flush=True)
+            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0)):
+                proc.send_signal(sig)
+                try:
+                    return proc.wait(wait)
+                except subprocess.TimeoutExpired:
+                    print(
+                        f"  {self.name}: still running {wait:.0f}s after {sig.name}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             proc.kill()
             return proc.wait(5)
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
 import sys
 import threading
 import zlib
@@ -127,7 +128,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, json.dumps(snapshot).encode(), "application/json")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Explicit handlers: a child of a background shell job inherits SIGINT as ignored.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)
