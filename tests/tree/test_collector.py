@@ -186,7 +186,7 @@ def test_native_rendering_points_exporters_at_localhost_and_keeps_names() -> Non
     rendered = yaml.safe_load(text)
     endpoints = {name: e["endpoint"] for name, e in rendered["exporters"].items()}
     assert endpoints == {
-        "otlp_grpc/jaeger": "127.0.0.1:4317",
+        "otlp_grpc/jaeger": "127.0.0.1:14317",  # NATIVE_JAEGER_PORTS: the collector keeps 4317
         "otlp_http/loki": "http://127.0.0.1:3100/otlp",
         "otlp_http/prometheus": "http://127.0.0.1:9090/api/v1/otlp",
     }
