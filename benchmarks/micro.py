@@ -156,6 +156,23 @@ def case_obsbox_histogram(n: int) -> float:
     return _records(runtime.server_duration.record, runtime.tracer, n)
 
 
+def case_obsbox_request(n: int) -> float:
+    """Everything obsbox does per request, without the app: span, context, active count, duration + exemplar."""
+    from obsbox.instrumentation._server import ServerRequest
+
+    _obsbox()
+    attributes: dict[str, Any] = {k: v for k, v in SPAN_ATTRIBUTES.items() if k != "http.route"}
+    start = time.perf_counter()
+    for _ in range(n):
+        request = ServerRequest.begin("GET", "http", attributes, None)
+        assert request is not None
+        request.finish("/items/{item_id}", 200, None)
+        request.detach()
+    seconds = time.perf_counter() - start
+    _Setup.obsbox_telemetry.force_flush()
+    return seconds
+
+
 def case_sdk_export(n: int) -> float:
     setup = _sdk()
     return _flush(setup.sdk_tracer_provider.force_flush, setup.sdk_tracer, n)
@@ -203,6 +220,7 @@ CASES: list[tuple[str, str, Callable[[int], float]]] = [
     ("span start+end", "obsbox", case_obsbox_span),
     ("histogram record (4 attrs, exemplar)", "opentelemetry-sdk", case_sdk_histogram),
     ("histogram record (4 attrs, exemplar)", "obsbox", case_obsbox_histogram),
+    ("whole request telemetry (begin+finish)", "obsbox", case_obsbox_request),
     ("span export (flush), sender CPU per span", "opentelemetry-sdk", case_sdk_export),
     ("span export (flush), sender CPU per span", "obsbox", case_obsbox_export),
     ("span encode only, per span", "opentelemetry-sdk", case_sdk_encode),
