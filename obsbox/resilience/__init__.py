@@ -10,9 +10,9 @@ Integrations for pybreaker and tenacity live in obsbox.resilience.integrations.
 """
 
 from obsbox.resilience.breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from obsbox.resilience.http_errors import RETRYABLE_STATUS_CODES, http_client_error, retryable_http_error
 from obsbox.resilience.pool import AsyncWorkerPool, PoolFullError, WorkerPool
 from obsbox.resilience.retry import Retry, RetryExhaustedError
-from obsbox.resilience.retryable import RETRYABLE_STATUS_CODES, retryable_http_error
 
 __all__ = [
     "RETRYABLE_STATUS_CODES",
@@ -24,5 +24,6 @@ __all__ = [
     "Retry",
     "RetryExhaustedError",
     "WorkerPool",
+    "http_client_error",
     "retryable_http_error",
 ]

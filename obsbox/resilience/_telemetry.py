@@ -1,5 +1,5 @@
-"""What a breaker or a retry policy reports, in one place, so obsbox's own classes and the pybreaker/tenacity
-integrations emit exactly the same metrics, log lines and span events.
+"""What a breaker, a retry policy or a worker pool reports, in one place, so obsbox's own classes and the
+pybreaker/tenacity integrations emit exactly the same metrics, log lines and span events.
 
 Telemetry never raises into the caller: a failing exporter or logger sink must not turn a successful call into an
 error.

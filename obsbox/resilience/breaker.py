@@ -22,8 +22,9 @@ States:
   reopens the breaker (for another `reset_timeout`); when all the trials have succeeded it closes (a fresh window).
 
 Which errors count as failures is configurable: `failure_on` (exception types, or a predicate) picks them, default
-every `Exception`; `exclude` names types that never count (say, a 404 from the dependency: it answered, so it is
-healthy) — such an error propagates and counts as a success. `BaseException`s that are not `Exception`
+every `Exception`; `exclude` (types, or a predicate) names errors that never count — say a 404 from the
+dependency: it answered, so it is healthy (`obsbox.resilience.http_client_error` tells 4xx errors of httpx,
+requests and urllib). Such an error propagates and counts as a success. `BaseException`s that are not `Exception`
 (cancellation, KeyboardInterrupt) do not count at all; a cancelled trial call frees its slot.
 
 One state machine serves threads and asyncio alike: the state is guarded by a lock held only for a few
@@ -106,7 +107,7 @@ class CircuitBreaker:
         reset_timeout: float = 30.0,
         half_open_max_calls: int = 1,
         failure_on: ErrorFilter = Exception,
-        exclude: tuple[type[BaseException], ...] | type[BaseException] = (),
+        exclude: ErrorFilter = (),
         clock: Callable[[], float] = time.monotonic,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
@@ -127,7 +128,7 @@ class CircuitBreaker:
         self.reset_timeout = reset_timeout
         self.half_open_max_calls = half_open_max_calls
         self._failure_on = failure_on
-        self._exclude = exclude if isinstance(exclude, tuple) else (exclude,)
+        self._exclude = exclude
         self._clock = clock
         self._lock = threading.Lock()
         self._window = RollingWindow(window)
@@ -276,16 +277,17 @@ class CircuitBreaker:
             self._telemetry.transition(from_state, to_state, detail=detail)
 
     def _is_failure(self, exc: Exception) -> bool:
-        if self._exclude and isinstance(exc, self._exclude):
-            return False
-        rule = self._failure_on
-        if isinstance(rule, type | tuple):
-            return isinstance(exc, rule)
-        try:
-            return bool(rule(exc))
-        except Exception:  # noqa: BLE001 - a broken predicate must not hide the original error
-            return True
+        return _matches(self._failure_on, exc, broken=True) and not _matches(self._exclude, exc, broken=False)
 
+
+def _matches(rule: ErrorFilter, exc: Exception, *, broken: bool) -> bool:
+    """Whether `exc` matches exception types or a predicate; `broken` is the answer when the predicate raises."""
+    if isinstance(rule, type | tuple):
+        return isinstance(exc, rule)
+    try:
+        return bool(rule(exc))
+    except Exception:  # noqa: BLE001 - a broken predicate must not hide the original error
+        return broken
 
 _breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 

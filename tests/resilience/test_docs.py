@@ -12,7 +12,7 @@ MODULES = [
     "obsbox.resilience",
     "obsbox.resilience.breaker",
     "obsbox.resilience.retry",
-    "obsbox.resilience.retryable",
+    "obsbox.resilience.http_errors",
     "obsbox.resilience.pool",
     "obsbox.resilience._window",
     "obsbox.instrumentation.process_metrics",

@@ -1,4 +1,4 @@
-"""retryable_http_error against real errors from httpx, requests and urllib talking to a real local server."""
+"""retryable_http_error and http_client_error against real errors of httpx, requests and urllib and a real server."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import httpx
 import pytest
 import requests
 
-from obsbox.resilience import Retry, retryable_http_error
+from obsbox import CircuitBreaker
+from obsbox.resilience import Retry, http_client_error, retryable_http_error
+from obsbox.resilience.http_errors import status_code
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -88,13 +90,16 @@ STATUSES = [400, 401, 403, 404, 408, 409, 422, 429, 500, 501, 502, 503, 504]
 @pytest.mark.parametrize("status", STATUSES)
 def test_status_codes(server: str, client: object, status: int) -> None:
     exc = client(f"{server}/{status}")  # type: ignore[operator]
+    assert status_code(exc) == status
     assert retryable_http_error(exc) is (status in {408, 429, 502, 503, 504})
+    assert http_client_error(exc) is (400 <= status < 500)
 
 
 @pytest.mark.parametrize("client", [httpx_error, requests_error, urllib_error])
 def test_connection_refused(client: object, closed_port: int) -> None:
     exc = client(f"http://127.0.0.1:{closed_port}/")  # type: ignore[operator]
     assert retryable_http_error(exc), repr(exc)
+    assert not http_client_error(exc) and status_code(exc) is None
 
 
 @pytest.mark.parametrize("client", [httpx_error, requests_error, urllib_error])
@@ -134,3 +139,20 @@ def test_as_retry_on_with_a_real_server(server: str) -> None:
     with pytest.raises(httpx.HTTPStatusError):
         policy.call(get, "/404")
     assert hits["n"] == 4
+
+
+def test_breaker_ignores_client_errors_from_a_real_server(server: str) -> None:
+    """404s do not open a breaker that excludes http_client_error; 503s do."""
+    breaker = CircuitBreaker("http", minimum_calls=4, exclude=http_client_error)
+
+    def get(path: str) -> httpx.Response:
+        return httpx.get(f"{server}{path}", timeout=2.0).raise_for_status()
+
+    for _ in range(6):
+        with pytest.raises(httpx.HTTPStatusError):
+            breaker.call(get, "/404")
+    assert breaker.state == "closed"
+    for _ in range(6):
+        with pytest.raises(httpx.HTTPStatusError):
+            breaker.call(get, "/503")
+    assert breaker.state == "open"  # 6 of 12 calls failed

@@ -1,10 +1,15 @@
-"""Which HTTP client errors are worth retrying: a ready-made `retry_on` predicate for httpx, requests and urllib.
+"""What an HTTP client error says about the server: ready-made predicates for httpx, requests and urllib errors.
 
->>> from obsbox.resilience import retryable_http_error
+>>> from obsbox.resilience import http_client_error, retryable_http_error
 >>> retryable_http_error(TimeoutError())
 True
 >>> retryable_http_error(ValueError("bad input"))
 False
+>>> http_client_error(TimeoutError())
+False
+
+`retryable_http_error` is made for `Retry(retry_on=...)`; `http_client_error` for `CircuitBreaker(exclude=...)`: a
+4xx answer means the dependency is up and this request was wrong, which must not open the breaker.
 
 Retryable: timeouts, connection errors (refused, reset, closed mid-response), and responses with status 408
 (request timeout), 429 (too many requests), 502, 503 and 504 (a proxy or the server is briefly unavailable) raised
@@ -21,7 +26,7 @@ import asyncio
 import sys
 import urllib.error
 
-__all__ = ["RETRYABLE_STATUS_CODES", "retryable_http_error"]
+__all__ = ["RETRYABLE_STATUS_CODES", "http_client_error", "retryable_http_error", "status_code"]
 
 RETRYABLE_STATUS_CODES = frozenset({408, 429, 502, 503, 504})
 
@@ -59,3 +64,23 @@ def retryable_http_error(exc: BaseException) -> bool:
 
 # asyncio.TimeoutError is the builtin TimeoutError from Python 3.11 on, a separate class before.
 _TRANSIENT_OS_ERRORS = (TimeoutError, asyncio.TimeoutError, ConnectionError)
+
+
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status of the response an httpx, requests or urllib error carries, else None."""
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.HTTPStatusError):
+        return int(exc.response.status_code)
+    requests_exceptions = sys.modules.get("requests.exceptions")
+    if requests_exceptions is not None and isinstance(exc, requests_exceptions.HTTPError):
+        code = getattr(getattr(exc, "response", None), "status_code", None)
+        return code if isinstance(code, int) else None
+    if isinstance(exc, urllib.error.HTTPError):
+        return int(exc.code)
+    return None
+
+
+def http_client_error(exc: BaseException) -> bool:
+    """True for an error raised for a 4xx response (the request was wrong, the server is fine)."""
+    code = status_code(exc)
+    return code is not None and 400 <= code < 500
