@@ -3,8 +3,11 @@ exists, `$` escaped for Grafana's environment expansion, and the dashboards prov
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +190,27 @@ def test_native_provisioning_keeps_escapes_and_points_at_local_paths(tmp_path: P
     provider = render_grafana_provisioning((PROVISIONING / "dashboards/obsbox.yaml").read_text(),
                                            dashboards_dir=ROOT / "dashboards")
     assert yaml.safe_load(provider)["providers"][0]["options"]["path"] == str(ROOT / "dashboards")
+
+
+JS_DIR = ROOT / "tests" / "js"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (JS_DIR / "node_modules").is_dir(),
+    reason="node or tests/js/node_modules missing: scripts/install-node-deps.sh installs them",
+)
+def test_cross_link_queries_parse_with_grafanas_grammars() -> None:
+    """The trace-to-logs LogQL and trace-to-metrics PromQL, as Grafana runs them (after its own `$` expansion and
+    with the span's values filled in), parse with the lezer grammars of Grafana's query editors."""
+    json_data = expanded(datasources()["jaeger"])["jsonData"]
+    queries = [{"id": "logs", "lang": "logql",
+                "expr": json_data["tracesToLogsV2"]["query"].replace("${__trace.traceId}", "4bf92f3577b34da6")}]
+    queries += [{"id": q["name"], "lang": "promql", "expr": q["query"].replace("$__tags", 'service_name="orders"')}
+                for q in json_data["tracesToMetrics"]["queries"]]
+    queries.append({"id": "broken", "lang": "logql", "expr": '{service_name=~".+"} | trace_id="'})
+    result = subprocess.run(["node", "parse-queries.mjs"], input=json.dumps(queries), cwd=JS_DIR,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    verdicts = {r["id"]: r["ok"] for r in json.loads(result.stdout)}
+    assert verdicts.pop("broken") is False  # the parser does catch a broken query
+    assert all(verdicts.values()), result.stdout
