@@ -41,7 +41,7 @@ def _samples(body: str, name: str, **labels: str) -> list[str]:
 
 @pytest.fixture
 def served(otlp_receiver: object) -> Iterator[Telemetry]:
-    t = obsbox.configure(service_name="pull-test", environment="ci", endpoint=getattr(otlp_receiver, "endpoint"),
+    t = obsbox.configure(service_name="pull-test", environment="ci", endpoint=otlp_receiver.endpoint,
                          resource_attributes={"service.namespace": "shop"}, metrics_port=0, console=False)
     assert t.metrics_port
     runtime = _runtime.current()
@@ -117,7 +117,7 @@ def test_port_in_use_warns_once_and_the_service_runs_on(caplog: pytest.LogCaptur
         taken.listen()
         port = taken.getsockname()[1]
         with caplog.at_level(logging.WARNING, logger="obsbox"):
-            t = obsbox.configure(service_name="busy", endpoint=getattr(otlp_receiver, "endpoint"),
+            t = obsbox.configure(service_name="busy", endpoint=otlp_receiver.endpoint,
                                  metrics_port=port, console=False)
         try:
             warnings = [r.getMessage() for r in caplog.records if r.name == "obsbox"]
