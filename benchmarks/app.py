@@ -20,6 +20,7 @@ MODES: dict[str, str] = {
     "bare": "no instrumentation",
     "obsbox": "obsbox.configure() + obsbox.instrument(app): server span, RED metrics, exemplars over OTLP",
     "contrib": "OpenTelemetry SDK + OTLP/HTTP exporters + contrib FastAPIInstrumentor (stable HTTP semconv)",
+    "contrib-lean": "as contrib, with exclude_spans=['receive', 'send']: the server span only",
     "native": "OpenTelemetry SDK + OTLP/HTTP exporters + FastAPI's own telemetry (operation spans on)",
     "native-lean": "as native, with FastAPI(telemetry={'operation_spans': False})",
     "logfire": "logfire.configure(send_to_logfire=False) exporting OTLP to the receiver + instrument_fastapi",
@@ -75,6 +76,16 @@ def contrib() -> FastAPI:
     return app
 
 
+def contrib_lean() -> FastAPI:
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    _otel_sdk()
+    app = _routes(FastAPI())
+    FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
+    return app
+
+
 def native() -> FastAPI:
     _otel_sdk()
     return _routes(FastAPI())
@@ -112,6 +123,7 @@ BUILDERS: dict[str, Callable[[], FastAPI]] = {
     "bare": bare,
     "obsbox": obsbox_mode,
     "contrib": contrib,
+    "contrib-lean": contrib_lean,
     "native": native,
     "native-lean": native_lean,
     "logfire": logfire_mode,

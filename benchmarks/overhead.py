@@ -32,7 +32,7 @@ from typing import Any
 from _harness import Receiver, Server, StartError, cpu_seconds, cpus, run_wrk
 from app import MODES
 
-DEFAULT_MODES = ["bare", "obsbox", "contrib", "native", "native-lean", "logfire", "pfi"]
+DEFAULT_MODES = ["bare", "obsbox", "contrib", "contrib-lean", "native", "native-lean", "logfire", "pfi"]
 _PACKAGES = [
     "obsbox", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "opentelemetry-sdk",
     "opentelemetry-instrumentation-fastapi", "logfire", "prometheus-fastapi-instrumentator",
