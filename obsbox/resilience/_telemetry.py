@@ -114,8 +114,8 @@ class RetryTelemetry:
                     "retry.delay": delay,
                 }
                 if error is not None:
+                    # The type only: messages of HTTP client errors carry full URLs, query strings and all.
                     event["exception.type"] = _qualified_name(type(error))
-                    event["exception.message"] = str(error)[:256]
                 span.add_event(RETRY_EVENT, event)
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
             pass

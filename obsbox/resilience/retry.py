@@ -23,7 +23,8 @@ raised from the last error (`__cause__`). A running attempt is never interrupted
 Telemetry (names from obsbox.instrumentation.catalogue): `obsbox.retry.calls` by retry.outcome (success_first_try,
 success_after_retry, exhausted, non_retryable), `obsbox.retry.retries` (one per retry), `obsbox.retry.backoff`
 (seconds slept before each retry), and a `retry` event on the current span per retry (retry.attempt — the number
-of the attempt about to run —, retry.delay, exception.type, exception.message).
+of the attempt about to run —, retry.delay, exception.type; not the message, which for HTTP clients holds the
+full URL).
 """
 
 from __future__ import annotations
