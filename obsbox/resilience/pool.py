@@ -108,7 +108,7 @@ def _start_span(telemetry: PoolTelemetry, task: _Task[Any]) -> trace.Span:
 
 def _fail_span(span: trace.Span, exc: BaseException) -> None:
     span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:256]))
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 class WorkerPool:
