@@ -36,11 +36,15 @@ class Down(Exception):
     pass
 
 
-def exercise(clock: FakeClock) -> dict[str, str]:
-    """Drive every resilience path once under the names e2e-*; returns trace/span ids to look for."""
+def exercise(clock: FakeClock, prefix: str = "e2e-") -> tuple[dict[str, str], list[object]]:
+    """Drive every resilience path once under the names `prefix`*; returns trace/span ids to look for.
+
+    (The global meter provider lives as long as the process, so each test uses its own names.) The second value
+    holds the breaker and pools: their gauges report only while they live."""
     ids: dict[str, str] = {}
-    breaker = CircuitBreaker("e2e-payments", minimum_calls=3, reset_timeout=10.0, clock=clock)
-    retry = Retry("e2e-inventory", attempts=2, initial_backoff=0.001, max_backoff=0.001, retry_on=(Down,))
+    keep: list[object] = []
+    breaker = CircuitBreaker(f"{prefix}payments", minimum_calls=3, reset_timeout=10.0, clock=clock)
+    retry = Retry(f"{prefix}inventory", attempts=2, initial_backoff=0.001, max_backoff=0.001, retry_on=(Down,))
 
     def down() -> None:
         raise Down()
@@ -48,7 +52,7 @@ def exercise(clock: FakeClock) -> dict[str, str]:
     from opentelemetry import trace
 
     t = trace.get_tracer("tests.resilience.pipeline")
-    with t.start_as_current_span("e2e checkout") as span:
+    with t.start_as_current_span(f"{prefix}checkout") as span:
         ids["checkout_span"] = format(span.get_span_context().span_id, "016x")
         ids["trace"] = format(span.get_span_context().trace_id, "032x")
         assert breaker.call(lambda: "ok") == "ok"
@@ -76,7 +80,7 @@ def exercise(clock: FakeClock) -> dict[str, str]:
             retry.call({}.__getitem__, "missing")
 
         release = threading.Event()
-        with WorkerPool("e2e-fulfilment", workers=1, queue_size=1) as pool:
+        with WorkerPool(f"{prefix}fulfilment", workers=1, queue_size=1) as pool:
             started = threading.Event()
 
             def block() -> bool:
@@ -94,7 +98,8 @@ def exercise(clock: FakeClock) -> dict[str, str]:
                 pool.submit(lambda: 1 / 0).result(timeout=5)
 
         async def async_part() -> None:
-            apool = AsyncWorkerPool("e2e-async", workers=2, queue_size=4)
+            apool = AsyncWorkerPool(f"{prefix}async", workers=2, queue_size=4)
+            keep.append(apool)
 
             async def ship(n: int) -> int:
                 await asyncio.sleep(0)
@@ -105,7 +110,8 @@ def exercise(clock: FakeClock) -> dict[str, str]:
             await apool.close()
 
         asyncio.run(async_part())
-    return ids
+    keep.extend([breaker, retry, pool])
+    return ids, keep
 
 
 def check_spec(points: list[MetricPoint], spec: MetricSpec) -> None:
@@ -127,7 +133,7 @@ def test_every_owned_metric_reaches_a_real_otlp_receiver(otlp_receiver: OTLPRece
     telemetry = obsbox.configure(service_name="resilience-e2e", endpoint=otlp_receiver.endpoint,
                                  metric_export_interval=60.0)
     try:
-        ids = exercise(FakeClock())
+        ids, keep = exercise(FakeClock())
         assert telemetry.force_flush()
 
         def mine(name: str, key: str) -> list[MetricPoint]:
@@ -162,6 +168,7 @@ def test_every_owned_metric_reaches_a_real_otlp_receiver(otlp_receiver: OTLPRece
                 assert p.explicit_bounds == SECONDS_BUCKETS, name
         pools = {p.attributes["pool.name"]: p.value for p in mine("obsbox.pool.size", "pool.name")}
         assert pools == {"e2e-fulfilment": 0, "e2e-async": 0}  # both shut down before the export
+        del keep
         durations = {(p.attributes["pool.name"], p.attributes["task.outcome"]): p.count
                      for p in mine("obsbox.pool.task.duration", "pool.name")}
         assert durations[("e2e-fulfilment", "failure")] == 1 and durations[("e2e-async", "success")] == 3
@@ -172,7 +179,7 @@ def test_every_owned_metric_reaches_a_real_otlp_receiver(otlp_receiver: OTLPRece
         assert all(s.trace_id == ids["trace"] and s.parent_span_id == ids["checkout_span"] for s in spans)
         async_spans = otlp_receiver.spans("e2e-async task")
         assert len(async_spans) == 3 and all(s.parent_span_id == ids["checkout_span"] for s in async_spans)
-        (checkout,) = otlp_receiver.spans("e2e checkout")
+        (checkout,) = otlp_receiver.spans("e2e-checkout")
         changes = [a for name, a in checkout.events if name == "circuit_breaker.state_change"]
         assert [(a["breaker.from_state"], a["breaker.to_state"]) for a in changes] == [
             ("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
@@ -185,5 +192,35 @@ def test_every_owned_metric_reaches_a_real_otlp_receiver(otlp_receiver: OTLPRece
         assert opened[0].attributes.get("breaker_name") == "e2e-payments"
         assert opened[0].attributes.get("to_state") == "open"
         assert opened[0].trace_id == ids["trace"]  # the log line is correlated with the span that tripped it
+    finally:
+        telemetry.shutdown()
+
+
+def test_pull_endpoint_serves_the_catalogues_prometheus_names(otlp_receiver: OTLPReceiver) -> None:
+    """The same metrics scraped from /metrics carry the Prometheus names and labels dashboards and alerts use."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    telemetry = obsbox.configure(service_name="resilience-pull", endpoint=otlp_receiver.endpoint,
+                                 metrics_port=0, metric_export_interval=60.0)
+    try:
+        assert telemetry.metrics_port
+        _, keep = exercise(FakeClock(), prefix="pull-")
+        with urllib.request.urlopen(f"http://127.0.0.1:{telemetry.metrics_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+        for spec in OWNED + PROCESS_SEMCONV:
+            wanted = spec.prometheus_name
+            names = ({f"{wanted}_bucket", f"{wanted}_sum", f"{wanted}_count"} if spec.kind == "histogram"
+                     else {wanted})
+            found = [s for s in samples if s.name in names and s.labels.get("service_name") == "resilience-pull"]
+            assert found, f"{wanted} not served"
+            for s in found:
+                assert set(spec.prometheus_labels) <= set(s.labels), (wanted, s.labels)
+        opened = [s for s in samples if s.name == "obsbox_circuit_breaker_transitions_total"
+                  and s.labels.get("breaker_name") == "pull-payments" and s.labels.get("breaker_to_state") == "open"]
+        assert [s.value for s in opened] == [1.0]
+        del keep
     finally:
         telemetry.shutdown()
