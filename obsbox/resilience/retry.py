@@ -20,6 +20,9 @@ HTTP clients. An error that is not retryable propagates unchanged at once. When 
 sleep would pass the optional overall `deadline` (seconds since the first attempt began), `RetryExhaustedError` is
 raised from the last error (`__cause__`). A running attempt is never interrupted by the deadline.
 
+With a circuit breaker inside the retry (`retry.call(breaker.call, fn)`), keep `CircuitOpenError` out of
+`retry_on` — `retryable_http_error` does — so an open breaker fails the request at once instead of being retried.
+
 Telemetry (names from obsbox.instrumentation.catalogue): `obsbox.retry.calls` by retry.outcome (success_first_try,
 success_after_retry, exhausted, non_retryable), `obsbox.retry.retries` (one per retry), `obsbox.retry.backoff`
 (seconds slept before each retry), and a `retry` event on the current span per retry (retry.attempt — the number
