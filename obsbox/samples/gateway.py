@@ -1,5 +1,5 @@
-"""gateway: the shop's front door (FastAPI + httpx). Browses the catalogue at inventory, places and reads orders
-at orders.
+"""gateway: the shop's front door (FastAPI + httpx). Everything goes on to orders (ORDERS_URL), which owns the
+shop's dependencies.
 
     GET  /catalogue            the items for sale
     GET  /catalogue/{sku}      one item
@@ -31,7 +31,7 @@ _FORWARDED = ("idempotency-key", "content-type")
 
 def create_app() -> FastAPI:
     telemetry = obsbox.configure(service_name="gateway")  # endpoint etc. from OTEL_* / OBSBOX_* variables
-    inventory, orders = service_url("inventory"), service_url("orders")
+    orders = service_url("orders")
     # One pooled client for the process: connection reuse matters more than anything else on a gateway.
     client = httpx.AsyncClient(timeout=env_float("GATEWAY_TIMEOUT_S", 5.0))
 
@@ -56,11 +56,11 @@ def create_app() -> FastAPI:
 
     @app.get("/catalogue")
     async def catalogue(request: Request) -> Response:
-        return await forward(request, f"{inventory}/items")
+        return await forward(request, f"{orders}/catalogue")
 
     @app.get("/catalogue/{sku}")
     async def item(request: Request, sku: str) -> Response:
-        return await forward(request, f"{inventory}/items/{sku}")
+        return await forward(request, f"{orders}/catalogue/{sku}")
 
     @app.post("/orders")
     async def place_order(request: Request) -> Response:

@@ -1,11 +1,13 @@
 """orders: places orders (FastAPI). The one service with real dependencies, so it shows every resilience pattern.
 
+    GET  /catalogue          the items for sale (from inventory)
+    GET  /catalogue/{sku}    one item
     POST /orders             {"sku": "tea-01", "quantity": 2} with an optional Idempotency-Key header
     GET  /orders/{order_id}  the order and whether it has been fulfilled
 
-Placing an order reserves stock at inventory (with retries: a reservation is safe to repeat), charges at payments
-(through a circuit breaker: when payments is down, fail fast instead of piling up waiting requests), and hands
-fulfilment to a worker pool so the customer does not wait for it. Every step shows up in the telemetry without
+Every call to inventory goes through a retry policy (transient failures heal by themselves); a payment goes
+through a circuit breaker (when payments is down, fail fast instead of piling up waiting requests); fulfilment is
+handed to a worker pool so the customer does not wait for it. Every step shows up in the telemetry without
 extra code: retries as span events and `obsbox_retry_*` metrics, the breaker's state as `obsbox_circuit_breaker_*`,
 the pool's queue and busy workers as `obsbox_pool_*`.
 
@@ -79,11 +81,22 @@ def create_app() -> FastAPI:
     faults = FaultInjector("orders")
     app = FastAPI(title="orders", lifespan=lifespan, dependencies=[faults.fastapi_dependency()])
 
-    async def reserve(sku: str, quantity: int) -> httpx.Response:
-        response = await client.post(f"{inventory}/reservations", json={"sku": sku, "quantity": quantity})
+    async def call_inventory(method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        response = await client.request(method, f"{inventory}{path}", json=body)
         if response.status_code >= 500 or response.status_code in (408, 429):
             response.raise_for_status()  # hand the failure to the retry policy, which decides if it is transient
-        return response  # 201, or a 4xx that is this order's answer (unknown item, out of stock)
+        return response  # a success, or a 4xx that is the answer (unknown item, out of stock)
+
+    async def from_inventory(method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response | Answer:
+        """inventory's answer, or the (status, body) to give when it cannot be had."""
+        try:
+            return await inventory_retry.call_async(call_inventory, method, path, body)
+        except RetryExhaustedError:
+            logger.error("inventory unavailable after retries", path=path)
+            return 503, {"error": "inventory unavailable, try again later"}
+        except httpx.HTTPError as exc:  # not worth retrying (e.g. a 500)
+            logger.error("inventory failed", path=path, error=type(exc).__name__)
+            return 502, {"error": "inventory failed"}
 
     async def charge(order_id: str, amount_cents: int) -> dict[str, Any]:
         response = await client.post(f"{payments}/charges", json={"order_id": order_id, "amount_cents": amount_cents})
@@ -101,14 +114,9 @@ def create_app() -> FastAPI:
 
     async def place(order: OrderRequest) -> Answer:
         order_id = f"o-{uuid.uuid4().hex[:12]}"
-        try:
-            reservation = await inventory_retry.call_async(reserve, order.sku, order.quantity)
-        except RetryExhaustedError:
-            logger.error("inventory unavailable after retries, order refused", sku=order.sku)
-            return 503, {"error": "inventory unavailable, try again later"}
-        except httpx.HTTPError as exc:  # not worth retrying (e.g. a 500)
-            logger.error("inventory failed, order refused", sku=order.sku, error=type(exc).__name__)
-            return 502, {"error": "inventory failed"}
+        reservation = await from_inventory("POST", "/reservations", {"sku": order.sku, "quantity": order.quantity})
+        if isinstance(reservation, tuple):
+            return reservation
         if reservation.status_code != 201:  # unknown item, out of stock: the customer's answer, not a failure
             return reservation.status_code, reservation.json()
         amount = int(reservation.json()["unit_price_cents"]) * order.quantity
@@ -132,6 +140,20 @@ def create_app() -> FastAPI:
             logger.error("fulfilment queue full, order left for the sweeper", order_id=order_id)
         logger.info("order placed", order_id=order_id, sku=order.sku, amount_cents=amount)
         return 201, dict(orders[order_id])
+
+    async def browse(path: str) -> Response:
+        answer = await from_inventory("GET", path)
+        if isinstance(answer, tuple):
+            return JSONResponse(answer[1], answer[0])
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    @app.get("/catalogue")
+    async def catalogue() -> Response:
+        return await browse("/items")
+
+    @app.get("/catalogue/{sku}")
+    async def item(sku: str) -> Response:
+        return await browse(f"/items/{sku}")
 
     @app.post("/orders")
     async def place_order(
