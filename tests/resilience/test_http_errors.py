@@ -156,3 +156,20 @@ def test_breaker_ignores_client_errors_from_a_real_server(server: str) -> None:
         with pytest.raises(httpx.HTTPStatusError):
             breaker.call(get, "/503")
     assert breaker.state == "open"  # 6 of 12 calls failed
+
+
+def test_retry_around_a_breaker_does_not_retry_rejections(server: str) -> None:
+    """Retry(retry_on=retryable_http_error) around a breaker: 503s are retried and open it; rejections are not."""
+    from obsbox import CircuitOpenError
+
+    breaker = CircuitBreaker("composed", minimum_calls=2, reset_timeout=60)
+    policy = Retry("composed", attempts=5, initial_backoff=0.001, max_backoff=0.001, retry_on=retryable_http_error)
+    hits = {"n": 0}
+
+    def get() -> httpx.Response:
+        hits["n"] += 1
+        return httpx.get(f"{server}/503", timeout=2.0).raise_for_status()
+
+    with pytest.raises(CircuitOpenError):
+        policy.call(breaker.call, get)
+    assert hits["n"] == 2  # two 503s opened the breaker; the third attempt was rejected and not retried
