@@ -36,7 +36,7 @@ from obsbox.instrumentation.pull import exposition
 from obsbox.resilience import PoolFullError, retryable_http_error
 from obsbox.samples._chaos import FaultInjector
 from obsbox.samples._env import env_float, env_int, service_url
-from obsbox.samples._idempotency import Answer, IdempotencyStore
+from obsbox.samples._idempotency import Answer, IdempotencyKeyReused, IdempotencyStore
 
 
 class OrderRequest(BaseModel):
@@ -162,7 +162,11 @@ def create_app() -> FastAPI:
         if idempotency_key is None:
             status, body = await place(order)
             return JSONResponse(body, status)
-        (status, body), replayed = await idempotency.run(idempotency_key, lambda: place(order))
+        try:
+            (status, body), replayed = await idempotency.run(idempotency_key, lambda: place(order),
+                                                             fingerprint=order.model_dump_json())
+        except IdempotencyKeyReused:
+            return JSONResponse({"error": "this Idempotency-Key was used for a different order"}, 422)
         if replayed:
             logger.info("idempotent replay answered from store", order_id=body.get("order_id"))
         return JSONResponse(body, status, headers={"Idempotent-Replayed": str(replayed).lower()})

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from obsbox.samples._idempotency import Answer, IdempotencyStore
+from obsbox.samples._idempotency import Answer, IdempotencyKeyReused, IdempotencyStore
 
 
 def test_a_replay_gets_the_first_answer_without_doing_the_work_again() -> None:
@@ -84,3 +84,17 @@ def test_memory_is_bounded() -> None:
         return replayed
 
     assert asyncio.run(replay_oldest()) is False  # forgotten: evicted first
+
+
+def test_a_key_reused_for_a_different_request_is_refused() -> None:
+    async def place() -> Answer:
+        return 201, {"order_id": "o-1"}
+
+    async def main() -> None:
+        store = IdempotencyStore()
+        await store.run("k", place, fingerprint='{"sku":"tea-01"}')
+        with pytest.raises(IdempotencyKeyReused):
+            await store.run("k", place, fingerprint='{"sku":"mug-01"}')
+        assert await store.run("k", place, fingerprint='{"sku":"tea-01"}') == ((201, {"order_id": "o-1"}), True)
+
+    asyncio.run(main())

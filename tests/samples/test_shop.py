@@ -122,6 +122,11 @@ def test_a_replayed_idempotency_key_is_charged_once(running_shop: shop.Shop) -> 
     status, body, headers = http("POST", running_shop.urls["orders"] + "/orders", {"sku": "tea-01"},
                                  {"Idempotency-Key": key})
     assert status == 201 and headers.get("idempotent-replayed") == "true" and body == first
+    # the same key for another order is refused, not answered with the first order
+    status, body, _ = http("POST", running_shop.urls["gateway"] + "/orders", {"sku": "mug-01", "quantity": 1},
+                           {"Idempotency-Key": key})
+    assert status == 422 and "different order" in body["error"]
+    assert charges(running_shop) == before + 1
 
 
 def test_bad_chaos_input_gets_a_clear_error_and_changes_nothing(running_shop: shop.Shop) -> None:
