@@ -20,7 +20,8 @@ from obsbox.samples._services import SERVICES
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m obsbox.samples", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m obsbox.samples", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, info in SERVICES.items():
         parser.add_argument(f"--{name}-port", type=int, default=info.default_port, metavar="PORT",
                             help=f"port of {name} ({info.framework}; default {info.default_port}, 0: any free port)")
@@ -55,8 +56,8 @@ def _run_shop(args: argparse.Namespace) -> int:
     try:
         for name, url in running.urls.items():
             print(f"{name:<10} {url:<28} {SERVICES[name].framework}", flush=True)
-        print("Faults: python -c \"from obsbox.samples import faults; faults.set_faults('payments', "
-              "error_rate=0.4)\"  |  Ctrl-C stops the shop", flush=True)
+        print(f"faults:    python -c \"from obsbox.samples import faults; "
+              f"faults.set_faults('{running.urls['payments']}', error_rate=0.4)\"\nCtrl-C stops the shop", flush=True)
         if args.load:
             summary = load.run(running.urls["gateway"], rps=args.load, duration=args.duration)
             print(summary.format(), flush=True)
