@@ -198,4 +198,8 @@ class ObsboxWSGIMiddleware:
             raise
         finally:
             request.detach()
+        if isinstance(body, list | tuple):
+            # Already complete; returned as it is, so servers still see its length (Content-Length from len()).
+            exchange.finish(None)
+            return body
         return _Body(body, exchange)
