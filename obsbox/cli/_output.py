@@ -26,7 +26,8 @@ def print_up(report: UpReport) -> None:
             click.echo("\nGrafana login: admin / (the password printed on the first `obsbox up`; "
                        "kept in the state dir)")
     if report.unavailable:
-        click.echo("\nnot available here (the rest runs):")
+        why = f"; {report.note}" if report.note else ""
+        click.echo(f"\nnot available here (the rest runs{why}):")
         for name, why in report.unavailable.items():
             click.echo(f"  {name:<13} {why}")
 

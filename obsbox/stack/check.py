@@ -87,9 +87,10 @@ def check_prometheus(tree: StackTree, tmp: Path) -> list[CheckResult]:
                                "" if ok else text))
     import glob
 
-    empty = [str(p) for p in config.get("rule_files") or [] if not glob.glob(str(p))]
-    results.append(CheckResult("prometheus rule_files match files", "fail" if empty else "ok",
-                               f"no rule file matches {', '.join(empty)}" if empty else ""))
+    patterns = [str(p) for p in config.get("rule_files") or []]
+    matched = [p for p in patterns if glob.glob(p)]
+    results.append(CheckResult("prometheus loads rule files", "ok" if matched or not patterns else "fail",
+                               "" if matched or not patterns else f"no file matches {', '.join(patterns)}"))
     rule_files = sorted(p for p in (tree.root / "alerts").rglob("*.rules.yml"))
     for rules in rule_files:
         ok, text = _run([promtool, "check", "rules", str(rules)])

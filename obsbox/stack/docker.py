@@ -29,6 +29,7 @@ from obsbox.stack.render import render_alertmanager_config
 from obsbox.stack.state import grafana_password
 
 PROJECT = "obsbox"
+_DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 _NO_ENGINE_HINT = "start Docker (Docker Desktop, or `sudo systemctl start docker`), or use `--runtime native`"
 
 
@@ -52,8 +53,8 @@ def engine_available() -> tuple[bool, str]:
                 client.close()
         except ImportError:
             pass
-        except Exception as e:  # noqa: BLE001 - the SDK raises DockerException, requests and socket errors alike
-            return False, f"no Docker engine answers ({_first_line(str(e))})"
+        except Exception:  # the SDK raises DockerException, requests and socket errors alike
+            return False, f"no Docker engine answers at {os.environ.get('DOCKER_HOST') or _DEFAULT_SOCKET}"
     cli = docker_cli()
     if cli is None:
         return False, "no docker CLI on PATH and no Docker engine"

@@ -95,6 +95,7 @@ class UpReport:
     unavailable: dict[str, str] = field(default_factory=dict)
     grafana_password: str | None = None
     password_is_new: bool = False
+    note: str | None = None      # why this runtime (e.g. no Docker engine answers)
 
 
 class Runtime(Protocol):

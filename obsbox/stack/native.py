@@ -107,11 +107,10 @@ class NativeRuntime:
         return _Plan(run, unavailable)
 
     def _why(self, comp: Component, binary: Path | None) -> str:
-        docker = f"; {self.docker_reason}" if self.docker_reason else ""
         if binary is not None:
-            return f"found {binary}, but the native runtime does not run {comp.name} (it runs with Docker){docker}"
+            return f"found {binary}, but the native runtime does not run {comp.name} (it runs with Docker)"
         names = " or ".join(f"`{b}`" for b in comp.binaries)
-        return f"no {names} binary on PATH or in {binaries.cache_dir()}{docker}; to get it: {comp.install_hint}"
+        return f"no {names} binary on PATH or in {binaries.cache_dir()}; to get it: {comp.install_hint}"
 
     # --- up ---------------------------------------------------------------------------------------------------
     def up(self, *, samples: bool, progress: Progress) -> UpReport:
@@ -134,7 +133,7 @@ class NativeRuntime:
             to_start.append(name)
         check_ports({n: ports[n] for n in to_start})
 
-        report = UpReport("native", unavailable=dict(plan.unavailable))
+        report = UpReport("native", unavailable=dict(plan.unavailable), note=self.docker_reason)
         for name in want:
             comp = COMPONENTS[name]
             url = f"http://127.0.0.1:{ports[name]}"
@@ -256,10 +255,10 @@ class NativeRuntime:
                 started.append(Started(name, url, None))
                 continue
             known[name] = {"port": ports[name], "url": url, "version": None, "kind": "sample",
-                           "health": url + "/metrics"}
+                           "health": url + "/admin/faults"}
             argv = [sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "127.0.0.1",
                     "--port", str(ports[name])]
-            started.append(self._start(name, argv, url + "/metrics", url, env, progress))
+            started.append(self._start(name, argv, url + "/admin/faults", url, env, progress))
         self._write_targets([ports[n] for n in names])
         return started
 

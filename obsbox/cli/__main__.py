@@ -1,0 +1,5 @@
+"""`python -m obsbox.cli` — the same as the `obsbox` command."""
+
+from obsbox.cli import main
+
+main()
