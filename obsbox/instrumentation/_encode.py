@@ -186,6 +186,9 @@ _KIND = [_S_KIND + _SMALL[i] for i in range(6)]
 _STATUS_UNSET = field_bytes(_S_STATUS, b"")
 
 
+_NAMES: dict[str, bytes] = {}  # span names repeat ("GET /items/{item_id}"): their encoded field is cached
+
+
 def encode_span(span: SpanData) -> bytes:
     """A Span message (without its own tag)."""
     parts = [_S_TRACE_ID, span.trace_id.to_bytes(16, "big"), _S_SPAN_ID, span.span_id.to_bytes(8, "big")]
@@ -193,8 +196,13 @@ def encode_span(span: SpanData) -> bytes:
         parts.append(field_bytes(_S_STATE, span.trace_state.encode()))
     if span.parent_span_id:
         parts += (_S_PARENT, span.parent_span_id.to_bytes(8, "big"))
+    name = _NAMES.get(span.name)
+    if name is None:
+        if len(_NAMES) > _CACHE_LIMIT:
+            _NAMES.clear()
+        name = _NAMES[span.name] = field_bytes(_S_NAME, span.name.encode("utf-8", "replace"))
     parts += (
-        field_bytes(_S_NAME, span.name.encode("utf-8", "replace")),
+        name,
         _KIND[span.kind],
         _S_START, _pack_q(span.start_time),
         _S_END, _pack_q(span.end_time),
