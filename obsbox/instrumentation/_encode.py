@@ -210,8 +210,8 @@ def encode_span(span: SpanData) -> bytes:
     if span.attributes:
         parts += _span_attributes(span.attributes)
     if span.events:
-        for name, ts, attrs in span.events:
-            event = _E_TIME + _pack_q(ts) + field_bytes(_E_NAME, name.encode("utf-8", "replace"))
+        for event_name, ts, attrs in span.events:
+            event = _E_TIME + _pack_q(ts) + field_bytes(_E_NAME, event_name.encode("utf-8", "replace"))
             if attrs:
                 event += b"".join(field_bytes(_E_ATTR, key_value(k, v)) for k, v in attrs.items() if v is not None)
             parts.append(field_bytes(_S_EVENT, event))
