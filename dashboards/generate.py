@@ -473,9 +473,9 @@ def resilience() -> dict[str, Any]:
                        "tooltip": {"mode": "single", "sort": "none"}}),
         timeseries("Breaker transitions", "State changes per breaker, by target state; many opens and closes "
                    "in a row mean flapping (CircuitBreakerFlapping).",
-                   [prom(f"sum by (service_name, breaker_name, breaker_to_state) (increase("
+                   [prom(f"sum by (service_name, breaker_name, breaker_from_state, breaker_to_state) (increase("
                          f"obsbox_circuit_breaker_transitions_total{{{SVC}}}[$__rate_interval]))",
-                         "{{service_name}} / {{breaker_name}} -> {{breaker_to_state}}")],
+                         "{{service_name}} / {{breaker_name}} {{breaker_from_state}} -> {{breaker_to_state}}")],
                    unit="short", w=12, bars=True),
         timeseries("Calls through breakers", "Calls per second by outcome: success, failure, and rejected "
                    "(the breaker was open and the call never reached the dependency).",
