@@ -142,3 +142,27 @@ def test_export_items_counts_what_was_exported(otlp_receiver: OTLPReceiver) -> N
         assert ("traces", "dropped") not in points
     finally:
         t.shutdown()
+
+
+def test_export_items_is_emitted_as_the_catalogue_declares_it(otlp_receiver: OTLPReceiver) -> None:
+    from obsbox.instrumentation.catalogue import CATALOGUE
+    from obsbox.instrumentation.pull import render
+
+    spec = CATALOGUE["obsbox.export.items"]
+    t = obsbox.configure(service_name="catalogued", endpoint=otlp_receiver.endpoint, console=False)
+    try:
+        _spans(1)
+        t.force_flush()
+        t.force_flush()
+        points = otlp_receiver.latest(spec.name)
+        assert points
+        for p in points:
+            assert (p.kind, p.monotonic, p.unit, p.description) == ("sum", True, spec.unit, spec.description)
+            assert set(p.attributes) == set(spec.attributes)
+            assert p.attributes["signal"] in {"traces", "metrics", "logs"}
+            assert p.attributes["export.outcome"] in {"exported", "dropped"}
+        exposition = render(t.collect_metrics())
+        assert f"# TYPE {spec.prometheus_name} counter" in exposition
+        assert all(label in exposition for label in spec.prometheus_labels)
+    finally:
+        t.shutdown()
