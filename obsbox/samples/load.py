@@ -168,24 +168,45 @@ async def run_async(
             summary.errors += 1
             summary.errors_by_status[status] += 1
 
+    ticks = {"reported": 0, "sent": 0}  # seconds reported so far, requests sent at the last report
+
+    def tick(start: float) -> None:
+        if progress is not None:
+            progress(Progress(time.monotonic() - start, summary.requests, completed, summary.errors, len(tasks),
+                              summary.requests - ticks["sent"], rps))
+        ticks["reported"] += 1
+        ticks["sent"] = summary.requests
+
+    async def report(start: float) -> None:
+        """Once a second, independent of the sender (which may be waiting for a free slot)."""
+        while True:
+            await asyncio.sleep(max(0.0, start + ticks["reported"] + 1 - time.monotonic()))
+            tick(start)
+
     limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
         start = time.monotonic()
-        next_report, sent_at_report = start + 1.0, 0
-        while (now := time.monotonic()) - start < duration:
-            due = int((now - start) * rps) + 1  # requests that should have started by now
-            while summary.requests < due and time.monotonic() - start < duration:
-                await slots.acquire()  # bounded: wait for a free slot rather than queue without end
-                summary.requests += 1
-                task = asyncio.create_task(one(client))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if progress is not None and now >= next_report:
-                progress(Progress(now - start, summary.requests, completed, summary.errors, len(tasks),
-                                  summary.requests - sent_at_report, rps))
-                next_report, sent_at_report = next_report + 1.0, summary.requests
-            await asyncio.sleep(min(1.0 / rps, 0.05, max(0.0, start + duration - time.monotonic())))
-        summary.duration_s = time.monotonic() - start
+        end = start + duration
+        reporter = asyncio.create_task(report(start))
+        try:
+            while (now := time.monotonic()) < end:
+                due = int((now - start) * rps) + 1  # requests that should have started by now
+                while summary.requests < due:
+                    try:  # bounded: wait for a free slot rather than queue without end, but not past the end
+                        await asyncio.wait_for(slots.acquire(), max(0.001, end - time.monotonic()))
+                    except asyncio.TimeoutError:
+                        break
+                    summary.requests += 1
+                    task = asyncio.create_task(one(client))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.sleep(min(1.0 / rps, 0.05, max(0.0, end - time.monotonic())))
+            summary.duration_s = time.monotonic() - start
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+        if ticks["reported"] < int(duration):  # the last second's report, were it cut off by the end
+            tick(start)
         if tasks:  # let the last requests finish (each is bounded by `timeout`)
             await asyncio.wait(set(tasks), timeout=timeout + 1.0)
         leftover = list(tasks)
