@@ -427,12 +427,12 @@ def slos() -> dict[str, Any]:
                  thresholds_=thresholds((None, "red"), (0, "orange"), (0.25, "yellow"), (0.5, "green"))),
             stat(f"{title} burn rate (1 hour)", "Error ratio of the last hour divided by the budget; 1 spends the "
                  "budget exactly over 30 days, 14.4 pages (with the 5-minute window).",
-                 [prom(burn("1h", slo), "{{service_name}}")], unit="x", w=6, decimals=1, thresholds_=BURN_RATE),
+                 [prom(burn("1h", slo), "{{service_name}}")], unit="suffix:x", w=6, decimals=1, thresholds_=BURN_RATE),
             timeseries(f"{title} burn rate by window", "Burn rate over the windows the SLOErrorBudgetBurn tiers "
                        "read: 14.4x over 1h and 5m, 6x over 6h and 30m (critical); 3x over 1d and 2h, 1x over 3d "
                        "and 6h (warning).",
                        [prom(burn(win, slo), f"{{{{service_name}}}} {win}") for win in ("5m", "1h", "6h", "1d", "3d")],
-                       unit="x", w=12, thresholds_=BURN_RATE),
+                       unit="suffix:x", w=12, thresholds_=BURN_RATE),
             timeseries(f"{title} SLI", f"The share of {what} (5-minute and 1-hour windows) against the objective.",
                        [prom(f"1 - {sli('5m', slo)}", "{{service_name}} 5m"),
                         prom(f"1 - {sli('1h', slo)}", "{{service_name}} 1h"),

@@ -28,6 +28,8 @@ from tests.tree.test_queries import (
 )
 
 DATASOURCE_UIDS = {"prometheus", "loki", "jaeger", "alertmanager"}
+# Grafana unit ids the dashboards use (a typo would silently show raw numbers); "suffix:..." is Grafana's custom unit.
+GRAFANA_UNITS = {"none", "short", "percentunit", "reqps", "ops", "s", "bytes"}
 EXPECTED = {
     "services-overview.json": "obsbox-services-overview",
     "service-detail.json": "obsbox-service-detail",
@@ -72,7 +74,12 @@ def test_every_panel_has_datasource_unit_and_description(item: tuple[str, dict[s
     assert p["datasource"]["uid"] in DATASOURCE_UIDS
     for target in p["targets"]:
         assert target["datasource"]["uid"] == p["datasource"]["uid"]
-    assert p["fieldConfig"]["defaults"].get("unit"), "no unit"
+    unit = p["fieldConfig"]["defaults"].get("unit", "")
+    assert unit in GRAFANA_UNITS or unit.startswith("suffix:"), f"unit {unit!r}"
+    for override in p["fieldConfig"]["overrides"]:
+        for prop in override["properties"]:
+            if prop["id"] == "unit":
+                assert prop["value"] in GRAFANA_UNITS
     assert len(p.get("description", "")) > 20, "no description"
 
 
