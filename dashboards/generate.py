@@ -665,6 +665,19 @@ def stack_health() -> dict[str, Any]:
                    "OTelCollectorExporterQueueFilling fires above 80 %.",
                    [prom("max by (job, exporter) (otelcol_exporter_queue_size / otelcol_exporter_queue_capacity)",
                          "{{job}} {{exporter}}")], unit="percentunit", w=12, thresholds_=USAGE_RATIO, min=0, max=1),
+        row("Jaeger"),
+        timeseries("Spans received by Jaeger", "Spans per second Jaeger's OTLP receiver accepted (from the "
+                   "collector) and refused.",
+                   [prom('sum(rate({__name__=~"otelcol_receiver_accepted_spans(_total)?", job="jaeger"}'
+                         '[$__rate_interval]))', "accepted"),
+                    prom('sum(rate({__name__=~"otelcol_receiver_refused_spans(_total)?", job="jaeger"}'
+                         '[$__rate_interval]))', "refused")], unit="short", w=12),
+        timeseries("Spans stored by Jaeger", "Spans per second Jaeger wrote to its trace storage, and the "
+                   "writes that failed.",
+                   [prom('sum(rate({__name__=~"otelcol_exporter_sent_spans(_total)?", job="jaeger"}'
+                         '[$__rate_interval]))', "stored"),
+                    prom('sum(rate({__name__=~"otelcol_exporter_send_failed_spans(_total)?", job="jaeger"}'
+                         '[$__rate_interval]))', "failed")], unit="short", w=12, thresholds_=ANY_IS_BAD),
         row("Prometheus"),
         timeseries("Samples ingested", "Samples appended to Prometheus' head block per second (scrapes, OTLP "
                    "pushes and recording rules).",

@@ -144,6 +144,12 @@ def test_queries_key_on_service_name_never_job(name: str) -> None:
             assert "job" not in q.expr, q.id
 
 
+def test_panels_are_core_grafana_panel_types() -> None:
+    # core panels only: a plugin panel would render empty in a Grafana without that plugin
+    core = {"row", "timeseries", "stat", "table", "heatmap", "logs", "state-timeline"}
+    assert {p["type"] for board in BOARDS.values() for p in panels(board)} <= core
+
+
 def test_panel_ids_are_unique_and_fit_the_grid() -> None:
     for name, board in BOARDS.items():
         ids = [p["id"] for p in panels(board)]
