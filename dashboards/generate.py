@@ -140,8 +140,9 @@ def logs_panel(title: str, description: str, expr: str, *, w: int = 24, h: int =
 def service_variable(query: str, *, multi: bool, label: str = "Service") -> dict[str, Any]:
     var: dict[str, Any] = {
         "name": "service_name", "label": label, "type": "query", "datasource": PROM,
-        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
-        "definition": query, "refresh": 2, "sort": 1, "multi": multi, "includeAll": multi,
+        # A plain-string query: what every Grafana version runs as is (the query editor's object form differs
+        # between versions).
+        "query": query, "definition": query, "refresh": 2, "sort": 1, "multi": multi, "includeAll": multi,
         "current": {},
     }
     if multi:
@@ -378,8 +379,7 @@ def service_detail() -> dict[str, Any]:
     variables = [
         service_variable(f"label_values({HTTP_DURATION}_count, service_name)", multi=False),
         {"name": "http_route", "label": "Route", "type": "query", "datasource": PROM,
-         "query": {"query": f'label_values({HTTP_DURATION}_count{{service_name="$service_name"}}, http_route)',
-                   "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
+         "query": f'label_values({HTTP_DURATION}_count{{service_name="$service_name"}}, http_route)',
          "definition": f'label_values({HTTP_DURATION}_count{{service_name="$service_name"}}, http_route)',
          "refresh": 2, "sort": 1, "multi": True, "includeAll": True, "allValue": ".*", "current": {}},
     ]
@@ -577,8 +577,7 @@ def runtime() -> dict[str, Any]:
     variables = [
         service_variable("label_values(process_cpu_time_seconds_total, service_name)", multi=True),
         {"name": "instance", "label": "Instance", "type": "query", "datasource": PROM,
-         "query": {"query": f"label_values(process_cpu_time_seconds_total{{{SVC}}}, service_instance_id)",
-                   "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
+         "query": f"label_values(process_cpu_time_seconds_total{{{SVC}}}, service_instance_id)",
          "definition": f"label_values(process_cpu_time_seconds_total{{{SVC}}}, service_instance_id)",
          "refresh": 2, "sort": 1, "multi": True, "includeAll": True, "allValue": ".*", "current": {}},
     ]
@@ -614,9 +613,7 @@ def logs() -> dict[str, Any]:
     ]
     variables = [
         {"name": "service_name", "label": "Service", "type": "query", "datasource": LOKI,
-         "query": {"label": "service_name", "refId": "LokiVariableQueryEditor-VariableQuery", "stream": "",
-                   "type": 1},
-         "definition": "label_values(service_name)", "refresh": 2, "sort": 1, "multi": True,
+         "query": "label_values(service_name)", "definition": "label_values(service_name)", "refresh": 2, "sort": 1, "multi": True,
          "includeAll": True, "allValue": ".+", "current": {}},
         {"name": "search", "label": "Search", "type": "textbox", "query": "", "current": {"text": "", "value": ""},
          "hide": 0},

@@ -74,7 +74,7 @@ def dashboard_queries() -> list[Query]:
                     queries.append(Query(path.name, p["title"], t["refId"], lang, t["expr"]))
         for var in board["templating"]["list"]:
             query = var.get("query")
-            text = query.get("query") if isinstance(query, dict) else None
+            text = query if isinstance(query, str) else None
             if var.get("datasource", {}).get("uid") == "prometheus" and text:
                 queries.append(Query(path.name, f"variable {var['name']}", "query", "promql", label_values_selector(text)))
     return queries
