@@ -13,6 +13,7 @@ the host file behind each path a container sees (and which hostnames mean which 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -34,7 +35,9 @@ class StackTree:
     @classmethod
     def load(cls, root: Path | None = None) -> StackTree:
         if root is None:
-            root = stack_root()
+            # OBSBOX_STACK_DIR: run a copy of the tree kept elsewhere (a user's modified one; the tests' own).
+            explicit = os.environ.get("OBSBOX_STACK_DIR")
+            root = Path(explicit) if explicit else stack_root()
         compose_file = root / "stack.yml"
         data = yaml.safe_load(compose_file.read_text()) if compose_file.exists() else {}
         return cls(root, data if isinstance(data, dict) else {})

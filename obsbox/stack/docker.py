@@ -227,8 +227,10 @@ class DockerRuntime:
                 status = "healthy" if health in ("healthy", "") else ("starting" if health == "starting" else "running")
             elif state in ("exited", "dead"):
                 status = "exited"
-            else:
-                status = state or "unknown"
+            elif state == "restarting":
+                status = "restarting"
+            else:  # created, paused, removing
+                status = "stopped"
             url = None
             for pub in item.get("Publishers") or []:
                 if pub.get("PublishedPort"):

@@ -15,6 +15,45 @@ from typing import Any, Literal, Protocol
 
 STATUS_SCHEMA_VERSION = 1
 
+_NULLABLE_STR = {"type": ["string", "null"]}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+
+# The JSON schema of `obsbox status --json` (documented in docs/cli.md; tests validate real output against it).
+STATUS_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema", "runtime", "running", "components", "alerts", "alerts_error"],
+    "properties": {
+        "schema": {"const": STATUS_SCHEMA_VERSION},
+        "runtime": {"enum": ["native", "docker", None]},
+        "running": {"type": "boolean"},
+        "components": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "kind", "runtime", "state", "healthy", "url", "version", "pid", "restarts",
+                         "exit_code", "reason"],
+            "properties": {
+                "name": {"type": "string"},
+                "kind": {"enum": ["backend", "sample"]},
+                "runtime": {"enum": ["native", "docker"]},
+                "state": {"enum": ["healthy", "running", "starting", "restarting", "exited", "stopped",
+                                   "unavailable"]},
+                "healthy": {"type": "boolean"},
+                "url": _NULLABLE_STR, "version": _NULLABLE_STR, "pid": _NULLABLE_INT,
+                "restarts": {"type": "integer"}, "exit_code": _NULLABLE_INT, "reason": _NULLABLE_STR,
+            },
+        }},
+        "alerts": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "state", "labels", "source", "since", "summary"],
+            "properties": {
+                "name": {"type": "string"}, "state": {"enum": ["firing", "pending"]},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "source": {"enum": ["alertmanager", "prometheus"]}, "since": _NULLABLE_STR, "summary": _NULLABLE_STR,
+            },
+        }},
+        "alerts_error": _NULLABLE_STR,
+    },
+}
+
 # healthy: answers its health check; running: process/container up, health not (yet) passing;
 # exited: stopped on its own (crash); stopped: stopped by obsbox; unavailable: cannot run here (reason says why).
 State = Literal["healthy", "running", "starting", "exited", "stopped", "unavailable"]
