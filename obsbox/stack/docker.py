@@ -186,6 +186,8 @@ class DockerRuntime:
         return ["--profile", "samples"] if samples and "samples" in profiles else []
 
     def up(self, *, samples: bool, progress: Progress) -> UpReport:
+        # First: whether the password is new decides whether it is printed (once).
+        password, new = grafana_password(self.state)
         self.check_compose()
         running = {c.name for c in self._ps() if c.state in ("healthy", "running", "starting")}
         profile = self._sample_profile_args(samples)
@@ -194,7 +196,6 @@ class DockerRuntime:
         wanted = {k: v for k, v in self._all_published(services).items() if k.split(":")[0] not in running}
         # check_ports wants component → port; the key keeps the service name in the message.
         check_ports({k.split(":")[0]: v for k, v in wanted.items()})
-        password, new = grafana_password(self.state)
         begin = time.monotonic()
         progress("starting the stack with docker compose (first run pulls images)")
         self.run(*profile, "up", "-d", "--wait", progress=progress, timeout=900)
