@@ -24,6 +24,7 @@ Nothing here raises into the application: a failure to set up logs a warning and
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import platform
@@ -55,6 +56,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._encode import encode_resource
+from obsbox.instrumentation._meters import SwitchableMeterProvider
 from obsbox.instrumentation._metrics import Counter, Histogram
 from obsbox.instrumentation._pipeline import LogItem, Pipeline
 from obsbox.instrumentation._tracer import Sampler, TracerProvider
@@ -123,15 +125,11 @@ class _Globals:
         self.instruments = _Instruments()
         self.tracer_provider = TracerProvider(sink=_discard, on_flush=_flush_current, on_shutdown=_shutdown_current)
         self.tracer_provider.shutdown_done = True  # inactive until a pipeline is installed
-        self.reader = InMemoryMetricReader()
-        buckets = ExplicitBucketHistogramAggregation(list(HTTP_DURATION_BUCKETS))
-        self.meter_provider = MeterProvider(
-            metric_readers=[self.reader],
-            views=[
-                View(instrument_name="http.server.request.duration", aggregation=buckets),
-                View(instrument_name="http.client.request.duration", aggregation=buckets),
-            ],
-        )
+        # The global MeterProvider is set once; behind it, each configuration (and each forked worker) gets a
+        # fresh SDK MeterProvider, so cumulative state never leaks from one to the next.
+        self.meter_provider = SwitchableMeterProvider()
+        self.sdk_meter_provider: MeterProvider | None = None
+        self.reader: InMemoryMetricReader | None = None
         self.logger_provider = LoggerProvider()
         self.logger_provider.add_log_record_processor(_LogForwarder())
         self.collect_lock = threading.Lock()
@@ -154,10 +152,34 @@ class _Globals:
                              "will not export through obsbox", name)
         return ours
 
+    def fresh_sdk_metrics(self) -> None:
+        """Put a new SDK MeterProvider (and reader) behind the global one; retire the previous."""
+        previous = self.sdk_meter_provider
+        buckets = ExplicitBucketHistogramAggregation(list(HTTP_DURATION_BUCKETS))
+        self.reader = InMemoryMetricReader()
+        self.sdk_meter_provider = MeterProvider(
+            metric_readers=[self.reader],
+            views=[
+                View(instrument_name="http.server.request.duration", aggregation=buckets),
+                View(instrument_name="http.client.request.duration", aggregation=buckets),
+            ],
+        )
+        self.meter_provider.switch(self.sdk_meter_provider)
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                previous.shutdown(timeout_millis=1000)
+
+    def retire_sdk_metrics(self) -> None:
+        previous, self.sdk_meter_provider, self.reader = self.sdk_meter_provider, None, None
+        self.meter_provider.switch(None)
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                previous.shutdown(timeout_millis=1000)
+
     def collect(self, resource: Resource) -> MetricsData:
         """SDK metrics (user code, libraries, process metrics) plus the lean instruments, under one resource."""
         with self.collect_lock:
-            data = self.reader.get_metrics_data()
+            data = self.reader.get_metrics_data() if self.reader is not None else None
         scopes: list[ScopeMetrics] = []
         if data is not None:
             for rm in data.resource_metrics:
@@ -265,6 +287,7 @@ def _deactivate(telemetry: Telemetry) -> None:
         return
     g.tracer_provider.shutdown_done = True
     g.tracer_provider.sink = _discard
+    g.retire_sdk_metrics()
     _runtime.install(None)
     from obsbox.instrumentation import logs
 
@@ -339,6 +362,7 @@ def _build(settings: Settings) -> Telemetry:
         _state.globals = _Globals()
     g = _state.globals
     g.instruments.reset()
+    g.fresh_sdk_metrics()
     resource = build_resource(settings)
     sender: Sender
     if settings.protocol == "grpc":
@@ -486,6 +510,7 @@ def _after_fork_in_child() -> None:
         g.collect_lock = threading.Lock()
         for instrument in g.instruments.all:
             instrument.after_fork()
+        g.fresh_sdk_metrics()  # the parent's SDK aggregations are the parent's
         attrs = dict(telemetry.resource)
         attrs["service.instance.id"] = str(uuid.uuid4())
         attrs["process.pid"] = os.getpid()

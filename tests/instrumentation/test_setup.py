@@ -230,3 +230,19 @@ def test_capture_helper_for_users() -> None:
             obsbox.logger.info("logged")
         assert [s.name for s in cap.spans()] == ["seen"]
         assert [r.body for r in cap.logs()] == ["logged"]
+
+
+def test_instruments_created_before_configure_work_and_reconfigure_starts_fresh(otlp_receiver: OTLPReceiver) -> None:
+    # held by a library since import time, before (and across) configure() calls
+    counter = metrics.get_meter("early-lib").create_counter("early.calls", unit="{call}")
+    first = obsbox.configure(service_name="fresh-1", endpoint=otlp_receiver.endpoint, **FAST)  # type: ignore[arg-type]
+    counter.add(5)
+    first.force_flush()
+    second = obsbox.configure(service_name="fresh-2", endpoint=otlp_receiver.endpoint, **FAST)  # type: ignore[arg-type]
+    try:
+        counter.add(1)
+        second.force_flush()
+        values = {p.resource["service.name"]: p.value for p in otlp_receiver.latest("early.calls")}
+        assert values == {"fresh-1": 5, "fresh-2": 1}
+    finally:
+        second.shutdown()
