@@ -40,14 +40,17 @@ def test_services_list_names_ports_and_frameworks() -> None:
     assert SERVICES["payments"].url_env == "PAYMENTS_URL"
 
 
-def test_run_all_prints_ports_serves_and_terminate_stops_every_child() -> None:
+@pytest.mark.parametrize("stop", ["terminate", "ctrl-c"])
+def test_run_all_prints_ports_serves_and_stops_every_child(stop: str) -> None:
     if not Path("/proc/self/stat").exists():
         pytest.skip("counts child processes through /proc (Linux only)")
     with OTLPReceiver() as receiver:
         env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "PYTHONUNBUFFERED": "1"}
         ports = [arg for name in SERVICES for arg in (f"--{name}-port", "0")]
+        # its own process group, like a shell job: Ctrl-C reaches the whole group
         parent = subprocess.Popen([sys.executable, "-m", "obsbox.samples", *ports], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  start_new_session=True)
         try:
             urls: dict[str, str] = {}
             assert parent.stdout is not None
@@ -64,7 +67,10 @@ def test_run_all_prints_ports_serves_and_terminate_stops_every_child() -> None:
                 assert response.status == 200
             children = _children(parent.pid)
             assert len(children) == len(SERVICES)
-            parent.send_signal(signal.SIGTERM)
+            if stop == "terminate":
+                parent.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(parent.pid, signal.SIGINT)
             assert parent.wait(30) == 0
             for pid in children:  # every child ended (a zombie would still be reaped by init)
                 assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
@@ -122,3 +128,8 @@ def test_serve_one_service_on_any_port_and_stop_cleanly(service: str) -> None:
             if child.poll() is None:
                 child.kill()
                 child.wait()
+
+
+def test_a_service_that_fails_to_start_is_reported_with_its_output(tmp_path: Path) -> None:
+    with pytest.raises(shop.ShopError, match=r"(?s)sample service orders exited with code 1 while starting.*workers"):
+        shop.start(ports={"orders": 0}, services=["orders"], env={"ORDERS_WORKERS": "0"}, log_dir=tmp_path)
