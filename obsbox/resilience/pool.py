@@ -95,20 +95,26 @@ class _Task(Generic[T]):
 
 def _start_span(telemetry: PoolTelemetry, task: _Task[Any]) -> trace.Span:
     # Runs inside the submitter's copied context, so the current span there becomes the parent.
-    return telemetry.tracer.start_span(
-        telemetry.span_name,
-        kind=SpanKind.INTERNAL,
-        attributes={
-            "pool.name": telemetry.name,
-            "code.function.name": _function_name(task.fn),
-            "pool.queue_wait": max(0.0, time.perf_counter() - task.submitted),
-        },
-    )
+    try:
+        return telemetry.tracer.start_span(
+            telemetry.span_name,
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "pool.name": telemetry.name,
+                "code.function.name": _function_name(task.fn),
+                "pool.queue_wait": max(0.0, time.perf_counter() - task.submitted),
+            },
+        )
+    except Exception:  # noqa: BLE001 - a broken tracer must not stop the task: it runs unrecorded
+        return trace.INVALID_SPAN
 
 
 def _fail_span(span: trace.Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    try:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    except Exception:  # noqa: BLE001 - the task's own error is what the future must carry
+        pass
 
 
 class WorkerPool:

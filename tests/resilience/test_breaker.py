@@ -375,3 +375,21 @@ def test_concurrent_calls_keep_the_books_consistent(sdk_metrics: Metrics, reset_
     final: BreakerState = breaker._state
     assert {s: n for s, n in flow.items() if n} == {final: 1}
     assert max_in_trial <= 2
+
+
+def test_a_broken_meter_provider_leaves_everything_working(clock: FakeClock) -> None:
+    from obsbox import Retry, WorkerPool
+
+    class BrokenMeterProvider:
+        def get_meter(self, *args: object, **kwargs: object) -> object:
+            raise RuntimeError("metrics down")
+
+    provider = BrokenMeterProvider()
+    breaker = CircuitBreaker("p", minimum_calls=1, clock=clock, meter_provider=provider)  # type: ignore[arg-type]
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    assert breaker.state == "open"
+    retry = Retry("r", initial_backoff=0, meter_provider=provider)  # type: ignore[arg-type]
+    assert retry.call(ok) == "ok"
+    with WorkerPool("w", meter_provider=provider) as pool:  # type: ignore[arg-type]
+        assert pool.submit(ok).result(timeout=5) == "ok"

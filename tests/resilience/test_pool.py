@@ -313,3 +313,32 @@ def test_async_close_without_wait_cancels_pending(sdk_metrics: Metrics, spans: S
         assert pool_value(sdk_metrics, "obsbox.pool.busy") == 0
 
     asyncio.run(scenario())
+
+
+class BrokenTracerProvider:
+    """A tracer provider whose spans cannot even be started."""
+
+    def get_tracer(self, *args: object, **kwargs: object) -> object:
+        class Tracer:
+            def start_span(self, *a: object, **k: object) -> object:
+                raise RuntimeError("tracer down")
+
+        return Tracer()
+
+
+def test_tasks_run_even_when_the_tracer_is_broken(sdk_metrics: Metrics) -> None:
+    with WorkerPool("broken-tracer", meter_provider=sdk_metrics.provider,
+                    tracer_provider=BrokenTracerProvider()) as pool:  # type: ignore[arg-type]
+        assert pool.submit(lambda: "ran").result(timeout=5) == "ran"
+        with pytest.raises(ValueError):
+            pool.submit(int, "x").result(timeout=5)
+
+    async def scenario() -> str:
+        apool = AsyncWorkerPool("broken-tracer-async", meter_provider=sdk_metrics.provider,
+                                tracer_provider=BrokenTracerProvider())  # type: ignore[arg-type]
+        future = await apool.submit(asyncio.sleep, 0, "ran too")
+        result = await future
+        await apool.close()
+        return result
+
+    assert asyncio.run(scenario()) == "ran too"
