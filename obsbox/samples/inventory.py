@@ -29,8 +29,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# sku → (name, price in cents, stock). A supplier delivery arrives whenever an item sells out, so a long demo never
-# runs dry; the kettle is the exception, to show a 409.
+# sku → (name, price in cents, initial stock). Below the reorder point the supplier delivers at once, so a long demo
+# never runs dry; the kettle is never delivered, to show a 409.
 CATALOGUE: dict[str, tuple[str, int, int]] = {
     "tea-01": ("Assam tea, 250 g", 650, 500),
     "tea-02": ("Sencha tea, 100 g", 900, 300),
@@ -39,6 +39,7 @@ CATALOGUE: dict[str, tuple[str, int, int]] = {
     "kettle-99": ("Gooseneck kettle", 7900, 0),
 }
 ROUTE_KEY = "obsbox.route"  # where obsbox's ASGI middleware looks for the route template of a plain ASGI app
+REORDER_POINT = 10
 _ITEM = re.compile(r"^/items/(?P<sku>[^/]+)$")
 
 
@@ -64,8 +65,8 @@ def create_app() -> ASGIApp:
             if stock[sku] < quantity:
                 return 409, {"error": f"{sku} is out of stock", "stock": stock[sku]}
             stock[sku] -= quantity
-            if stock[sku] == 0 and CATALOGUE[sku][2] > 0:
-                stock[sku] = CATALOGUE[sku][2]  # the supplier restocks
+            if stock[sku] < REORDER_POINT and CATALOGUE[sku][2] > 0:
+                stock[sku] += CATALOGUE[sku][2]  # the supplier's delivery
         reservation_id = f"r-{uuid.uuid4().hex[:12]}"
         logger.info("reserved", sku=sku, quantity=quantity, reservation_id=reservation_id)
         return 201, {"reservation_id": reservation_id, "sku": sku, "quantity": quantity,

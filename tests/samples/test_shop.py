@@ -129,6 +129,16 @@ def test_a_replayed_idempotency_key_is_charged_once(running_shop: shop.Shop) -> 
     assert charges(running_shop) == before + 1
 
 
+def test_sold_out_and_unknown_items_are_answers_not_failures(running_shop: shop.Shop) -> None:
+    before = charges(running_shop)
+    status, body = order(running_shop, sku="kettle-99")
+    assert status == 409 and "out of stock" in str(body["error"])
+    status, body = order(running_shop, sku="no-such-thing")
+    assert status == 404
+    assert http("GET", running_shop.urls["gateway"] + "/catalogue/no-such-thing")[0] == 404
+    assert charges(running_shop) == before  # nobody was charged for what cannot be delivered
+
+
 def test_bad_chaos_input_gets_a_clear_error_and_changes_nothing(running_shop: shop.Shop) -> None:
     url = running_shop.urls["payments"]
     try:
