@@ -215,8 +215,10 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(shop_under_lo
     assert not empty, "queries without data:\n" + "\n".join(empty)
     print(f"{checked} dashboard queries returned data; {len(skipped)} need a component not run here")
     assert checked >= 60
-    # the exceptions stay few and each is used: a stale entry would hide nothing but mislead readers
-    assert len(skipped) <= 25, skipped
+    # Only the stack's own panels (and the span-metrics panel) may need a missing component: every query about
+    # services runs here. Each exception is used: a stale entry would hide nothing but mislead readers.
+    outside = [i for i in skipped if not i.startswith("stack-health.json") and "(span metrics)" not in i]
+    assert not outside, outside
     used = set(skipped.values())
     assert used == set(NEEDS_COMPONENT.values()), set(NEEDS_COMPONENT.values()) - used
 
