@@ -34,8 +34,11 @@ UIDS = {
     "stack": "obsbox-stack-health",
 }
 
-# The selector every service query starts from; $service_name is the dashboard variable.
-SVC = 'service_name=~"$service_name"'
+# The selector every service query starts from; $service_name and $environment are dashboard variables. The
+# environment (deployment.environment.name) defaults to All (.*), which also matches services that set none.
+SVC_ONLY = 'service_name=~"$service_name"'
+ENV = 'deployment_environment_name=~"$environment"'
+SVC = f"{SVC_ONLY}, {ENV}"
 HTTP_DURATION = "http_server_request_duration_seconds"
 CLIENT_DURATION = "http_client_request_duration_seconds"
 ERRORS_5XX = 'http_response_status_code=~"5.."'
@@ -148,6 +151,14 @@ def service_variable(query: str, *, multi: bool, label: str = "Service") -> dict
     if multi:
         var["allValue"] = ".+"
     return var
+
+
+def environment_variable(metric: str) -> dict[str, Any]:
+    """deployment.environment.name as a variable; All (.*) also matches series without the label."""
+    query = f"label_values({metric}, deployment_environment_name)"
+    return {"name": "environment", "label": "Environment", "type": "query", "datasource": PROM, "query": query,
+            "definition": query, "refresh": 2, "sort": 1, "multi": True, "includeAll": True, "allValue": ".*",
+            "current": {}}
 
 
 def link_bar() -> list[dict[str, Any]]:
@@ -266,7 +277,8 @@ def services_overview() -> dict[str, Any]:
     return dashboard(
         "overview", "Services overview",
         "Every service instrumented with OpenTelemetry HTTP semantic conventions, side by side.",
-        panels, [service_variable(f"label_values({HTTP_DURATION}_count, service_name)", multi=True)],
+        panels, [environment_variable(f"{HTTP_DURATION}_count"),
+                 service_variable(f"label_values({HTTP_DURATION}_count{{{ENV}}}, service_name)", multi=True)],
         tags=["services"])
 
 
@@ -283,7 +295,7 @@ def jaeger_explore_url() -> str:
 
 
 def service_detail() -> dict[str, Any]:
-    sel = 'service_name="$service_name", http_route=~"$http_route"'
+    sel = f'service_name="$service_name", http_route=~"$http_route", {ENV}'
     count = f"{HTTP_DURATION}_count{{{sel}}}"
     rate_all = f"sum(rate({count}[$__rate_interval]))"
     rate_err = f"sum(rate({HTTP_DURATION}_count{{{sel}, {ERRORS_5XX}}}[$__rate_interval]))"
@@ -293,7 +305,7 @@ def service_detail() -> dict[str, Any]:
         return (f"histogram_quantile({quant}, sum by ({by}) "
                 f"(rate({HTTP_DURATION}_bucket{{{sel}}}[$__rate_interval])))")
 
-    client = 'service_name="$service_name"'
+    client = f'service_name="$service_name", {ENV}'
     panels = [
         row("RED"),
         stat("Requests/s", "HTTP requests per second served by the selected routes.",
@@ -304,7 +316,7 @@ def service_detail() -> dict[str, Any]:
         stat("p99 latency", "99th percentile of the request duration over the selected routes.",
              [prom(q("0.99"), "p99")], unit="s", thresholds_=LATENCY_S),
         stat("Active requests", "Requests being served right now (http.server.active_requests).",
-             [prom('sum(http_server_active_requests{service_name="$service_name"})', "in flight")],
+             [prom(f'sum(http_server_active_requests{{service_name="$service_name", {ENV}}})', "in flight")],
              unit="short"),
         timeseries("Requests per second by route", "Request rate per route template (http.route).",
                    [prom(f"{by_route} (rate({count}[$__rate_interval]))", "{{http_route}}")], unit="reqps",
@@ -377,7 +389,8 @@ def service_detail() -> dict[str, Any]:
                    '{service_name="$service_name"}'),
     ]
     variables = [
-        service_variable(f"label_values({HTTP_DURATION}_count, service_name)", multi=False),
+        environment_variable(f"{HTTP_DURATION}_count"),
+        service_variable(f"label_values({HTTP_DURATION}_count{{{ENV}}}, service_name)", multi=False),
         {"name": "http_route", "label": "Route", "type": "query", "datasource": PROM,
          "query": f'label_values({HTTP_DURATION}_count{{service_name="$service_name"}}, http_route)',
          "definition": f'label_values({HTTP_DURATION}_count{{service_name="$service_name"}}, http_route)',
@@ -403,7 +416,8 @@ def slos() -> dict[str, Any]:
         return f'slo:sli_error:ratio_rate{window}{{slo="{slo}", {SVC}}}'
 
     def objective(slo: str) -> str:
-        return f'slo:objective:ratio{{slo="{slo}", {SVC}}}'
+        # objectives are per service_name only (slo-objectives.yml): no environment to filter on
+        return f'slo:objective:ratio{{slo="{slo}", {SVC_ONLY}}}'
 
     def burn(window: str, slo: str) -> str:
         return f"{sli(window, slo)} / on (service_name) group_left () (1 - {objective(slo)})"
@@ -442,7 +456,8 @@ def slos() -> dict[str, Any]:
     return dashboard("slos", "SLOs",
                      "Availability and latency SLOs per service: objective, SLI, error budget left and burn rates "
                      "(recording rules of alerts/prometheus/slo.rules.yml).",
-                     panels, [service_variable("label_values(slo:objective:ratio, service_name)", multi=True)],
+                     panels, [environment_variable("slo:sli_error:ratio_rate5m"),
+                             service_variable("label_values(slo:objective:ratio, service_name)", multi=True)],
                      tags=["slo"])
 
 
@@ -532,10 +547,12 @@ def resilience() -> dict[str, Any]:
                          f"[$__rate_interval]))", "{{service_name}} / {{pool_name}} {{task_outcome}}")],
                    unit="ops", w=12, stack=True),
     ]
-    query = 'label_values({__name__=~"obsbox_(circuit_breaker|retry|pool)_.+"}, service_name)'
+    family = '{__name__=~"obsbox_(circuit_breaker|retry|pool)_.+"}'
+    query = f'label_values({family[:-1]}, {ENV}}}, service_name)'
     return dashboard("resilience", "Resilience",
                      "Circuit breakers, retries and worker pools of obsbox's resilience helpers, per service.",
-                     panels, [service_variable(query, multi=True)], tags=["resilience"])
+                     panels, [environment_variable(family), service_variable(query, multi=True)],
+                     tags=["resilience"])
 
 
 # --- 5. runtime -----------------------------------------------------------------------------------------------
@@ -575,7 +592,8 @@ def runtime() -> dict[str, Any]:
                    [prom(fd_ratio, legend)], unit="percentunit", w=8, thresholds_=USAGE_RATIO, min=0, max=1),
     ]
     variables = [
-        service_variable("label_values(process_cpu_time_seconds_total, service_name)", multi=True),
+        environment_variable("process_cpu_time_seconds_total"),
+        service_variable(f"label_values(process_cpu_time_seconds_total{{{ENV}}}, service_name)", multi=True),
         {"name": "instance", "label": "Instance", "type": "query", "datasource": PROM,
          "query": f"label_values(process_cpu_time_seconds_total{{{SVC}}}, service_instance_id)",
          "definition": f"label_values(process_cpu_time_seconds_total{{{SVC}}}, service_instance_id)",
@@ -722,7 +740,7 @@ def stack_health() -> dict[str, Any]:
         row("Services' own export"),
         timeseries("Telemetry leaving services", "Spans, metric points and log records per second each "
                    "service exported or dropped (queue full, collector unreachable).",
-                   [prom(f"sum by (service_name, signal, export_outcome) (rate(obsbox_export_items_total{{{SVC}}}"
+                   [prom(f"sum by (service_name, signal, export_outcome) (rate(obsbox_export_items_total{{{SVC_ONLY}}}"
                          "[$__rate_interval]))", "{{service_name}} {{signal}} {{export_outcome}}")],
                    unit="short", w=24),
     ]

@@ -178,7 +178,7 @@ def test_overview_lists_every_service_with_red_percentiles_alerts_and_links_to_d
 
 def test_service_detail_has_route_variable_heatmap_with_exemplars_logs_and_traces() -> None:
     board = BOARDS["service-detail.json"]
-    assert [v["name"] for v in board["templating"]["list"]] == ["service_name", "http_route"]
+    assert [v["name"] for v in board["templating"]["list"]] == ["environment", "service_name", "http_route"]
     by_title = _by_title("service-detail.json")
     heatmap = by_title["Request duration heatmap"]
     assert heatmap["type"] == "heatmap" and heatmap["targets"][0]["exemplar"] is True

@@ -186,7 +186,7 @@ def _values_for(query: Query) -> dict[str, str]:
     # service detail selects one service with "=": the one that serves, calls out and retries (orders);
     # the other dashboards select all services, as Grafana's "All" does (allValue .+).
     service = "orders" if query.dashboard == "service-detail.json" else ".+"
-    return {**E2E_INTERVALS, "service_name": service}
+    return {**E2E_INTERVALS, "service_name": service, "environment": ".*"}
 
 
 def _component(query: Query) -> str | None:
