@@ -15,7 +15,7 @@ from obsbox.cli._errors import GuardedGroup
 from obsbox.cli._output import print_status, print_up, say
 from obsbox.stack import engine
 from obsbox.stack.components import BROWSABLE
-from obsbox.stack.errors import NotRunningError, UsageError
+from obsbox.stack.errors import NotRunningError, StackError, UsageError
 
 _RUNTIMES = click.Choice(["auto", "docker", "native"])
 
@@ -201,4 +201,4 @@ def check(tree: str | None) -> None:
         click.echo(f"{mark} {result.name}" + (f": {result.detail}" if result.detail else ""))
         failed += result.outcome == "fail"
     if failed:
-        raise UsageError(f"{failed} check(s) failed", "fix the files named above and run `obsbox check` again")
+        raise StackError(f"{failed} check(s) failed", "fix the files named above and run `obsbox check` again")

@@ -17,6 +17,7 @@ tree's own tests pin the same facts with the same tools.
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import shutil
@@ -72,30 +73,50 @@ def check_compose(tree: StackTree) -> CheckResult:
     return CheckResult("compose file", "fail" if problems else "ok", "; ".join(problems))
 
 
-def check_prometheus(tree: StackTree, tmp: Path) -> list[CheckResult]:
-    promtool = shutil.which("promtool")
+def _promtool() -> str | None:
+    return shutil.which("promtool")
+
+
+_NO_PROMTOOL = "promtool not found (Debian: apt-get install prometheus)"
+
+
+def check_prometheus_config(tree: StackTree, tmp: Path) -> list[CheckResult]:
+    """The config as the local Prometheus would load it (rendered like the native runtime does)."""
+    promtool = _promtool()
     if promtool is None:
-        return [CheckResult("prometheus config and rules", "skip",
-                            "promtool not found (Debian: apt-get install prometheus)")]
+        return [CheckResult("prometheus config", "skip", _NO_PROMTOOL)]
     version = _tool_version(promtool)
-    results = []
-    ports = {"prometheus": 9090, "alertmanager": 9093}
-    config, _ = render_prometheus(tree, ports=ports, version=version, state=tmp / "prometheus")
+    config, _ = render_prometheus(tree, ports={"prometheus": 9090, "alertmanager": 9093}, version=version,
+                                  state=tmp / "prometheus")
     rendered = dump(config, tmp / "prometheus.yml")
     ok, text = _run([promtool, "check", "config", str(rendered)])
-    results.append(CheckResult(f"prometheus config (promtool {version})", "ok" if ok else "fail",
-                               "" if ok else text))
-    import glob
-
+    results = [CheckResult(f"prometheus config (promtool {version})", "ok" if ok else "fail", "" if ok else text)]
     patterns = [str(p) for p in config.get("rule_files") or []]
     matched = [p for p in patterns if glob.glob(p)]
     results.append(CheckResult("prometheus loads rule files", "ok" if matched or not patterns else "fail",
                                "" if matched or not patterns else f"no file matches {', '.join(patterns)}"))
-    rule_files = sorted(p for p in (tree.root / "alerts").rglob("*.rules.yml"))
-    for rules in rule_files:
+    return results
+
+
+def check_rules(tree: StackTree) -> list[CheckResult]:
+    """Every alerts/**/*.rules.yml with `promtool check rules`."""
+    promtool = _promtool()
+    if promtool is None:
+        return [CheckResult("prometheus rules", "skip", _NO_PROMTOOL)]
+    results = []
+    for rules in sorted((tree.root / "alerts").rglob("*.rules.yml")):
         ok, text = _run([promtool, "check", "rules", str(rules)])
         results.append(CheckResult(f"rules {rules.relative_to(tree.root)}", "ok" if ok else "fail",
                                    "" if ok else text))
+    return results
+
+
+def check_rule_tests(tree: StackTree) -> list[CheckResult]:
+    """Every rule unit-test file under alerts/ (a YAML with rule_files and tests) with `promtool test rules`."""
+    promtool = _promtool()
+    if promtool is None:
+        return [CheckResult("rule tests", "skip", _NO_PROMTOOL)]
+    results = []
     for test in sorted((tree.root / "alerts").rglob("*.y*ml")):
         data = _safe_yaml(test)
         if isinstance(data, dict) and "tests" in data and "rule_files" in data:
@@ -170,7 +191,9 @@ def check_tree(root: Path | None = None) -> list[CheckResult]:
     tree = StackTree.load(root)
     results = [check_compose(tree)]
     with tempfile.TemporaryDirectory(prefix="obsbox-check-") as tmp:
-        results += check_prometheus(tree, Path(tmp))
+        results += check_prometheus_config(tree, Path(tmp))
+        results += check_rules(tree)
+        results += check_rule_tests(tree)
         results.append(check_alertmanager(tree, Path(tmp)))
     results += check_dashboards(tree)
     return results

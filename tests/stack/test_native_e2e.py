@@ -116,6 +116,12 @@ def test_alert_fires_reaches_alertmanager_resolves_and_down_leaves_nothing(tmp_p
         routed = _wait("the alert in Alertmanager", lambda: _alertmanager_alert(alertmanager, "payments"), timeout=60)
         assert routed["status"]["state"] == "active"
         assert any(a["name"] == ALERT and a["labels"].get("service_name") == "payments" for a in status(env)["alerts"])
+        # `obsbox top` reads the same APIs: the shop's traffic, payments' errors, the firing alert.
+        screen = obsbox(env, "top", "--once").stdout.splitlines()
+        row = next(line for line in screen if line.startswith("payments "))
+        assert float(row.split()[2].rstrip("%")) > 5.0
+        assert any(line.startswith("gateway ") for line in screen)
+        assert any(ALERT in line and "payments" in line for line in screen)
 
         obsbox(env, "chaos", "payments", "--reset")
         reset_at = time.monotonic()
