@@ -68,6 +68,9 @@ def test_every_service_answers_and_serves_its_own_pull_endpoint(running_shop: sh
     _, openmetrics, headers = http("GET", running_shop.urls["payments"] + "/metrics",
                                    headers={"Accept": "application/openmetrics-text"})
     assert headers["content-type"].startswith("application/openmetrics-text") and openmetrics.endswith("# EOF\n")
+    # exemplars: from a latency bucket straight to the trace of a request that landed in it
+    assert any(line.startswith("http_server_request_duration_seconds_bucket{") and '# {trace_id="' in line
+               for line in openmetrics.splitlines())
 
 
 def test_one_order_is_one_trace_across_the_four_services(running_shop: shop.Shop, receiver: OTLPReceiver) -> None:
