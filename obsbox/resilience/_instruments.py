@@ -5,8 +5,14 @@ meter provider (whatever `obsbox.configure()` installed; before that, the API's 
 soon as a provider is set — so a breaker made at import time reports once configure() runs), or through an explicit
 `meter_provider=` given to the object (tests, custom pipelines).
 
-Observable instruments (breaker state, pool size) are created once per provider; each callback reports every live
-object registered for that provider (the latest one per name), so a thousand breakers still register one callback.
+Counters and up-down counters are kept here as running totals (`Totals`, one locked integer cell per attribute
+set) and reported through observable instruments at collection time: a call through a breaker then costs an
+uncontended lock and an addition instead of an SDK measurement (several microseconds), and objects that share a
+name add up in one series that never goes backwards, even when one of them is garbage collected. Histograms
+(backoff, task duration) stay synchronous, for their buckets and exemplars.
+
+The gauges (breaker state, pool size) report every live object registered for the provider, the latest per name;
+a thousand breakers still register one callback per instrument.
 """
 
 from __future__ import annotations
@@ -77,6 +83,45 @@ class LatestByName:
         return out
 
 
+class Cell:
+    """One running total: one attribute set of one counter."""
+
+    __slots__ = ("value", "lock")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.lock = threading.Lock()
+
+    def add(self, amount: int) -> None:
+        with self.lock:  # `+=` on an attribute is not atomic: threads would lose updates
+            self.value += amount
+
+
+class Totals:
+    """The running totals behind one observable counter, a cell per attribute set (label values are bounded by
+    design: names given in code, outcomes and states from fixed sets)."""
+
+    def __init__(self, spec: MetricSpec) -> None:
+        self.spec = spec
+        self._cells: dict[tuple[AttributeValue, ...], Cell] = {}
+
+    def cell(self, *values: AttributeValue) -> Cell:
+        """The cell for these attribute values (in the catalogue's key order), made on first use."""
+        found = self._cells.get(values)
+        if found is None:
+            attributes(self.spec, *values)  # the arity check, once
+            with _sources_lock:
+                found = self._cells.setdefault(values, Cell())
+        return found
+
+    def observations(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(cell.value, attributes(self.spec, *key)) for key, cell in list(self._cells.items())]
+
+    def after_fork(self) -> None:
+        for cell in list(self._cells.values()):
+            cell.lock = threading.Lock()
+
+
 class Instruments:
     """The resilience instruments on one meter provider."""
 
@@ -84,16 +129,18 @@ class Instruments:
         self.breaker_sources = LatestByName()
         self.pool_sources = LatestByName()
         c = CATALOGUE
-        self.breaker_transitions = _counter(meter, c["obsbox.circuit_breaker.transitions"])
-        self.breaker_calls = _counter(meter, c["obsbox.circuit_breaker.calls"])
-        self.retry_calls = _counter(meter, c["obsbox.retry.calls"])
-        self.retry_retries = _counter(meter, c["obsbox.retry.retries"])
+        self.breaker_transitions = _observable(meter, Totals(c["obsbox.circuit_breaker.transitions"]))
+        self.breaker_calls = _observable(meter, Totals(c["obsbox.circuit_breaker.calls"]))
+        self.retry_calls = _observable(meter, Totals(c["obsbox.retry.calls"]))
+        self.retry_retries = _observable(meter, Totals(c["obsbox.retry.retries"]))
         self.retry_backoff = _histogram(meter, c["obsbox.retry.backoff"])
-        self.pool_busy = _updown(meter, c["obsbox.pool.busy"])
-        self.pool_queue_depth = _updown(meter, c["obsbox.pool.queue.depth"])
+        self.pool_busy = _observable(meter, Totals(c["obsbox.pool.busy"]))
+        self.pool_queue_depth = _observable(meter, Totals(c["obsbox.pool.queue.depth"]))
         self.pool_task_duration = _histogram(meter, c["obsbox.pool.task.duration"])
         _gauge(meter, c["obsbox.circuit_breaker.state"], self._observe(self.breaker_sources))
         _gauge(meter, c["obsbox.pool.size"], self._observe(self.pool_sources))
+        self.totals = (self.breaker_transitions, self.breaker_calls, self.retry_calls, self.retry_retries,
+                       self.pool_busy, self.pool_queue_depth)
 
     @staticmethod
     def _observe(sources: LatestByName) -> Callable[[CallbackOptions], Iterable[Observation]]:
@@ -109,14 +156,17 @@ class Instruments:
         return callback
 
 
-def _counter(meter: metrics.Meter, spec: MetricSpec) -> metrics.Counter:
-    assert spec.kind == "counter", spec
-    return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
-
-
-def _updown(meter: metrics.Meter, spec: MetricSpec) -> metrics.UpDownCounter:
-    assert spec.kind == "updown_counter", spec
-    return meter.create_up_down_counter(spec.name, unit=spec.unit, description=spec.description)
+def _observable(meter: metrics.Meter, totals: Totals) -> Totals:
+    spec = totals.spec
+    if spec.kind == "counter":
+        meter.create_observable_counter(spec.name, [totals.observations], unit=spec.unit,
+                                        description=spec.description)
+    elif spec.kind == "updown_counter":
+        meter.create_observable_up_down_counter(spec.name, [totals.observations], unit=spec.unit,
+                                                description=spec.description)
+    else:  # pragma: no cover - a catalogue edit that changed a kind
+        raise ValueError(f"{spec.name}: kept as totals, so it must be a counter or up-down counter")
+    return totals
 
 
 def _histogram(meter: metrics.Meter, spec: MetricSpec) -> metrics.Histogram:
@@ -165,11 +215,20 @@ def instruments(meter_provider: metrics.MeterProvider | None = None) -> Instrume
     return found
 
 
+def detached() -> Instruments:
+    """Instruments that report nowhere: for an object whose meter provider failed, so it still works."""
+    return Instruments(metrics.NoOpMeter(METER_NAME))
+
+
 def _after_fork_in_child() -> None:
     global _lock, _sources_lock
-    # Either may have been held by a thread that did not survive the fork.
+    # Any of these may have been held by a thread that did not survive the fork.
     _lock = threading.Lock()
     _sources_lock = threading.Lock()
+    for inst in [_global, *list(_by_provider.values())]:
+        if inst is not None:
+            for totals in inst.totals:
+                totals.after_fork()
 
 
 if hasattr(os, "register_at_fork"):

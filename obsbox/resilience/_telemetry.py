@@ -1,6 +1,8 @@
 """What a breaker, a retry policy or a worker pool reports, in one place, so obsbox's own classes and the
 pybreaker/tenacity integrations emit exactly the same metrics, log lines and span events.
 
+Counts go to shared running totals (see _instruments); known label sets (every call outcome, the usual breaker
+transitions) start at 0 when the object is made, so `increase()` in Prometheus sees their very first event.
 Telemetry never raises into the caller: a failing exporter or logger sink must not turn a successful call into an
 error.
 """
@@ -15,18 +17,29 @@ from opentelemetry.metrics import Observation
 
 from obsbox.instrumentation.catalogue import CATALOGUE
 from obsbox.instrumentation.logs import logger
-from obsbox.resilience._instruments import Instruments, attributes, instruments
+from obsbox.resilience._instruments import Cell, Instruments, attributes, detached, instruments
 
 BREAKER_STATES = ("closed", "open", "half_open")
+BREAKER_OUTCOMES = ("success", "failure", "rejected")
+# The transitions of the state machine; a manual reset() may add open -> closed and half_open -> closed.
+BREAKER_TRANSITIONS = (("closed", "open"), ("open", "half_open"), ("half_open", "open"), ("half_open", "closed"))
+RETRY_OUTCOMES = ("success_first_try", "success_after_retry", "exhausted", "non_retryable")
+TASK_OUTCOMES = ("success", "failure")
 STATE_CHANGE_EVENT = "circuit_breaker.state_change"
 RETRY_EVENT = "retry"
 
 _STATE = CATALOGUE["obsbox.circuit_breaker.state"]
-_TRANSITIONS = CATALOGUE["obsbox.circuit_breaker.transitions"]
-_CALLS = CATALOGUE["obsbox.circuit_breaker.calls"]
-_RETRY_CALLS = CATALOGUE["obsbox.retry.calls"]
-_RETRY_RETRIES = CATALOGUE["obsbox.retry.retries"]
 _RETRY_BACKOFF = CATALOGUE["obsbox.retry.backoff"]
+_POOL_SIZE = CATALOGUE["obsbox.pool.size"]
+_POOL_DURATION = CATALOGUE["obsbox.pool.task.duration"]
+
+
+def _resolve(meter_provider: metrics.MeterProvider | None) -> Instruments:
+    """The instruments to record through; if the provider fails, ones that report nowhere (the object works)."""
+    try:
+        return instruments(meter_provider)
+    except Exception:  # noqa: BLE001 - a broken provider must not stop a breaker, retry or pool from working
+        return detached()
 
 
 class BreakerTelemetry:
@@ -43,10 +56,12 @@ class BreakerTelemetry:
     ) -> None:
         self.name = name
         self._state_of = state_of
-        self._call_attrs = {o: attributes(_CALLS, name, o) for o in ("success", "failure", "rejected")}
         self._inst = _resolve(meter_provider)
-        if self._inst is not None:
-            self._inst.breaker_sources.add(name, self)
+        self._calls = {o: self._inst.breaker_calls.cell(name, o) for o in BREAKER_OUTCOMES}
+        self._transitions: dict[tuple[str, str], Cell] = {
+            pair: self._inst.breaker_transitions.cell(name, *pair) for pair in BREAKER_TRANSITIONS
+        }
+        self._inst.breaker_sources.add(name, self)
 
     def observations(self) -> Iterable[Observation]:
         current = self._state_of()
@@ -57,16 +72,16 @@ class BreakerTelemetry:
 
     def call(self, outcome: str) -> None:
         """Count one call: success, failure or rejected."""
-        try:  # noqa: SIM105 - try/except costs nothing on the fast path, contextlib.suppress does
-            self._inst.breaker_calls.add(1, self._call_attrs[outcome])  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - telemetry never breaks the call
-            pass
+        self._calls[outcome].add(1)
 
     def transition(self, from_state: str, to_state: str, *, detail: str = "") -> None:
         """Count a state change, log it, and add an event to the current span."""
         try:
-            if self._inst is not None:
-                self._inst.breaker_transitions.add(1, attributes(_TRANSITIONS, self.name, from_state, to_state))
+            pair = (from_state, to_state)
+            cell = self._transitions.get(pair)
+            if cell is None:
+                cell = self._transitions[pair] = self._inst.breaker_transitions.cell(self.name, *pair)
+            cell.add(1)
             span = trace.get_current_span()
             if span.is_recording():
                 span.add_event(
@@ -87,25 +102,19 @@ class RetryTelemetry:
     def __init__(self, name: str, meter_provider: metrics.MeterProvider | None = None) -> None:
         self.name = name
         self._inst = _resolve(meter_provider)
-        self._name_attrs = attributes(_RETRY_RETRIES, name)
-        self._outcome_attrs = {
-            o: attributes(_RETRY_CALLS, name, o)
-            for o in ("success_first_try", "success_after_retry", "exhausted", "non_retryable")
-        }
+        self._outcomes = {o: self._inst.retry_calls.cell(name, o) for o in RETRY_OUTCOMES}
+        self._retries = self._inst.retry_retries.cell(name)
+        self._backoff_attrs = attributes(_RETRY_BACKOFF, name)
 
     def outcome(self, outcome: str) -> None:
         """Count the final outcome of one retried operation."""
-        try:  # noqa: SIM105 - see BreakerTelemetry.call
-            self._inst.retry_calls.add(1, self._outcome_attrs[outcome])  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - telemetry never breaks the call
-            pass
+        self._outcomes[outcome].add(1)
 
     def retry(self, attempt: int, delay: float, error: BaseException | None) -> None:
         """Record the retry about to happen: `attempt` is the number of the attempt that follows the sleep."""
         try:
-            if self._inst is not None:
-                self._inst.retry_retries.add(1, self._name_attrs)
-                self._inst.retry_backoff.record(delay, attributes(_RETRY_BACKOFF, self.name))
+            self._retries.add(1)
+            self._inst.retry_backoff.record(delay, self._backoff_attrs)
             span = trace.get_current_span()
             if span.is_recording():
                 event: dict[str, str | int | float] = {
@@ -119,23 +128,6 @@ class RetryTelemetry:
                 span.add_event(RETRY_EVENT, event)
         except Exception:  # noqa: BLE001 - telemetry never breaks the call
             pass
-
-
-def _resolve(meter_provider: metrics.MeterProvider | None) -> Instruments | None:
-    """The instruments to record through, or None if they cannot be made (then the object works unreported)."""
-    try:
-        return instruments(meter_provider)
-    except Exception:  # noqa: BLE001 - a broken provider must not stop a breaker, retry or pool from working
-        return None
-
-
-def _qualified_name(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-_POOL_SIZE = CATALOGUE["obsbox.pool.size"]
-_POOL_DURATION = CATALOGUE["obsbox.pool.task.duration"]
 
 
 class PoolTelemetry:
@@ -152,41 +144,36 @@ class PoolTelemetry:
         self.name = name
         self._size_of = size_of
         self._inst = _resolve(meter_provider)
-        self._name_attrs = attributes(_POOL_SIZE, name)
-        self._outcome_attrs = {o: attributes(_POOL_DURATION, name, o) for o in ("success", "failure")}
+        self._size_attrs = attributes(_POOL_SIZE, name)
+        self._busy = self._inst.pool_busy.cell(name)
+        self._queued = self._inst.pool_queue_depth.cell(name)
+        self._outcome_attrs = {o: attributes(_POOL_DURATION, name, o) for o in TASK_OUTCOMES}
         self.tracer = trace.get_tracer("obsbox.resilience", tracer_provider=tracer_provider)
         self.span_name = f"{name} task"
-        # What this pool has added to the busy and queue-depth counters, so they can be brought back to zero when
-        # the workers vanish (a fork, a closed event loop).
-        self._counts_lock = threading.Lock()
-        self._busy_now = 0
-        self._queued_now = 0
-        if self._inst is not None:
-            self._inst.pool_sources.add(name, self)
+        # This pool's own share of the busy and queue-depth totals (pools of the same name share them), so it can
+        # take it back when its workers vanish (a fork, a closed event loop).
+        self._share_lock = threading.Lock()
+        self._busy_share = 0
+        self._queued_share = 0
+        self._inst.pool_sources.add(name, self)
 
     def observations(self) -> Iterable[Observation]:
-        return [Observation(self._size_of(), self._name_attrs)]
+        return [Observation(self._size_of(), self._size_attrs)]
 
     def busy(self, delta: int) -> None:
-        with self._counts_lock:
-            self._busy_now += delta
-        try:  # noqa: SIM105 - see BreakerTelemetry.call
-            self._inst.pool_busy.add(delta, self._name_attrs)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - telemetry never breaks the pool
-            pass
+        with self._share_lock:
+            self._busy_share += delta
+        self._busy.add(delta)
 
     def queued(self, delta: int) -> None:
-        with self._counts_lock:
-            self._queued_now += delta
-        try:  # noqa: SIM105 - see BreakerTelemetry.call
-            self._inst.pool_queue_depth.add(delta, self._name_attrs)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - telemetry never breaks the pool
-            pass
+        with self._share_lock:
+            self._queued_share += delta
+        self._queued.add(delta)
 
     def zero(self) -> None:
         """Take back every busy worker and queued task this pool reported (their work is gone)."""
-        with self._counts_lock:
-            busy, queued = self._busy_now, self._queued_now
+        with self._share_lock:
+            busy, queued = self._busy_share, self._queued_share
         if busy:
             self.busy(-busy)
         if queued:
@@ -194,11 +181,16 @@ class PoolTelemetry:
 
     def after_fork(self) -> None:
         """In a forked child: the parent's threads and queue did not come along."""
-        self._counts_lock = threading.Lock()
+        self._share_lock = threading.Lock()
         self.zero()
 
     def task(self, seconds: float, outcome: str) -> None:
-        try:  # noqa: SIM105 - see BreakerTelemetry.call
-            self._inst.pool_task_duration.record(seconds, self._outcome_attrs[outcome])  # type: ignore[union-attr]
+        try:  # noqa: SIM105 - try/except costs nothing on the fast path, contextlib.suppress does
+            self._inst.pool_task_duration.record(seconds, self._outcome_attrs[outcome])
         except Exception:  # noqa: BLE001 - telemetry never breaks the pool
             pass
+
+
+def _qualified_name(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"

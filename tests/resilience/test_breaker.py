@@ -195,7 +195,7 @@ def test_base_exceptions_do_not_count(clock: FakeClock, sdk_metrics: Metrics) ->
         with pytest.raises(KeyboardInterrupt):
             breaker.call(interrupted)
     assert breaker.state == "closed"
-    assert sdk_metrics.points("obsbox.circuit_breaker.calls") == []
+    assert [p.value for p in sdk_metrics.points("obsbox.circuit_breaker.calls")] == [0, 0, 0]
 
 
 def test_decorator_keeps_the_function(clock: FakeClock, sdk_metrics: Metrics) -> None:
@@ -242,6 +242,12 @@ def test_metrics_follow_the_state_machine(clock: FakeClock, sdk_metrics: Metrics
         return {p.attributes["breaker.state"]: p.value for p in mine}
 
     assert state_gauge() == {"closed": 1, "open": 0, "half_open": 0}
+    # every outcome and every transition of the state machine is reported from the start, at 0
+    assert {p.attributes["breaker.outcome"]: p.value
+            for p in sdk_metrics.points("obsbox.circuit_breaker.calls")} == {"success": 0, "failure": 0, "rejected": 0}
+    assert {(p.attributes["breaker.from_state"], p.attributes["breaker.to_state"]): p.value
+            for p in sdk_metrics.points("obsbox.circuit_breaker.transitions")} == {
+        ("closed", "open"): 0, ("open", "half_open"): 0, ("half_open", "open"): 0, ("half_open", "closed"): 0}
     run(breaker, "sfff")
     assert state_gauge() == {"closed": 0, "open": 1, "half_open": 0}
     with pytest.raises(CircuitOpenError):
@@ -261,6 +267,7 @@ def test_metrics_follow_the_state_machine(clock: FakeClock, sdk_metrics: Metrics
     )
     assert transitions == {("closed", "open"): 1, ("open", "half_open"): 2, ("half_open", "open"): 1,
                            ("half_open", "closed"): 1}
+    assert len(sdk_metrics.points("obsbox.circuit_breaker.transitions")) == 4
     for point in sdk_metrics.points("obsbox.circuit_breaker.transitions"):
         assert point.unit == "{transition}" and point.monotonic is True
         assert point.attributes["breaker.name"] == "payments"

@@ -155,7 +155,8 @@ def test_every_owned_metric_reaches_a_real_otlp_receiver(otlp_receiver: OTLPRece
             "success": 2, "failure": 2, "rejected": 1}
         transitions = {(p.attributes["breaker.from_state"], p.attributes["breaker.to_state"]): p.value
                        for p in mine("obsbox.circuit_breaker.transitions", "breaker.name")}
-        assert transitions == {("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1}
+        assert transitions == {("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1,
+                               ("half_open", "open"): 0}
         assert values(mine("obsbox.circuit_breaker.state", "breaker.name"), "breaker.state") == {
             "closed": 1, "open": 0, "half_open": 0}
         assert values(mine("obsbox.retry.calls", "retry.name"), "retry.outcome") == {
@@ -219,7 +220,8 @@ def test_pull_endpoint_serves_the_catalogues_prometheus_names(otlp_receiver: OTL
             for s in found:
                 assert set(spec.prometheus_labels) <= set(s.labels), (wanted, s.labels)
         opened = [s for s in samples if s.name == "obsbox_circuit_breaker_transitions_total"
-                  and s.labels.get("breaker_name") == "pull-payments" and s.labels.get("breaker_to_state") == "open"]
+                  and s.labels.get("breaker_name") == "pull-payments" and s.labels.get("breaker_from_state") == "closed"
+                  and s.labels.get("breaker_to_state") == "open"]
         assert [s.value for s in opened] == [1.0]
         del keep
     finally:

@@ -59,7 +59,17 @@ def make(clock: FakeClock, sdk_metrics: Metrics, sleeps: Sleeps, **kw: object) -
 
 
 def outcomes(sdk_metrics: Metrics) -> dict[str, float | int | None]:
-    return {p.attributes["retry.outcome"]: p.value for p in sdk_metrics.points("obsbox.retry.calls")}
+    """The outcomes counted so far (every outcome is reported from the start, at 0: see the test below)."""
+    return {p.attributes["retry.outcome"]: p.value for p in sdk_metrics.points("obsbox.retry.calls") if p.value}
+
+
+def test_every_outcome_is_reported_from_the_start(sdk_metrics: Metrics) -> None:
+    Retry("fresh", meter_provider=sdk_metrics.provider)
+    points = sdk_metrics.points("obsbox.retry.calls")
+    assert {p.attributes["retry.outcome"]: p.value for p in points} == {
+        "success_first_try": 0, "success_after_retry": 0, "exhausted": 0, "non_retryable": 0}
+    assert all(p.monotonic is True and p.unit == "{call}" for p in points)
+    assert [p.value for p in sdk_metrics.points("obsbox.retry.retries")] == [0]
 
 
 def test_backoff_cap_grows_exponentially_to_the_max() -> None:
@@ -93,7 +103,7 @@ def test_success_first_try_does_not_sleep(clock: FakeClock, sdk_metrics: Metrics
     assert r.call(failing(0)) == "ok"
     assert sleeps.slept == []
     assert outcomes(sdk_metrics) == {"success_first_try": 1}
-    assert sdk_metrics.points("obsbox.retry.retries") == []
+    assert [p.value for p in sdk_metrics.points("obsbox.retry.retries")] == [0]
 
 
 def test_success_after_retry_is_counted_with_backoff(clock: FakeClock, sdk_metrics: Metrics) -> None:
