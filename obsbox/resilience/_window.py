@@ -36,12 +36,13 @@ class RollingWindow:
     def record(self, now: float, *, failed: bool) -> tuple[int, int]:
         """Count one call at time `now`; returns (calls, failures) within the window, this one included."""
         index = int(now // self._width)
-        self._evict(index)
-        if self._slices and self._slices[-1][0] == index:
-            last = self._slices[-1]
+        slices = self._slices
+        if slices and slices[-1][0] == index:
+            last = slices[-1]  # same slice as the last call: nothing can have left the window since
         else:
+            self._evict(index)
             last = [index, 0, 0]
-            self._slices.append(last)
+            slices.append(last)
         last[1] += 1
         self._calls += 1
         if failed:

@@ -208,6 +208,12 @@ class CircuitBreaker:
     # --- the state machine (all under self._lock; telemetry after it is released) -------------------------------
 
     def _admit(self) -> int:
+        # Lock-free fast path for the common case. Reading the generation before the state is what makes it safe:
+        # if the state still reads closed, either nothing changed in between or the breaker went round and came
+        # back with a newer generation — and an outcome carrying an old generation changes nothing.
+        token = self._generation
+        if self._state == "closed":
+            return token
         with self._lock:
             now = self._clock()
             changes = self._advance(now)
