@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from obsbox.samples import SERVICES
+from obsbox.samples._chaos import ANY_HOST_ENV
 from obsbox.stack.tree import pinned_images, stack_root
 
 ROOT = stack_root()
@@ -304,6 +305,9 @@ def test_samples_profile_runs_the_four_services_from_the_package() -> None:
         ]
         assert service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
         assert service["ports"] == [f"127.0.0.1:{info.default_port}:{info.default_port}"]
+        # `obsbox chaos` reaches the admin endpoint through Docker's port proxy, which is not loopback inside the
+        # container; the opt-in is safe because the port is published on 127.0.0.1 only.
+        assert service["environment"][ANY_HOST_ENV] == "1"
     urls = {**services()["gateway"]["environment"], **services()["orders"]["environment"]}
     for downstream in ("orders", "payments", "inventory"):
         port = SERVICES[downstream].default_port
