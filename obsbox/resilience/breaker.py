@@ -41,8 +41,6 @@ factory run twice), and their call and transition counts add up.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import threading
 import time
@@ -52,6 +50,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from opentelemetry import metrics
 
+from obsbox.resilience._decorate import decorate
 from obsbox.resilience._telemetry import BreakerTelemetry
 from obsbox.resilience._window import RollingWindow
 
@@ -185,19 +184,7 @@ class CircuitBreaker:
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Use the breaker as a decorator on a function or a coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     def reset(self) -> None:
         """Close the breaker and forget the window (an operator's override)."""

@@ -69,15 +69,36 @@ class PoolFullError(RuntimeError):
         return (type(self), (self.pool, self.queue_size))
 
 
-def _check(name: str, workers: int, queue_size: int, submit_timeout: float | None) -> None:
-    if not name:
-        raise ValueError("a worker pool needs a name")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if queue_size < 1:
-        raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-    if submit_timeout is not None and submit_timeout < 0:
-        raise ValueError(f"submit_timeout must be >= 0 seconds or None, got {submit_timeout}")
+class _Pool:
+    """What both pools share: their settings, the closed flag and the telemetry."""
+
+    def __init__(
+        self,
+        name: str,
+        workers: int,
+        queue_size: int,
+        submit_timeout: float | None,
+        meter_provider: metrics.MeterProvider | None,
+        tracer_provider: trace.TracerProvider | None,
+    ) -> None:
+        if not name:
+            raise ValueError("a worker pool needs a name")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if submit_timeout is not None and submit_timeout < 0:
+            raise ValueError(f"submit_timeout must be >= 0 seconds or None, got {submit_timeout}")
+        self.name = name
+        self.workers = workers
+        self.queue_size = queue_size
+        self.submit_timeout = submit_timeout
+        self._closed = False
+        self._telemetry = PoolTelemetry(name, lambda: 0 if self._closed else self.workers, meter_provider,
+                                        tracer_provider)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, workers={self.workers}, queue_size={self.queue_size})"
 
 
 def _function_name(fn: Callable[..., Any]) -> str:
@@ -117,7 +138,7 @@ def _fail_span(span: trace.Span, exc: BaseException) -> None:
         pass
 
 
-class WorkerPool:
+class WorkerPool(_Pool):
     """A fixed set of worker threads fed by a bounded queue (see the module docs).
 
     Threads start on the first `submit` (so a pool created at import time survives a pre-fork server) and are
@@ -134,23 +155,13 @@ class WorkerPool:
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
-        _check(name, workers, queue_size, submit_timeout)
-        self.name = name
-        self.workers = workers
-        self.queue_size = queue_size
-        self.submit_timeout = submit_timeout
+        super().__init__(name, workers, queue_size, submit_timeout, meter_provider, tracer_provider)
         # Room in the queue is a semaphore so the queue itself can always take the shutdown sentinels.
         self._room = threading.Semaphore(queue_size)
         self._queue: SimpleQueue[tuple[_Task[Any], Future[Any]] | None] = SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._closed = False
-        self._telemetry = PoolTelemetry(name, lambda: 0 if self._closed else self.workers, meter_provider,
-                                        tracer_provider)
         _thread_pools.add(self)
-
-    def __repr__(self) -> str:
-        return f"WorkerPool({self.name!r}, workers={self.workers}, queue_size={self.queue_size})"
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -258,7 +269,7 @@ class WorkerPool:
             future.set_result(result)
 
 
-class AsyncWorkerPool:
+class AsyncWorkerPool(_Pool):
     """A fixed set of asyncio worker tasks fed by a bounded asyncio.Queue (see the module docs).
 
     Workers start on the first `submit`, on the running event loop; use the pool from that loop only.
@@ -275,20 +286,10 @@ class AsyncWorkerPool:
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
-        _check(name, workers, queue_size, submit_timeout)
-        self.name = name
-        self.workers = workers
-        self.queue_size = queue_size
-        self.submit_timeout = submit_timeout
+        super().__init__(name, workers, queue_size, submit_timeout, meter_provider, tracer_provider)
         self._queue: asyncio.Queue[tuple[_Task[Any], asyncio.Future[Any]]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._closed = False
-        self._telemetry = PoolTelemetry(name, lambda: 0 if self._closed else self.workers, meter_provider,
-                                        tracer_provider)
-
-    def __repr__(self) -> str:
-        return f"AsyncWorkerPool({self.name!r}, workers={self.workers}, queue_size={self.queue_size})"
 
     async def __aenter__(self) -> AsyncWorkerPool:
         return self

@@ -33,8 +33,6 @@ full URL).
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -42,6 +40,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 
 from opentelemetry import metrics
 
+from obsbox.resilience._decorate import decorate
 from obsbox.resilience._telemetry import RetryTelemetry
 
 __all__ = ["Retry", "RetryExhaustedError", "RetryOn"]
@@ -176,19 +175,7 @@ class Retry:
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Use the policy as a decorator on a function or a coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether `exc` is retried under this policy's `retry_on`."""

@@ -7,7 +7,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -59,28 +59,24 @@ def closed_port() -> int:
     return port
 
 
-def httpx_error(url: str, timeout: float = 2.0) -> BaseException:
+def first_error(call: Callable[[], object]) -> BaseException:
     try:
-        httpx.get(url, timeout=timeout).raise_for_status()
+        call()
     except BaseException as exc:
         return exc
     raise AssertionError("no error")
+
+
+def httpx_error(url: str, timeout: float = 2.0) -> BaseException:
+    return first_error(lambda: httpx.get(url, timeout=timeout).raise_for_status())
 
 
 def requests_error(url: str, timeout: float = 2.0) -> BaseException:
-    try:
-        requests.get(url, timeout=timeout).raise_for_status()
-    except BaseException as exc:
-        return exc
-    raise AssertionError("no error")
+    return first_error(lambda: requests.get(url, timeout=timeout).raise_for_status())
 
 
 def urllib_error(url: str, timeout: float = 2.0) -> BaseException:
-    try:
-        urllib.request.urlopen(url, timeout=timeout)
-    except BaseException as exc:
-        return exc
-    raise AssertionError("no error")
+    return first_error(lambda: urllib.request.urlopen(url, timeout=timeout))
 
 
 STATUSES = [400, 401, 403, 404, 408, 409, 422, 429, 500, 501, 502, 503, 504]
