@@ -17,7 +17,8 @@ States:
   least `minimum_calls` calls are in the window and the share of failures reaches `failure_ratio`, the breaker
   opens.
 - open: calls are rejected at once with `CircuitOpenError` (the function is not called) until `reset_timeout`
-  seconds have passed; the first call after that moves the breaker to half_open.
+  seconds have passed; the first call after that (or a read of `.state`) moves the breaker to half_open — so
+  without traffic the state gauge keeps saying open.
 - half_open: up to `half_open_max_calls` trial calls are admitted, further calls are rejected. A failed trial
   reopens the breaker (for another `reset_timeout`); when all the trials have succeeded it closes (a fresh window).
 
