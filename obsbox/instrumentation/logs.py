@@ -157,6 +157,21 @@ class InterceptHandler(logging.Handler):
         bound.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time of the write (test captures, redirections come and go)."""
+
+    def write(self, text: str) -> None:
+        sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+_STDERR = _CurrentStderr()
+
 _ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
 
 
@@ -188,7 +203,7 @@ def configure_console(settings: Settings) -> None:
         _remove(_console_id)
         _console_id = None
     if settings.console:
-        _console_id = logger.add(sys.stderr, level=settings.log_level, format=_console_format, colorize=None)
+        _console_id = logger.add(_STDERR, level=settings.log_level, format=_console_format, colorize=None)
     route_stdlib_logging(settings.log_level)
 
 
