@@ -254,3 +254,17 @@ def test_runbooks_say_what_it_means_impact_how_to_investigate_and_fix(name: str)
     assert any(f"**{title}**" in text for title in titles), f"{name}.md names no dashboard"
     for sample in SAMPLE_SERVICES:
         assert not re.search(rf"\b{sample}\b", text)
+
+
+def test_dashboard_links_set_variables_the_target_dashboard_has() -> None:
+    import json
+
+    variables = {}
+    for path in DASHBOARDS.glob("*.json"):
+        board = json.loads(path.read_text(encoding="utf-8"))
+        variables[board["uid"]] = {v["name"] for v in board["templating"]["list"]}
+    for rule in ALL_ALERTS:
+        url = rule["annotations"]["dashboard_url"]
+        uid = re.search(r"/d/([a-z0-9-]+)", url)[1]  # type: ignore[index]
+        for name in re.findall(r"var-(\w+)=", url):
+            assert name in variables[uid], f"{rule['alert']}: {uid} has no variable {name}"
