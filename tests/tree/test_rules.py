@@ -6,6 +6,7 @@ a rule fails here before it fails in a user's Prometheus.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ def _alerts(paths: list[Path]) -> list[dict[str, Any]]:
 ALL_ALERTS = _alerts(PROM_RULES) + _alerts(LOKI_RULES)
 ALERT_NAMES = sorted({a["alert"] for a in ALL_ALERTS})
 DASHBOARD_UIDS = {
-    __import__("json").loads(p.read_text(encoding="utf-8"))["uid"] for p in DASHBOARDS.glob("*.json")
+    json.loads(p.read_text(encoding="utf-8"))["uid"] for p in DASHBOARDS.glob("*.json")
 }
 
 
@@ -250,15 +251,13 @@ def test_runbooks_say_what_it_means_impact_how_to_investigate_and_fix(name: str)
     assert text.startswith(f"# {name}\n")
     for heading in ("## What it means", "## Impact", "## How to investigate", "## How to fix"):
         assert heading in text, f"{name}.md lacks '{heading}'"
-    titles = {__import__("json").loads(p.read_text(encoding="utf-8"))["title"] for p in DASHBOARDS.glob("*.json")}
+    titles = {json.loads(p.read_text(encoding="utf-8"))["title"] for p in DASHBOARDS.glob("*.json")}
     assert any(f"**{title}**" in text for title in titles), f"{name}.md names no dashboard"
     for sample in SAMPLE_SERVICES:
         assert not re.search(rf"\b{sample}\b", text)
 
 
 def test_dashboard_links_set_variables_the_target_dashboard_has() -> None:
-    import json
-
     variables = {}
     for path in DASHBOARDS.glob("*.json"):
         board = json.loads(path.read_text(encoding="utf-8"))
