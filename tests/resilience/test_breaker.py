@@ -373,7 +373,7 @@ def test_concurrent_calls_keep_the_books_consistent(sdk_metrics: Metrics, reset_
     assert unexpected == []
     calls = {p.attributes["breaker.outcome"]: p.value for p in sdk_metrics.points("obsbox.circuit_breaker.calls")}
     assert sum(v or 0 for v in calls.values()) == threads_n * calls_n
-    assert calls.get("rejected", 0) > 0 and calls.get("failure", 0) > 0
+    assert calls["failure"] > 0  # (how many are rejected depends on how the threads interleave)
     # Conservation: each state is entered as often as it is left, except the final one (entered once more).
     flow: Counter[str] = Counter({"closed": 1})
     for p in sdk_metrics.points("obsbox.circuit_breaker.transitions"):
@@ -381,6 +381,9 @@ def test_concurrent_calls_keep_the_books_consistent(sdk_metrics: Metrics, reset_
         flow[p.attributes["breaker.from_state"]] -= p.value or 0
     final: BreakerState = breaker._state
     assert {s: n for s, n in flow.items() if n} == {final: 1}
+    opened = sum(p.value or 0 for p in sdk_metrics.points("obsbox.circuit_breaker.transitions")
+                 if p.attributes["breaker.to_state"] == "open")
+    assert opened >= 1
     assert max_in_trial <= 2
 
 
