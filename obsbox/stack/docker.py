@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from obsbox.stack.components import COMPONENTS
 from obsbox.stack.compose import StackTree
 from obsbox.stack.errors import DockerError, RuntimeUnavailableError, UsageError
-from obsbox.stack.health import firing_alerts
+from obsbox.stack.health import firing_alerts, http_ok
 from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
 from obsbox.stack.ports import check_ports
 from obsbox.stack.render import render_alertmanager_config
@@ -198,13 +199,40 @@ class DockerRuntime:
         check_ports({k.split(":")[0]: v for k, v in wanted.items()})
         begin = time.monotonic()
         progress("starting the stack with docker compose (first run pulls images)")
-        self.run(*profile, "up", "-d", "--wait", progress=progress, timeout=900)
-        seconds = time.monotonic() - begin
+        ready_at = self._up_watching(profile, begin, progress)
         report = UpReport("docker", grafana_password=password, password_is_new=new)
         urls = self.urls()
+        total = time.monotonic() - begin
         for svc in services:
-            report.started.append(Started(svc, urls.get(svc), None if svc in running else seconds))
+            key = self.tree.host_names().get(svc, svc)
+            seconds = None if key in running else ready_at.get(key, total)
+            report.started.append(Started(key, urls.get(key), seconds))
         return report
+
+    def _up_watching(self, profile: list[str], begin: float, progress: Progress) -> dict[str, float]:
+        """`compose up -d --wait`, while `ps` is polled to note when each component became healthy."""
+        ready_at: dict[str, float] = {}
+        failure: list[BaseException] = []
+
+        def up() -> None:
+            try:
+                self.run(*profile, "up", "-d", "--wait", progress=progress, timeout=900)
+            except BaseException as e:  # handed to the caller's thread below
+                failure.append(e)
+
+        worker = threading.Thread(target=up, daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(2.0)
+            try:
+                for c in self._ps():
+                    if c.state == "healthy" and c.name not in ready_at:
+                        ready_at[c.name] = time.monotonic() - begin
+            except DockerError:
+                pass  # the project may not exist yet while images are pulled
+        if failure:
+            raise failure[0]
+        return ready_at
 
     def down(self, *, purge: bool, progress: Progress) -> None:
         args = ["--profile", "samples", "down", "--remove-orphans"] if self._sample_profile_args(True) else [
@@ -219,32 +247,47 @@ class DockerRuntime:
     def _ps(self) -> list[ComponentStatus]:
         raw = self.run("ps", "--all", "--format", "json", timeout=60)
         names = self.tree.host_names()
+        pids = _sdk_pids()
         result = []
         for item in _parse_ps(raw):
             service = str(item.get("Service") or item.get("Name") or "?")
+            name = names.get(service, service)
             state = str(item.get("State", "")).lower()
             health = str(item.get("Health", "")).lower()
+            publishers = {int(p.get("TargetPort") or 0): int(p["PublishedPort"])
+                          for p in item.get("Publishers") or [] if p.get("PublishedPort")}
             if state == "running":
-                status = "healthy" if health in ("healthy", "") else ("starting" if health == "starting" else "running")
+                if health == "":
+                    # No health check inside the image (the collector's is FROM scratch): probe from the host.
+                    probe = self._host_probe(name, publishers)
+                    status = "running" if probe is None else ("healthy" if http_ok(probe) else "running")
+                else:
+                    status = {"healthy": "healthy", "starting": "starting"}.get(health, "running")
             elif state in ("exited", "dead"):
                 status = "exited"
             elif state == "restarting":
                 status = "restarting"
             else:  # created, paused, removing
                 status = "stopped"
-            url = None
-            for pub in item.get("Publishers") or []:
-                if pub.get("PublishedPort"):
-                    url = f"http://127.0.0.1:{pub['PublishedPort']}"
-                    break
+            main = COMPONENTS[name].default_port if name in COMPONENTS else None
+            port = publishers.get(main or -1) or next(iter(publishers.values()), None)
             image = str(item.get("Image", ""))
             version = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else None
             result.append(ComponentStatus(
-                names.get(service, service), "docker", status, url=url, version=version,
+                name, "docker", status, url=f"http://127.0.0.1:{port}" if port else None, version=version,
+                pid=(pids.get(str(item.get("Name"))) or None) if status != "exited" else None,
                 exit_code=item.get("ExitCode") if status == "exited" else None,
                 kind="sample" if service in _sample_names() else "backend",
             ))
         return result
+
+    @staticmethod
+    def _host_probe(name: str, publishers: dict[int, int]) -> str | None:
+        if name == "collector" and 13133 in publishers:
+            return f"http://127.0.0.1:{publishers[13133]}/"
+        if name in COMPONENTS and COMPONENTS[name].default_port in publishers:
+            return f"http://127.0.0.1:{publishers[COMPONENTS[name].default_port]}{COMPONENTS[name].health_path}"
+        return None
 
     def status(self) -> StatusReport:
         report = StatusReport("docker", self._ps())
@@ -263,6 +306,26 @@ class DockerRuntime:
             found = self.tree.service_of(component) if component in _component_names() else None
             args.append(found[0] if found else component)
         return self.compose_command(*args)
+
+
+def _sdk_pids() -> dict[str, int]:
+    """Container name → host pid of the project's containers, from the docker SDK when it is installed and an
+    engine answers (the CLI's `ps` does not report pids); {} otherwise."""
+    if os.environ.get("OBSBOX_DOCKER_SDK", "1") == "0":
+        return {}
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+    except Exception:  # no SDK, or no engine: pids are optional
+        return {}
+    try:
+        containers = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={PROJECT}"})
+        return {str(c.name): int(c.attrs.get("State", {}).get("Pid") or 0) or 0 for c in containers}
+    except Exception:
+        return {}
+    finally:
+        client.close()
 
 
 def _component_names() -> tuple[str, ...]:

@@ -73,6 +73,15 @@ if command == ["ps"]:
             "Publishers": [] if crashed else [{"URL": "127.0.0.1", "TargetPort": port, "PublishedPort": port,
                                                "Protocol": "tcp"}],
         })
+    health_port = os.environ.get("FAKE_DOCKER_COLLECTOR_HEALTH_PORT")
+    if health_port:  # the collector image has no health check: compose reports an empty Health
+        rows.append({"Name": "obsbox-collector-1", "Service": "collector",
+                     "Image": "otel/opentelemetry-collector-contrib:0.159.0", "State": "running", "Health": "",
+                     "ExitCode": 0, "Publishers": [
+                         {"URL": "127.0.0.1", "TargetPort": 4317, "PublishedPort": 4317, "Protocol": "tcp"},
+                         {"URL": "127.0.0.1", "TargetPort": 4318, "PublishedPort": 4318, "Protocol": "tcp"},
+                         {"URL": "127.0.0.1", "TargetPort": 13133, "PublishedPort": int(health_port),
+                          "Protocol": "tcp"}]})
     # compose >= 2.21 prints one JSON object per line
     print("\n".join(json.dumps(r) for r in rows))
     sys.exit(0)

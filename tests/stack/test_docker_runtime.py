@@ -174,3 +174,33 @@ def test_logs_follow_one_component(docker_env: Path, tree: Path) -> None:
     assert result.exit_code == 0
     assert compose_prefix(tree) + ["logs", "--tail", "200", "--follow", "prometheus"] in [
         c["argv"] for c in calls(docker_env)]
+
+
+def test_the_collector_is_probed_from_the_host(docker_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No health check runs inside the collector's image; status asks its health_check endpoint instead."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status":"Server available"}')
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    assert invoke("up", "--runtime", "docker").exit_code == 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FAKE_DOCKER_COLLECTOR_HEALTH_PORT", str(server.server_address[1]))
+    try:
+        collector = next(c for c in json.loads(invoke("status", "--json").output)["components"]
+                         if c["name"] == "collector")
+        assert collector["state"] == "healthy" and collector["url"] == "http://127.0.0.1:4318"
+    finally:
+        server.shutdown()
+        server.server_close()
+    collector = next(c for c in json.loads(invoke("status", "--json").output)["components"]
+                     if c["name"] == "collector")
+    assert collector["state"] == "running"  # up, but its health endpoint does not answer
