@@ -8,10 +8,8 @@ import sys
 import threading
 
 import pytest
-import tenacity
 
 from obsbox import AsyncWorkerPool, CircuitBreaker, WorkerPool
-from obsbox.resilience.integrations import tenacity_hooks
 
 from .conftest import Metrics
 
@@ -122,12 +120,3 @@ def test_async_pool_refuses_a_second_running_loop(sdk_metrics: Metrics) -> None:
     finally:
         done.set()
         thread.join()
-
-
-def test_tenacity_async_strategy_is_refused_clearly(sdk_metrics: Metrics) -> None:
-    async def async_retry(state: object) -> bool:
-        return True
-
-    retrying = tenacity.Retrying(**tenacity_hooks("x", retry=async_retry, meter_provider=sdk_metrics.provider))
-    with pytest.raises(TypeError, match="must be synchronous"):
-        retrying(lambda: 1)

@@ -189,6 +189,53 @@ def test_tenacity_async(sdk_metrics: Metrics) -> None:
     assert sdk_metrics.value("obsbox.retry.retries") == 2
 
 
+def test_tenacity_async_strategies(sdk_metrics: Metrics) -> None:
+    """Async retry/stop/before_sleep strategies are awaited under AsyncRetrying and reported the same way."""
+    slept: list[int] = []
+
+    async def retry_on_connection_errors(state: tenacity.RetryCallState) -> bool:
+        await asyncio.sleep(0)
+        return state.outcome is not None and isinstance(state.outcome.exception(), ConnectionError)
+
+    async def after_three(state: tenacity.RetryCallState) -> bool:
+        return state.attempt_number >= 3
+
+    async def note(state: tenacity.RetryCallState) -> None:
+        slept.append(state.attempt_number)
+
+    hooks = tenacity_hooks("async-strategies", retry=retry_on_connection_errors, stop=after_three,
+                           before_sleep=note, meter_provider=sdk_metrics.provider)
+
+    async def always_down() -> None:
+        raise ConnectionError()
+
+    async def wrong() -> None:
+        raise ValueError()
+
+    async def scenario() -> None:
+        with pytest.raises(tenacity.RetryError):
+            await tenacity.AsyncRetrying(wait=tenacity.wait_none(), **hooks)(always_down)
+        with pytest.raises(ValueError):
+            await tenacity.AsyncRetrying(wait=tenacity.wait_none(), **hooks)(wrong)
+
+    asyncio.run(scenario())
+    assert slept == [1, 2]
+    assert calls_by_outcome(sdk_metrics, "obsbox.retry.calls", "retry.outcome") == {
+        "exhausted": 1, "non_retryable": 1}
+    assert sdk_metrics.value("obsbox.retry.retries") == 2
+
+
+def test_tenacity_hidden_awaitable_is_refused_clearly(sdk_metrics: Metrics) -> None:
+    """A plain function returning a coroutine cannot be told apart in advance; running it says what to do."""
+
+    async def decide(state: tenacity.RetryCallState) -> bool:
+        return True
+
+    hooks = tenacity_hooks("hidden", retry=lambda state: decide(state), meter_provider=sdk_metrics.provider)
+    with pytest.raises(TypeError, match="AsyncRetrying"):
+        tenacity.Retrying(**hooks)(lambda: 1)
+
+
 # --- without the libraries -------------------------------------------------------------------------------------
 
 
