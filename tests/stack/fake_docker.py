@@ -62,15 +62,18 @@ if command == ["ps"]:
     if "empty" in modes:
         sys.exit(0)
     rows = []
-    for service, image, port in (("prometheus", "prom/prometheus:v3.14.0", 9090),
-                                 ("alertmanager", "prom/alertmanager:v0.34.0", 9093),
-                                 ("grafana", "grafana/grafana:13.2.0", 3000)):
+    # Host ports as the test's tree publishes them (FAKE_DOCKER_PORTS, JSON service -> port).
+    published = json.loads(os.environ.get("FAKE_DOCKER_PORTS", "{}"))
+    for service, image, target in (("prometheus", "prom/prometheus:v3.14.0", 9090),
+                                   ("alertmanager", "prom/alertmanager:v0.34.0", 9093),
+                                   ("grafana", "grafana/grafana:13.2.0", 3000)):
+        port = published.get(service, target)
         crashed = "crashed" in modes and service == "grafana"
         rows.append({
             "Name": f"obsbox-{service}-1", "Service": service, "Image": image,
             "State": "exited" if crashed else "running", "Health": "" if crashed else "healthy",
             "ExitCode": 1 if crashed else 0,
-            "Publishers": [] if crashed else [{"URL": "127.0.0.1", "TargetPort": port, "PublishedPort": port,
+            "Publishers": [] if crashed else [{"URL": "127.0.0.1", "TargetPort": target, "PublishedPort": port,
                                                "Protocol": "tcp"}],
         })
     health_port = os.environ.get("FAKE_DOCKER_COLLECTOR_HEALTH_PORT")

@@ -4,6 +4,7 @@ does with their output, and how each failure reaches the user."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -53,6 +54,9 @@ def docker_env(tmp_path: Path, tree: Path, monkeypatch: pytest.MonkeyPatch) -> P
     monkeypatch.setenv("OBSBOX_STACK_DIR", str(tree))
     monkeypatch.setenv("OBSBOX_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("FAKE_DOCKER_MODE", raising=False)
+    published = {name: int(port) for name, port in
+                 re.findall(r'\n  (\w+):(?:(?!\n  \w+:).)*?"127\.0\.0\.1:(\d+):', (tree / "stack.yml").read_text(), re.S)}
+    monkeypatch.setenv("FAKE_DOCKER_PORTS", json.dumps(published))
     return log
 
 
@@ -154,7 +158,7 @@ def test_status_reads_compose_ps(docker_env: Path, monkeypatch: pytest.MonkeyPat
     jsonschema.validate(report, STATUS_JSON_SCHEMA)
     by_name = {c["name"]: c for c in report["components"]}
     assert by_name["prometheus"]["state"] == "healthy" and by_name["prometheus"]["version"] == "v3.14.0"
-    assert by_name["prometheus"]["url"] == "http://127.0.0.1:9090"
+    assert by_name["prometheus"]["url"] == f"http://127.0.0.1:{json.loads(os.environ['FAKE_DOCKER_PORTS'])['prometheus']}"
     assert by_name["grafana"]["state"] == "exited" and by_name["grafana"]["exit_code"] == 1
     assert report["runtime"] == "docker" and report["alerts_error"]  # nothing answers on 9090 here
     assert "exited" in invoke("status").output
