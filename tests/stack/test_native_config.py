@@ -1,0 +1,87 @@
+"""The native configs rendered from the shipped tree, checked with the real promtool and amtool."""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from obsbox.stack.compose import StackTree
+from obsbox.stack.native import NativeRuntime
+from obsbox.stack.native_config import dump, render_alertmanager, render_prometheus
+from obsbox.stack.tree import stack_root
+
+PORTS = {"prometheus": 19090, "alertmanager": 19093}
+
+
+@pytest.fixture
+def tree() -> StackTree:
+    return StackTree.load(stack_root())
+
+
+def test_container_paths_map_to_the_tree(tree: StackTree) -> None:
+    assert tree.service_of("alertmanager")[0] == "alertmanager"  # type: ignore[index]
+    assert tree.service_of("collector")[0] == "collector"  # type: ignore[index]
+    assert tree.host_path("prometheus", "/etc/obsbox/alerts/x.yml") == tree.root / "alerts" / "x.yml"
+    assert tree.container_port("prometheus") == 9090
+
+
+def test_prometheus_2_config_is_local_and_loadable(tree: StackTree, tmp_path: Path) -> None:
+    config, sd_file = render_prometheus(tree, ports=PORTS, version="2.42.0", state=tmp_path,
+                                        scrape_interval="3s", evaluation_interval="3s")
+    assert "otlp" not in config  # Prometheus 2.x rejects the block
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19090"]
+    assert jobs["alertmanager"]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    for absent in ("collector", "loki", "jaeger", "grafana"):  # not running natively: not scraped
+        assert absent not in jobs
+    assert config["global"]["scrape_interval"] == config["global"]["scrape_timeout"] == "3s"
+    assert config["global"]["evaluation_interval"] == "3s"
+    assert all(str(p).startswith(str(tree.root / "alerts")) for p in config["rule_files"])
+    assert any(glob.glob(p) for p in config["rule_files"])
+    assert sd_file.parent == tmp_path / "file_sd" and any(
+        fnmatch.fnmatch(str(sd_file), f) for job in jobs.values()
+        for sd in job.get("file_sd_configs", []) for f in sd["files"])
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (scripts/install-system-deps.sh installs it)")
+    out = subprocess.run([promtool, "check", "config", str(dump(config, tmp_path / "prometheus.yml"))],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_prometheus_3_keeps_the_otlp_block(tree: StackTree, tmp_path: Path) -> None:
+    config, _ = render_prometheus(tree, ports=PORTS, version="3.14.0", state=tmp_path)
+    assert "service.name" in config["otlp"]["promote_resource_attributes"]
+
+
+def test_flags_follow_the_binary_major_version(tree: StackTree, tmp_path: Path) -> None:
+    runtime = NativeRuntime(tmp_path, tree)
+    v2 = runtime._argv("prometheus", Path("/usr/bin/prometheus"), "2.42.0", PORTS)
+    v3 = runtime._argv("prometheus", Path("/opt/prometheus"), "3.14.0", PORTS)
+    assert "--web.enable-otlp-receiver" not in v2 and "--web.enable-otlp-receiver" in v3
+    assert "--web.listen-address=127.0.0.1:19090" in v2
+    am = runtime._argv("alertmanager", Path("/usr/bin/prometheus-alertmanager"), "0.25.0", PORTS)
+    assert "--cluster.listen-address=" in am and "--web.listen-address=127.0.0.1:19093" in am
+
+
+def test_alertmanager_config_is_valid_for_the_local_amtool(tree: StackTree, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OBSBOX_ALERT_WEBHOOK_URL", "http://127.0.0.1:9999/hook")
+    config = render_alertmanager(tree, ports=PORTS)
+    assert all(t.startswith(str(tree.root)) for t in config.get("templates", []))
+    hooks = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
+    assert "http://127.0.0.1:9999/hook" in hooks
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool not installed (scripts/install-system-deps.sh installs it)")
+    path = dump(config, tmp_path / "alertmanager.yml")
+    out = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert yaml.safe_load(path.read_text()) == config
