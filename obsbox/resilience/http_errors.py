@@ -23,10 +23,13 @@ httpx and requests are looked up only if the application already imported them, 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import sys
+import time
 import urllib.error
+from typing import Any
 
-__all__ = ["RETRYABLE_STATUS_CODES", "http_client_error", "retryable_http_error", "status_code"]
+__all__ = ["RETRYABLE_STATUS_CODES", "http_client_error", "retry_after", "retryable_http_error", "status_code"]
 
 RETRYABLE_STATUS_CODES = frozenset({408, 429, 502, 503, 504})
 
@@ -84,3 +87,37 @@ def http_client_error(exc: BaseException) -> bool:
     """True for an error raised for a 4xx response (the request was wrong, the server is fine)."""
     code = status_code(exc)
     return code is not None and 400 <= code < 500
+
+
+def _headers(exc: BaseException) -> Any:
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.headers
+    requests_exceptions = sys.modules.get("requests.exceptions")
+    if requests_exceptions is not None and isinstance(exc, requests_exceptions.HTTPError):
+        return getattr(getattr(exc, "response", None), "headers", None)
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.headers
+    return None
+
+
+def retry_after(exc: BaseException, now: float | None = None) -> float | None:
+    """The seconds the server asked to wait in the Retry-After header of the error's response, else None.
+
+    Both forms are read: delta-seconds ("120") and an HTTP date; a date in the past means 0. `now` (epoch
+    seconds) is for tests.
+    """
+    headers = _headers(exc)
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    value = str(value).strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

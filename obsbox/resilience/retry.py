@@ -20,6 +20,10 @@ HTTP clients. An error that is not retryable propagates unchanged at once. When 
 sleep would pass the optional overall `deadline` (seconds since the first attempt began), `RetryExhaustedError` is
 raised from the last error (`__cause__`). A running attempt is never interrupted by the deadline.
 
+When the error is an HTTP response carrying `Retry-After` (429, 503; httpx, requests or urllib), the sleep is at
+least what the server asked; if it asked for more than `max_backoff`, the policy gives up at once (exhausted)
+rather than knock again early. `respect_retry_after=False` ignores the header.
+
 With a circuit breaker inside the retry (`retry.call(breaker.call, fn)`), keep `CircuitOpenError` out of
 `retry_on` — `retryable_http_error` does — so an open breaker fails the request at once instead of being retried.
 
@@ -42,6 +46,7 @@ from opentelemetry import metrics
 
 from obsbox.resilience._decorate import decorate
 from obsbox.resilience._telemetry import RetryTelemetry
+from obsbox.resilience.http_errors import retry_after
 
 __all__ = ["Retry", "RetryExhaustedError", "RetryOn"]
 
@@ -73,9 +78,9 @@ class RetryExhaustedError(Exception):
 class Retry:
     """A named retry policy (see the module docs for the backoff formula and what is reported).
 
-    Optional keyword parameters beyond the contract: `deadline` (overall seconds), and for tests `sleep`,
-    `async_sleep`, `clock` (monotonic seconds), `random` (returns a float in [0, 1)), `meter_provider` (default:
-    the global one that `obsbox.configure()` sets).
+    Optional keyword parameters beyond the contract: `deadline` (overall seconds), `respect_retry_after`, and for
+    tests `sleep`, `async_sleep`, `clock` (monotonic seconds), `random` (returns a float in [0, 1)),
+    `meter_provider` (default: the global one that `obsbox.configure()` sets).
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Retry:
         jitter: bool = True,
         retry_on: RetryOn = Exception,
         deadline: float | None = None,
+        respect_retry_after: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -112,6 +118,7 @@ class Retry:
         self.multiplier = multiplier
         self.jitter = jitter
         self.deadline = deadline
+        self.respect_retry_after = respect_retry_after
         self._retry_on = retry_on
         self._sleep = sleep
         self._async_sleep = async_sleep
@@ -197,6 +204,12 @@ class Retry:
         if attempt >= self.attempts:
             self._exhausted(attempt, exc)
         delay = self.backoff(attempt)
+        if self.respect_retry_after:
+            asked = retry_after(exc)
+            if asked is not None:
+                if asked > self.max_backoff:
+                    self._exhausted(attempt, exc)  # the server wants more patience than this policy has
+                delay = max(delay, asked)
         if self.deadline is not None and self._clock() - started + delay > self.deadline:
             self._exhausted(attempt, exc)
         self._telemetry.retry(attempt + 1, delay, exc)

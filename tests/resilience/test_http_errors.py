@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import email.utils
 import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +18,7 @@ import requests
 
 from obsbox import CircuitBreaker
 from obsbox.resilience import Retry, http_client_error, retryable_http_error
-from obsbox.resilience.http_errors import status_code
+from obsbox.resilience.http_errors import retry_after, status_code
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -24,6 +26,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path, _, query = self.path.partition("?")
+        if path != self.path:  # /429?retry-after=VALUE: that status with a Retry-After header
+            self.send_response(int(path.strip("/")))
+            self.send_header("Retry-After", urllib.parse.unquote(query.removeprefix("retry-after=")))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path == "/slow":
             time.sleep(0.5)
             status = 200
@@ -169,3 +178,40 @@ def test_retry_around_a_breaker_does_not_retry_rejections(server: str) -> None:
     with pytest.raises(CircuitOpenError):
         policy.call(breaker.call, get)
     assert hits["n"] == 2  # two 503s opened the breaker; the third attempt was rejected and not retried
+
+
+
+@pytest.mark.parametrize("client", [httpx_error, requests_error, urllib_error])
+def test_retry_after_header_is_read(server: str, client: object) -> None:
+    assert retry_after(client(f"{server}/429?retry-after=7")) == 7.0  # type: ignore[operator]
+    in_30s = urllib.parse.quote(email.utils.formatdate(time.time() + 30, usegmt=True))
+    assert retry_after(client(f"{server}/503?retry-after={in_30s}")) == pytest.approx(30, abs=2)  # type: ignore[operator]
+    past = urllib.parse.quote(email.utils.formatdate(time.time() - 300, usegmt=True))
+    assert retry_after(client(f"{server}/503?retry-after={past}")) == 0.0  # type: ignore[operator]
+    assert retry_after(client(f"{server}/503?retry-after=soon")) is None  # type: ignore[operator]
+    assert retry_after(client(f"{server}/503")) is None  # type: ignore[operator]
+    assert retry_after(TimeoutError()) is None
+
+
+def test_retry_waits_as_long_as_the_server_asks(server: str) -> None:
+    slept: list[float] = []
+
+    def policy(**kw: object) -> Retry:
+        return Retry("polite", attempts=3, initial_backoff=0.001, max_backoff=5.0, retry_on=retryable_http_error,
+                     sleep=slept.append, **kw)  # type: ignore[arg-type]
+
+    def get(path: str) -> httpx.Response:
+        return httpx.get(f"{server}{path}", timeout=2.0).raise_for_status()
+
+    from obsbox import RetryExhaustedError
+
+    with pytest.raises(RetryExhaustedError):
+        policy().call(get, "/429?retry-after=2")
+    assert slept == [2.0, 2.0]
+    slept.clear()
+    with pytest.raises(RetryExhaustedError) as err:
+        policy().call(get, "/429?retry-after=60")  # more than max_backoff: give up rather than knock early
+    assert slept == [] and err.value.attempts == 1
+    with pytest.raises(RetryExhaustedError):
+        policy(respect_retry_after=False).call(get, "/429?retry-after=60")
+    assert len(slept) == 2 and max(slept) <= 0.002
