@@ -10,6 +10,7 @@ False
 
 `retryable_http_error` is made for `Retry(retry_on=...)`; `http_client_error` for `CircuitBreaker(exclude=...)`: a
 4xx answer means the dependency is up and this request was wrong, which must not open the breaker.
+`retry_after` reads the server's Retry-After header, which `Retry` honours.
 
 Retryable: timeouts, connection errors (refused, reset, closed mid-response), and responses with status 408
 (request timeout), 429 (too many requests), 502, 503 and 504 (a proxy or the server is briefly unavailable) raised
