@@ -162,8 +162,8 @@ class Pipeline:
     # --- control from the application -----------------------------------------------------------------------
     def force_flush(self, timeout: float = 5.0) -> bool:
         """Export everything queued and the metrics now; wait up to `timeout` seconds. True when done."""
-        if not self._thread.is_alive():
-            return False
+        if not self._thread.is_alive() or self._thread is threading.current_thread():
+            return False  # (from the worker itself, waiting for the worker would never end)
         with self._flush_lock:
             self._flush_requested += 1
             wanted = self._flush_requested

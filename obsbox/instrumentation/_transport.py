@@ -47,7 +47,7 @@ class HttpSender:
     """OTLP/HTTP with protobuf bodies."""
 
     def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str) -> None:
-        self.endpoint = endpoint
+        self.endpoint = display_endpoint(endpoint)
         parts = urllib.parse.urlsplit(endpoint)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
@@ -115,15 +115,20 @@ class GrpcSender:
     def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str) -> None:
         grpc: Any = importlib.import_module("grpc")  # the grpc extra; setup checks availability first
         self._grpc = grpc
-        self.endpoint = endpoint
-        parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else "http://" + endpoint)
+        self.endpoint = display_endpoint(endpoint)
+        self._url = endpoint
+        self._metadata = tuple((k.lower(), v) for k, v in headers.items())
+        self._compression = grpc.Compression.Gzip if compression == "gzip" else None
+        self._open()
+
+    def _open(self) -> None:
+        grpc = self._grpc
+        parts = urllib.parse.urlsplit(self._url if "://" in self._url else "http://" + self._url)
         target = f"{parts.hostname}:{parts.port or 4317}"
         if parts.scheme == "https":
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
         else:
             self._channel = grpc.insecure_channel(target)
-        self._metadata = tuple((k.lower(), v) for k, v in headers.items())
-        self._compression = grpc.Compression.Gzip if compression == "gzip" else None
         # No serializers: the request is our encoded bytes, the response is left undecoded.
         self._methods = {signal: self._channel.unary_unary(method) for signal, method in _GRPC_METHODS.items()}
 
@@ -142,7 +147,18 @@ class GrpcSender:
         self._channel.close()
 
     def forget(self) -> None:
-        pass
+        """After fork: a channel of the child's own (gRPC channels do not survive fork)."""
+        self._open()
+
+
+def display_endpoint(url: str) -> str:
+    """The endpoint as it may appear in a log line: without user:password@."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
 
 
 def grpc_available() -> bool:

@@ -166,3 +166,18 @@ def test_export_items_is_emitted_as_the_catalogue_declares_it(otlp_receiver: OTL
         assert all(label in exposition for label in spec.prometheus_labels)
     finally:
         t.shutdown()
+
+
+def test_the_warning_never_shows_credentials_of_the_endpoint(caplog: pytest.LogCaptureFixture) -> None:
+    port = _free_port()
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        t = obsbox.configure(service_name="secretive", endpoint=f"http://user:s3cret@127.0.0.1:{port}",
+                             console=False, headers={"authorization": "Bearer t0ken"})
+        try:
+            _spans(1)
+            t.force_flush(2.0)
+        finally:
+            t.shutdown(timeout=1.0)
+    (warning,) = _obsbox_warnings(caplog)
+    assert f"http://127.0.0.1:{port}" in warning
+    assert "s3cret" not in caplog.text and "t0ken" not in caplog.text
