@@ -328,9 +328,14 @@ def render_markdown() -> str:
         lines.append(f"| `{s.name}` | {s.type} | {default} | {envs} | {s.doc} |")
     lines += [
         "",
-        "Also honoured: `OTEL_PROPAGATORS` is not needed — W3C `tracecontext` and `baggage` propagators are",
-        "installed globally. Durations given in the environment are milliseconds, as in the OpenTelemetry",
-        "specification; as arguments they are seconds.",
+        "W3C `tracecontext` and `baggage` propagators are installed globally unless `OTEL_PROPAGATORS` names",
+        "others. Durations given in the environment are milliseconds, as in the OpenTelemetry specification; as",
+        "arguments they are seconds. The per-signal variables (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and the like)",
+        "are not read: one endpoint serves traces, metrics and logs.",
+        "",
+        "Forked workers (gunicorn, with or without `--preload`) restart the export thread and get a new",
+        "`service.instance.id` on their own; `uvicorn --workers N` starts each worker afresh. The `/metrics`",
+        "endpoint is served by the process that called `configure()`; with several workers, prefer OTLP push.",
         "",
     ]
     return "\n".join(lines)

@@ -136,7 +136,9 @@ class _Globals:
         self.installed_globally = self._install()
 
     def _install(self) -> bool:
-        propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
+        if not os.environ.get("OTEL_PROPAGATORS"):  # a user's explicit choice (b3, jaeger, ...) stands
+            propagate.set_global_textmap(
+                CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
         trace.set_tracer_provider(self.tracer_provider)
         metrics.set_meter_provider(self.meter_provider)
         logs_api.set_logger_provider(self.logger_provider)
