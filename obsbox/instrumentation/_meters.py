@@ -160,6 +160,12 @@ class SwitchableMeterProvider(metrics.MeterProvider):
         for meter in meters:
             meter.rebind(self._target)
 
+    def after_fork(self) -> None:
+        """In a forked child: fresh locks (another thread of the parent may have held one at the fork)."""
+        self._lock = threading.Lock()
+        for meter in self._meters.values():
+            meter._lock = threading.Lock()
+
     @property
     def target(self) -> metrics.MeterProvider:
         return self._target

@@ -512,6 +512,7 @@ def _after_fork_in_child() -> None:
         g.collect_lock = threading.Lock()
         for instrument in g.instruments.all:
             instrument.after_fork()
+        g.meter_provider.after_fork()
         g.fresh_sdk_metrics()  # the parent's SDK aggregations are the parent's
         attrs = dict(telemetry.resource)
         attrs["service.instance.id"] = str(uuid.uuid4())
