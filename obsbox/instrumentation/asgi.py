@@ -21,6 +21,7 @@ Paths in `excluded_paths` (default: /health, /healthz, /ready, /readyz, /livez, 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RouteSource = Literal["fastapi", "starlette", "scope"]
+_FASTAPI_MODULE = "fastapi.telemetry"
 
 _hosts: dict[tuple[bytes, str], tuple[str, int | None]] = {}
 _HOSTS_MAX = 256
@@ -111,9 +113,14 @@ class _Exchange:
         self.status = 0
         self._send = send
         self.entry_root_path: str = scope.get("root_path", "")
-        self.probe = fastapi_probe() if routes == "fastapi" else None
-        if self.probe is not None:
-            scope[FASTAPI_SCOPE_KEY] = self.probe
+        # The probe also tells FastAPI apps further in (mounted ones too) that this request's telemetry is taken:
+        # outside FastAPI mode it is only there to keep their own telemetry quiet, and routes come from the scope.
+        if routes == "fastapi" or (routes == "starlette" and _FASTAPI_MODULE in sys.modules):
+            self.probe = fastapi_probe()
+            if self.probe is not None:
+                scope[FASTAPI_SCOPE_KEY] = self.probe
+        else:
+            self.probe = None
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -135,11 +142,12 @@ class _Exchange:
 
     def route(self) -> str | None:
         try:
-            probe = self.probe
-            if probe is not None:
-                route = probe.route
-                return route if isinstance(route, str) else None
-            if self.routes == "scope":
+            routes = self.routes
+            if routes == "fastapi":
+                route = self.probe.route if self.probe is not None else None
+                if isinstance(route, str):
+                    return route
+            elif routes == "scope":
                 value = self.scope.get(ROUTE_KEY)
                 return value if isinstance(value, str) else None
             return starlette_route(self.scope, self.entry_root_path)

@@ -201,3 +201,17 @@ def test_configured_pipeline_exports_one_server_span_and_one_series_per_request(
         assert by_route["/v1/orders/{order_id}/lines/{line}"].count == 1
         assert {p.scope for p in points} != {"fastapi"}
         assert len([p for p in cap.metrics("http.server.request.duration") if p.scope == "fastapi"]) == 0
+
+
+def test_fastapi_mounted_in_instrumented_starlette_app(capture: Captured) -> None:
+    """A FastAPI app inside a Starlette app: obsbox at the top is the only telemetry, with the full route."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    tracer_provider, exporter, meter_provider, reader = _native_providers()
+    inner = build(FastAPI(telemetry={"tracer_provider": tracer_provider, "meter_provider": meter_provider}))
+    outer = obsbox.instrument(Starlette(routes=[Mount("/shop", app=inner)]))
+    assert TestClient(outer).get("/shop/items/4").status_code == 200
+    assert exporter.get_finished_spans() == ()
+    assert "http.server.request.duration" not in _metric_names(reader)
+    assert [s.name for s in capture.server_spans()] == ["GET /shop/items/{item_id}"]
