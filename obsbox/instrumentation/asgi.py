@@ -176,7 +176,7 @@ class ObsboxASGIMiddleware:
         self.routes: RouteSource = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.excluded_paths or REQUEST_KEY in scope:
+        if scope["type"] != "http" or REQUEST_KEY in scope or self._excluded(scope):
             await self.app(scope, receive, send)
             return
         request = self._begin(scope)
@@ -202,6 +202,14 @@ class ObsboxASGIMiddleware:
             scope.pop(REQUEST_KEY, None)
             if exchange.probe is not None:
                 scope.pop(FASTAPI_SCOPE_KEY, None)
+
+    def _excluded(self, scope: Scope) -> bool:
+        path: str = scope["path"]
+        if path in self.excluded_paths:
+            return True
+        # Servers started with a root path (uvicorn --root-path) put it in front of `path`.
+        root: str = scope.get("root_path", "")
+        return bool(root) and path.startswith(root) and path[len(root):] in self.excluded_paths
 
     def _begin(self, scope: Scope) -> ServerRequest | None:
         try:

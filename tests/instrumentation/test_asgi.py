@@ -295,3 +295,20 @@ def test_request_without_trace_context_starts_a_new_trace(capture: Captured) -> 
     assert root.parent is None
     assert continued.parent is not None and format(continued.parent.span_id, "016x") == TP[36:52]
     assert sent[0]["status"] == 200
+
+
+def test_exclusions_apply_under_a_root_path(capture: Captured) -> None:
+    """uvicorn --root-path /api puts the root path in front of scope["path"]; /api/health is still excluded."""
+    app = obsbox.instrument(starlette_app())
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    for path in ("/api/health", "/api/items/3"):
+        scope = {"type": "http", "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "root_path": "/api", "headers": [], "http_version": "1.1"}
+        asyncio.run(app(scope, receive, send))
+    assert [s.name for s in capture.server_spans()] == ["GET /items/{item_id}"]
