@@ -187,3 +187,15 @@ def test_middleware_and_instrumented_handler_give_one_span(capture: Captured) ->
     asgi_get(obsbox.instrument(ASGIHandler()), "/items/2/")
     assert [s.name for s in capture.spans()] == ["GET /items/<int:pk>/"] * 2
     assert len(capture.server_duration.calls) == 2
+
+
+@override_settings(MIDDLEWARE=MIDDLEWARE, OBSBOX_EXCLUDED_PATHS=["/items/3/"])
+def test_middleware_class_exclusions_and_streaming(capture: Captured) -> None:
+    app = WSGIHandler()
+    wsgi_get(app, "/items/3/")
+    wsgi_get(app, "/healthz")  # the setting replaces the defaults
+    started = time.perf_counter()
+    assert wsgi_get(app, "/stream/")[1] == b"0\n1\n2\n"
+    elapsed = time.perf_counter() - started
+    assert [s.name for s in capture.spans()] == ["GET /healthz", "GET /stream/"]
+    assert 0.09 <= capture.server_duration.calls[1][0] <= elapsed  # timed to the end of the streamed body
