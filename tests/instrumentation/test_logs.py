@@ -13,6 +13,7 @@ from opentelemetry import trace
 
 import obsbox
 from obsbox import logger
+from obsbox.instrumentation.logs import InterceptHandler
 from obsbox.instrumentation.setup import Telemetry
 from obsbox.testing import OTLPReceiver
 
@@ -139,3 +140,21 @@ def test_console_can_be_switched_off(otlp_receiver: OTLPReceiver, capsys: pytest
         t.shutdown()
     assert "only exported" not in capsys.readouterr().err
     assert [r.body for r in otlp_receiver.logs()] == ["only exported"]
+
+
+def test_configuring_twice_installs_each_sink_once(otlp_receiver: OTLPReceiver,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    first = obsbox.configure(service_name="once-a", endpoint=otlp_receiver.endpoint, schedule_delay=0.05)
+    second = obsbox.configure(service_name="once-b", endpoint=otlp_receiver.endpoint, schedule_delay=0.05)
+    try:
+        assert not first.enabled
+        logger.info("said once")
+        logging.getLogger("lib").warning("stdlib said once")
+        second.force_flush()
+    finally:
+        second.shutdown()
+    err = capsys.readouterr().err
+    assert err.count("said once") == 2 and err.count("stdlib said once") == 1
+    assert sorted(r.body for r in otlp_receiver.logs()) == ["said once", "stdlib said once"]
+    assert {r.resource["service.name"] for r in otlp_receiver.logs()} == {"once-b"}
+    assert sum(isinstance(h, InterceptHandler) for h in logging.getLogger().handlers) == 1
