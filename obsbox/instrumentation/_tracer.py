@@ -14,10 +14,12 @@ that call `trace.get_tracer()` get this tracer.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import random
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -225,19 +227,23 @@ class Span(trace.Span):
 
 
 class _CurrentSpan:
-    """start_as_current_span's context manager (a class: cheaper than a generator-based one)."""
+    """start_as_current_span's result: a context manager (a class: cheaper than a generator-based one) that
+    starts the span on entry, as the API's does, and also works as a decorator of sync and async functions."""
 
-    __slots__ = ("_span", "_token", "_end_on_exit", "_record_exception", "_set_status")
+    __slots__ = ("_tracer", "_args", "_span", "_token", "_end_on_exit", "_record_exception", "_set_status")
 
-    def __init__(self, span: trace.Span, end_on_exit: bool, record_exception: bool, set_status: bool) -> None:
-        self._span = span
+    def __init__(self, tracer: Tracer, args: tuple[Any, ...], end_on_exit: bool, record_exception: bool,
+                 set_status: bool) -> None:
+        self._tracer = tracer
+        self._args = args
         self._end_on_exit = end_on_exit
         self._record_exception = record_exception
         self._set_status = set_status
 
     def __enter__(self) -> trace.Span:
-        self._token = _attach(_set_span_in_context(self._span))
-        return self._span
+        self._span = span = self._tracer.start_span(*self._args)
+        self._token = _attach(_set_span_in_context(span))
+        return span
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -254,8 +260,25 @@ class _CurrentSpan:
             if self._end_on_exit:
                 span.end()
 
-    def __iter__(self) -> Iterator[trace.Span]:  # lets `contextlib.ExitStack` users treat it as a generator cm
-        yield self._span
+    def _fresh(self) -> _CurrentSpan:
+        return _CurrentSpan(self._tracer, self._args, self._end_on_exit, self._record_exception, self._set_status)
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """`@tracer.start_as_current_span("name")`: one span per call of `func`."""
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._fresh():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return func(*args, **kwargs)
+
+        return wrapper
 
 
 class Tracer(trace.Tracer):
@@ -314,9 +337,8 @@ class Tracer(trace.Tracer):
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
     ) -> _CurrentSpan:
-        span = self.start_span(name, context, kind, attributes, links, start_time, record_exception,
-                               set_status_on_exception)
-        return _CurrentSpan(span, end_on_exit, record_exception, set_status_on_exception)
+        args = (name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception)
+        return _CurrentSpan(self, args, end_on_exit, record_exception, set_status_on_exception)
 
 
 class TracerProvider(trace.TracerProvider):
