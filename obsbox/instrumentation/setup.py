@@ -12,8 +12,10 @@ settings it flushes the old pipeline and reconfigures the same global providers)
 - the resource: service.name, service.version, deployment.environment.name, service.instance.id (a uuid4 per
   process, new in every forked worker), process.* and host.name, plus OTEL_RESOURCE_ATTRIBUTES;
 - as OpenTelemetry globals: obsbox's lean TracerProvider (standard samplers; W3C tracecontext + baggage
-  propagators), an SDK MeterProvider (cumulative, the semantic-convention buckets for HTTP durations, exemplars
-  from sampled spans) and an SDK LoggerProvider — so user code and libraries record into the same pipeline;
+  propagators), a MeterProvider backed by the SDK's (cumulative, the semantic-convention buckets for HTTP
+  durations, exemplars from sampled spans) and an SDK LoggerProvider — so user code and libraries record into the
+  same pipeline. The TracerProvider implements the OpenTelemetry API, not the SDK: it takes no span processors;
+  to look at spans in tests use obsbox.testing;
 - the lean HTTP instruments the middleware uses (`_runtime.install`), the loguru logger's sinks, the outgoing HTTP
   client hooks, the process metrics, and optionally the /metrics pull endpoint;
 - one background export thread (restarted after fork) and an exit hook that flushes.

@@ -158,3 +158,17 @@ def test_configuring_twice_installs_each_sink_once(otlp_receiver: OTLPReceiver,
     assert sorted(r.body for r in otlp_receiver.logs()) == ["said once", "stdlib said once"]
     assert {r.resource["service.name"] for r in otlp_receiver.logs()} == {"once-b"}
     assert sum(isinstance(h, InterceptHandler) for h in logging.getLogger().handlers) == 1
+
+
+def test_records_from_the_opentelemetry_logs_api_join_the_same_export(telemetry: Telemetry,
+                                                                      otlp_receiver: OTLPReceiver) -> None:
+    from opentelemetry._logs import SeverityNumber, get_logger
+
+    with trace.get_tracer("t").start_as_current_span("api span") as span:
+        get_logger("some.library").emit(body="via the logs API", severity_number=SeverityNumber.ERROR,
+                                        severity_text="ERROR", attributes={"k": "v"})
+    telemetry.force_flush()
+    (record,) = otlp_receiver.logs()
+    assert (record.body, record.severity_number, record.scope) == ("via the logs API", 17, "some.library")
+    assert record.trace_id == f"{span.get_span_context().trace_id:032x}" and record.attributes == {"k": "v"}
+    assert record.resource["service.name"] == "logs-test"
