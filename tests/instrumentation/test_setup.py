@@ -246,3 +246,17 @@ def test_instruments_created_before_configure_work_and_reconfigure_starts_fresh(
         assert values == {"fresh-1": 5, "fresh-2": 1}
     finally:
         second.shutdown()
+
+
+def test_user_histograms_get_exemplars_from_obsbox_spans(telemetry: Telemetry, otlp_receiver: OTLPReceiver) -> None:
+    histogram = metrics.get_meter("shop").create_histogram("checkout.duration", unit="s")
+    with trace.get_tracer("shop").start_as_current_span("checkout") as span:
+        histogram.record(0.3, {"step": "pay"})
+    with trace.get_tracer("shop").start_as_current_span("unsampled", context=trace.set_span_in_context(
+            NonRecordingSpan(SpanContext(0x99, 0x98, True, TraceFlags(0))))):
+        histogram.record(0.4, {"step": "ship"})
+    telemetry.force_flush()
+    points = {p.attributes["step"]: p for p in otlp_receiver.latest("checkout.duration")}
+    (exemplar,) = points["pay"].exemplars
+    assert exemplar.trace_id == f"{span.get_span_context().trace_id:032x}"
+    assert points["ship"].exemplars == ()  # exemplars only from sampled spans
