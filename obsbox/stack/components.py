@@ -44,6 +44,11 @@ class Component:
     install_hint: str
     release: Release | None = None
     native: bool = True          # the native runtime knows how to render its config and run it
+    fixed_port: bool = False     # natively it listens where the tree's config says (OBSBOX_<NAME>_PORT not read)
+    health_port: int | None = None  # health answers on this port rather than the main one
+
+    def health_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{self.health_port or port}{self.health_path}"
 
     @property
     def port_env(self) -> str:
@@ -92,23 +97,23 @@ COMPONENTS: dict[str, Component] = {
         Component(
             "grafana", ("grafana", "grafana-server"), 3000, "/api/health", "grafana",
             "install Grafana from https://grafana.com/grafana/download, or run the box with Docker",
-            native=False,
+            fixed_port=True,
         ),
         Component(
             "loki", ("loki",), 3100, "/ready", "loki",
             "download loki from https://github.com/grafana/loki/releases, or run the box with Docker",
-            native=False,
+            fixed_port=True,
         ),
         Component(
-            "jaeger", ("jaeger",), 16686, "/", "jaeger",
+            "jaeger", ("jaeger",), 16686, "/status", "jaeger",
             "download jaeger v2 from https://github.com/jaegertracing/jaeger/releases, or run the box with Docker",
-            native=False,
+            fixed_port=True, health_port=13134,  # render.NATIVE_JAEGER_PORTS moves 13133 off the collector's
         ),
         Component(
             "collector", ("otelcol-contrib",), 4318, "/", "opentelemetry-collector",
             "download otelcol-contrib from https://github.com/open-telemetry/opentelemetry-collector-releases/"
             "releases, or run the box with Docker",
-            _collector_release(), native=False,
+            _collector_release(), fixed_port=True, health_port=13133,
         ),
     )
 }

@@ -14,6 +14,7 @@ they are).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -29,10 +30,16 @@ from obsbox.stack.health import firing_alerts, http_ok
 from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
 from obsbox.stack.native_config import dump, major, render_alertmanager, render_prometheus
 from obsbox.stack.ports import check_ports, free_port
-from obsbox.stack.state import read_json, write_json
+from obsbox.stack.render import (
+    render_collector_config,
+    render_grafana_provisioning,
+    render_jaeger_config,
+    render_loki_config,
+)
+from obsbox.stack.state import grafana_password, read_json, write_json
 
 # Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go); samples dependencies first.
-BACKEND_ORDER = ("alertmanager", "prometheus")
+BACKEND_ORDER = ("alertmanager", "prometheus", "loki", "jaeger", "collector", "grafana")
 SAMPLE_ORDER = ("inventory", "payments", "orders", "gateway")
 
 
@@ -108,7 +115,7 @@ class NativeRuntime:
 
     def _why(self, comp: Component, binary: Path | None) -> str:
         if binary is not None:
-            return f"found {binary}, but the native runtime does not run {comp.name} (it runs with Docker)"
+            return f"found {binary}, but the native runtime cannot run {comp.name} yet (it runs with Docker)"
         names = " or ".join(f"`{b}`" for b in comp.binaries)
         return f"no {names} binary on PATH or in {binaries.cache_dir()}; to get it: {comp.install_hint}"
 
@@ -142,7 +149,7 @@ class NativeRuntime:
                 continue
             version = binaries.binary_version(plan.run[name])
             known[name] = {"port": ports[name], "url": url, "version": version, "binary": str(plan.run[name]),
-                           "kind": "backend", "health": url + comp.health_path}
+                           "kind": "backend", "health": comp.health_url(ports[name])}
         record["unavailable"] = plan.unavailable
         record["samples"] = bool(sample_names)
         self._save(record)
@@ -150,14 +157,23 @@ class NativeRuntime:
             if name in to_start:
                 info = known[name]
                 argv = self._argv(name, Path(info["binary"]), info["version"], ports)
-                report.started.append(self._start(name, argv, info["health"], info["url"], os.environ.copy(),
+                report.started.append(self._start(name, argv, info["health"], info["url"], self._env_for(name),
                                                   progress))
+        if "grafana" in want:
+            report.grafana_password, report.password_is_new = grafana_password(self.state)
+        prometheus_major = major(known.get("prometheus", {}).get("version"))
+        if "collector" in want and prometheus_major < 3:
+            report.unavailable["collector→prometheus"] = (
+                f"Prometheus {known['prometheus'].get('version')} has no OTLP receiver, so metrics pushed to the "
+                "collector do not reach it; the sample services are scraped instead (Prometheus 3 lifts this)")
         if sample_names:
             report.started.extend(self._start_samples(sample_names, ports, to_start, known, progress))
             self._save(record)
         return report
 
     def _port_for(self, name: str) -> int:
+        if name in COMPONENTS and COMPONENTS[name].fixed_port:
+            return COMPONENTS[name].default_port
         default = COMPONENTS[name].default_port if name in COMPONENTS else self._sample_default(name)
         port = port_setting(name, default)
         return port or free_port()
@@ -204,7 +220,56 @@ class NativeRuntime:
                 # An empty cluster address turns gossip off: no listener on 0.0.0.0:9094.
                 "--cluster.listen-address=",
             ]
+        if name == "loki":
+            source = self.tree.config_file("loki", "-config.file", "backends/loki/config.yaml").read_text()
+            text = render_loki_config(source, data_dir=data, rules_dir=self.tree.root / "alerts" / "loki")
+            return [str(binary), f"-config.file={self._write(d / 'loki.yaml', text, ports)}"]
+        if name == "jaeger":
+            source = (self.tree.root / "backends" / "jaeger" / "config.yaml").read_text()
+            return [str(binary), f"--config={self._write(d / 'jaeger.yaml', render_jaeger_config(source), ports)}"]
+        if name == "collector":
+            source = (self.tree.root / "collector" / "config.yaml").read_text()
+            rendered = self._write(d / "collector.yaml", render_collector_config(source), ports)
+            return [str(binary), f"--config={rendered}"]
+        if name == "grafana":
+            provisioning = d / "provisioning"
+            src = self.tree.root / "backends" / "grafana" / "provisioning"
+            for path in src.rglob("*.y*ml"):
+                text = render_grafana_provisioning(path.read_text(), dashboards_dir=self.tree.root / "dashboards")
+                self._write(provisioning / path.relative_to(src), text, ports)
+            # `grafana server` (10+) or the older `grafana-server`; both need the install's home for defaults.ini.
+            home = next((h for h in (binary.resolve().parents[1], Path("/usr/share/grafana"))
+                         if (h / "conf" / "defaults.ini").exists()), binary.resolve().parents[1])
+            sub = ["server"] if binary.name == "grafana" else []
+            return [str(binary), *sub, f"--homepath={home}"]
         raise UsageError(f"the native runtime cannot run {name}")
+
+    def _write(self, path: Path, text: str, ports: dict[str, int]) -> Path:
+        """Write a rendered config, pointing 127.0.0.1:<default port> at the ports Prometheus and Alertmanager
+        really use here (they are configurable; the tree's files know only the defaults)."""
+        for name in ("prometheus", "alertmanager"):
+            default, actual = COMPONENTS[name].default_port, ports.get(name)
+            if actual and actual != default:
+                text = re.sub(rf"127\.0\.0\.1:{default}\b", f"127.0.0.1:{actual}", text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def _env_for(self, name: str) -> dict[str, str]:
+        env = os.environ.copy()
+        if name == "grafana":
+            d = self._dir(name)
+            password, _ = grafana_password(self.state)
+            env.update(
+                GF_PATHS_DATA=str(d / "data"), GF_PATHS_LOGS=str(d / "logs"),
+                GF_PATHS_PLUGINS=str(d / "plugins"), GF_PATHS_PROVISIONING=str(d / "provisioning"),
+                GF_SERVER_HTTP_ADDR="127.0.0.1", GF_SERVER_HTTP_PORT=str(COMPONENTS[name].default_port),
+                GF_SECURITY_ADMIN_USER="admin", GF_SECURITY_ADMIN_PASSWORD=password,
+                GF_AUTH_ANONYMOUS_ENABLED=os.environ.get("OBSBOX_GRAFANA_ANONYMOUS", "false"),
+                GF_AUTH_ANONYMOUS_ORG_ROLE="Viewer", GF_USERS_ALLOW_SIGN_UP="false",
+                GF_ANALYTICS_REPORTING_ENABLED="false", GF_ANALYTICS_CHECK_FOR_UPDATES="false",
+            )
+        return env
 
     def _start(self, name: str, argv: list[str], health: str, url: str, env: dict[str, str],
                progress: Progress) -> Started:
@@ -259,14 +324,17 @@ class NativeRuntime:
             argv = [sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "127.0.0.1",
                     "--port", str(ports[name])]
             started.append(self._start(name, argv, url + "/admin/faults", url, env, progress))
-        self._write_targets([ports[n] for n in names])
+        # Metrics reach Prometheus one way only: pushed through the collector when Prometheus can take OTLP
+        # (3.x), else scraped from the services' /metrics (listed for file discovery). Both would count twice.
+        pushed = "collector" in ports and major(known.get("prometheus", {}).get("version")) >= 3
+        self._write_targets([] if pushed else [ports[n] for n in names])
         return started
 
     def _write_targets(self, ports: list[int]) -> None:
         sd = self.record().get("sd_file")
         if sd:
-            write_json_list(Path(sd), [{"targets": [f"127.0.0.1:{p}" for p in ports],
-                                        "labels": {"obsbox_runtime": "native"}}])
+            groups = [{"targets": [f"127.0.0.1:{p}" for p in ports], "labels": {"obsbox_runtime": "native"}}]
+            write_json_list(Path(sd), groups if ports else [])
 
     # --- down / status / logs ---------------------------------------------------------------------------------
     def down(self, *, purge: bool, progress: Progress) -> None:

@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
+from obsbox.stack.components import COMPONENTS
 from obsbox.stack.compose import StackTree
 from obsbox.stack.errors import UsageError
-from obsbox.stack.render import render_alertmanager_config
+from obsbox.stack.render import NATIVE_JAEGER_PORTS, render_alertmanager_config
 
 # Top-level and global keys that Prometheus 2.x rejects (they came with 3.x); dropped when rendering for a 2.x binary.
 _PROMETHEUS_3_ONLY_TOP = ("otlp", "runtime")
@@ -66,7 +67,12 @@ def _rewrite_hostport(tree: StackTree, ports: dict[str, int]) -> Callable[[str],
             port = int(port_s)
         except ValueError:
             return None
-        if component in ports and port == tree.container_port(component):
+        if component not in ports:
+            return None
+        if COMPONENTS[component].fixed_port:
+            # Natively it listens where its config says: the container's port, except Jaeger's moved ones.
+            return f"127.0.0.1:{NATIVE_JAEGER_PORTS.get(port, port) if component == 'jaeger' else port}"
+        if port == tree.container_port(component):
             return f"127.0.0.1:{ports[component]}"
         return None
 

@@ -85,3 +85,59 @@ def test_alertmanager_config_is_valid_for_the_local_amtool(tree: StackTree, tmp_
     out = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert yaml.safe_load(path.read_text()) == config
+
+
+FULL = {"prometheus": 19090, "alertmanager": 19093, "loki": 3100, "jaeger": 16686, "collector": 4318,
+        "grafana": 3000}
+
+
+def test_loki_jaeger_collector_and_grafana_are_rendered_for_local_processes(
+        tree: StackTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Loki, Jaeger, collector or Grafana binary exists here: what is checked is what they would be given."""
+    monkeypatch.setenv("OBSBOX_STATE_DIR", str(tmp_path))
+    runtime = NativeRuntime(tmp_path, tree)
+    loki = runtime._argv("loki", Path("/opt/loki/loki"), "3.7.6", FULL)
+    loki_config = yaml.safe_load(Path(loki[1].split("=", 1)[1]).read_text())
+    assert loki_config["ruler"]["alertmanager_url"] == "http://127.0.0.1:19093"
+    assert loki_config["common"]["path_prefix"].startswith(str(tmp_path))
+    collector = runtime._argv("collector", Path("/opt/otelcol-contrib"), "0.159.0", FULL)
+    text = Path(collector[1].split("=", 1)[1]).read_text()
+    assert "http://127.0.0.1:19090/api/v1/otlp" in text and "0.0.0.0" not in text
+    assert "127.0.0.1:14317" in text  # traces to Jaeger, moved off the collector's own 4317
+    jaeger = runtime._argv("jaeger", Path("/opt/jaeger"), "2.20.0", FULL)
+    text = Path(jaeger[1].split("=", 1)[1]).read_text()
+    assert "http://127.0.0.1:19090" in text and "127.0.0.1:14317" in text and "0.0.0.0" not in text
+    grafana = runtime._argv("grafana", Path("/usr/sbin/grafana"), "13.2.0", FULL)
+    assert grafana[1] == "server" and grafana[2].startswith("--homepath=")
+    datasources = (tmp_path / "native" / "grafana" / "provisioning" / "datasources" / "obsbox.yaml").read_text()
+    assert "http://127.0.0.1:19090" in datasources and "http://127.0.0.1:19093" in datasources
+    assert "http://prometheus:" not in datasources
+    env = runtime._env_for("grafana")
+    assert env["GF_SERVER_HTTP_ADDR"] == "127.0.0.1" and env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == (tmp_path / "grafana-admin-password").read_text().strip()
+    assert env["GF_PATHS_PROVISIONING"] == str(tmp_path / "native" / "grafana" / "provisioning")
+
+
+def test_prometheus_scrapes_the_native_components_where_they_listen(tree: StackTree, tmp_path: Path) -> None:
+    config, _ = render_prometheus(tree, ports=FULL, version="3.14.0", state=tmp_path)
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+               if job.get("static_configs")}
+    assert targets["collector"] == ["127.0.0.1:8888"]
+    assert targets["jaeger"] == ["127.0.0.1:8889"]  # Jaeger's self-metrics moved off the collector's 8888
+    assert targets["loki"] == ["127.0.0.1:3100"] and targets["grafana"] == ["127.0.0.1:3000"]
+
+
+def test_binaries_found_on_path_are_planned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            tree: StackTree) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("prometheus", "prometheus-alertmanager", "loki", "grafana-server"):
+        exe = bin_dir / name
+        exe.write_text("#!/bin/sh\necho 'version 1.2.3'\n")
+        exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("OBSBOX_CACHE_DIR", str(tmp_path / "cache"))
+    plan = NativeRuntime(tmp_path, tree).plan(lambda _m: None)
+    assert set(plan.run) == {"prometheus", "alertmanager", "loki", "grafana"}
+    assert set(plan.unavailable) == {"jaeger", "collector"}
+    assert "otelcol-contrib" in plan.unavailable["collector"] and "to get it" in plan.unavailable["collector"]
