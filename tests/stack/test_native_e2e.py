@@ -124,6 +124,9 @@ def test_alert_fires_reaches_alertmanager_resolves_and_down_leaves_nothing(tmp_p
         row = next(line for line in screen if line.startswith("payments "))
         assert float(row.split()[2].rstrip("%")) > 5.0
         assert any(line.startswith("gateway ") for line in screen)
+        text = obsbox(env, "status").stdout
+        assert "alerting path: working (Watchdog reached alertmanager)" in text
+        assert "HTTPServerHighErrorRate payments critical" in text
         assert any(ALERT in line and "payments" in line for line in screen)
 
         obsbox(env, "chaos", "payments", "--reset")

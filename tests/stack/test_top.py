@@ -22,7 +22,7 @@ def test_render_shows_services_breakers_pools_and_alerts() -> None:
         breakers=[Breaker("orders", "payments", "open", 1.5)],
         pools=[Pool("orders", "fulfilment", 4, 3, 7)],
         alerts=[Alert("HTTPServerHighErrorRate", "firing", {"service_name": "payments", "severity": "critical"},
-                      "alertmanager")],
+                      "alertmanager"), Alert("Watchdog", "firing", {"severity": "info"}, "alertmanager")],
     )
     text = render(snap, colour=False)
     assert "\033[" not in text
@@ -34,6 +34,7 @@ def test_render_shows_services_breakers_pools_and_alerts() -> None:
     assert any("payments" in line and "open" in line and "rejected 1.50/s" in line for line in lines)
     assert any("fulfilment" in line and "busy 3/4" in line and "queued 7" in line for line in lines)
     assert any("HTTPServerHighErrorRate payments critical" in line for line in lines)
+    assert "FIRING ALERTS  (alert path working)" in text and "Watchdog" not in text
     coloured = render(snap, colour=True)
     assert "\033[31m" in coloured  # the error rate above 5 % and the alert are red
 
