@@ -25,7 +25,7 @@ from typing import Any
 from obsbox.stack import binaries, process
 from obsbox.stack.components import COMPONENTS, Component, port_setting
 from obsbox.stack.compose import StackTree
-from obsbox.stack.errors import ComponentFailedError, NotRunningError, StackError, UsageError
+from obsbox.stack.errors import ComponentFailedError, DownloadError, NotRunningError, StackError, UsageError
 from obsbox.stack.health import firing_alerts, http_ok
 from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
 from obsbox.stack.native_config import dump, major, render_alertmanager, render_prometheus
@@ -98,12 +98,18 @@ class NativeRuntime:
         unavailable: dict[str, str] = {}
         for comp in COMPONENTS.values():
             binary = binaries.find_binary(comp)
+            failed: DownloadError | None = None
             if binary is None and self.download and comp.native and comp.release is not None:
-                binary = binaries.download(comp, progress=progress)
+                try:
+                    binary = binaries.download(comp, progress=progress)
+                except DownloadError as e:
+                    if comp.name == "prometheus":
+                        raise  # nothing runs without it
+                    failed = e  # the others are optional: named as unavailable, and the rest runs
             if binary is not None and comp.native:
                 run[comp.name] = binary
             else:
-                unavailable[comp.name] = self._why(comp, binary)
+                unavailable[comp.name] = f"download failed: {failed.message}" if failed else self._why(comp, binary)
         missing = [n for n in BACKEND_ORDER if n not in run]
         if "prometheus" in missing:
             raise StackError(
