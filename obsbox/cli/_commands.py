@@ -144,7 +144,6 @@ def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: boo
     report = engine.up(runtime=runtime, samples=True, progress=say)
     print_up(report)
     gateway = engine.url_of("gateway")
-    stop = threading.Event()
     worker = threading.Thread(
         target=lambda: load.run(gateway, rps=rps, duration=duration, progress=None), daemon=True, name="load")
     worker.start()
@@ -165,8 +164,6 @@ def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: boo
             _top(once=False, interval=2.0, duration=duration)
     except KeyboardInterrupt:
         click.echo("\nthe stack keeps running; `obsbox down` stops it")
-    finally:
-        stop.set()
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

@@ -158,29 +158,32 @@ class DockerRuntime:
         return out.stdout.strip()
 
     # --- the runtime ------------------------------------------------------------------------------------------
+    def _port_specs(self, svc: dict[str, Any]) -> list[tuple[int, int]]:
+        """(host port, container port) of each published port of a compose service."""
+        specs = []
+        for spec in svc.get("ports") or []:
+            pair = _published(spec if isinstance(spec, dict) else self.tree.interpolate(str(spec)))
+            if pair:
+                specs.append(pair)
+        return specs
+
     def published_ports(self) -> dict[str, int]:
-        """component/service name → host port it publishes first (what URLs and port checks use)."""
-        names = {svc: comp for comp in ("grafana", "prometheus", "alertmanager", "loki", "jaeger", "collector")
-                 if (found := self.tree.service_of(comp)) is not None for svc in [found[0]]}
+        """component (or sample service) → the host port of its main endpoint (URLs are built from these)."""
+        names = self.tree.host_names()
         ports: dict[str, int] = {}
         for svc_name, svc in self.tree.services.items():
-            for spec in svc.get("ports") or []:
-                published = _published(self.tree.interpolate(str(spec)) if not isinstance(spec, dict) else spec)
-                if published:
-                    key = names.get(svc_name, svc_name)
-                    ports.setdefault(key, published)
+            specs = self._port_specs(svc)
+            if not specs:
+                continue
+            key = names.get(svc_name, svc_name)
+            main = COMPONENTS[key].default_port if key in COMPONENTS else None
+            ports[key] = next((host for host, target in specs if target == main), specs[0][0])
         return ports
 
     def _all_published(self, services: list[str] | None = None) -> dict[str, int]:
-        result: dict[str, int] = {}
-        for svc_name, svc in self.tree.services.items():
-            if services is not None and svc_name not in services:
-                continue
-            for spec in svc.get("ports") or []:
-                published = _published(self.tree.interpolate(str(spec)) if not isinstance(spec, dict) else spec)
-                if published:
-                    result[f"{svc_name}:{published}"] = published
-        return result
+        """'service:port' → port for every published port (what the pre-start port check binds)."""
+        return {f"{name}:{host}": host for name, svc in self.tree.services.items()
+                if services is None or name in services for host, _ in self._port_specs(svc)}
 
     def _sample_profile_args(self, samples: bool) -> list[str]:
         profiles = {str(p) for svc in self.tree.services.values() for p in svc.get("profiles") or []}
@@ -340,20 +343,19 @@ def _sample_names() -> tuple[str, ...]:
     return tuple(SERVICES)
 
 
-def _published(spec: Any) -> int | None:
-    """The host port of a compose port spec: "127.0.0.1:3000:3000", "3000:3000", {"published": 3000, ...}."""
-    if isinstance(spec, dict):
-        value = spec.get("published")
-        try:
-            return int(str(value).split("-")[0]) if value else None
-        except ValueError:
-            return None
-    parts = str(spec).split("/")[0].split(":")
-    if len(parts) < 2:
-        return None
+def _published(spec: Any) -> tuple[int, int] | None:
+    """(host port, container port) of a compose port spec: "127.0.0.1:3000:3000", "3000:3000", or the long form
+    {"published": 3000, "target": 3000}; None when nothing is published on the host."""
     try:
-        return int(parts[-2].split("-")[0])
-    except ValueError:
+        if isinstance(spec, dict):
+            if not spec.get("published"):
+                return None
+            return int(str(spec["published"]).split("-")[0]), int(str(spec.get("target")).split("-")[0])
+        parts = str(spec).split("/")[0].split(":")
+        if len(parts) < 2:
+            return None
+        return int(parts[-2].split("-")[0]), int(parts[-1].split("-")[0])
+    except (TypeError, ValueError):
         return None
 
 

@@ -15,7 +15,7 @@ import time
 from typing import Literal
 
 from obsbox.stack.docker import DockerRuntime, engine_available
-from obsbox.stack.errors import NotRunningError, RuntimeUnavailableError, StackError, UsageError
+from obsbox.stack.errors import NotRunningError, RuntimeUnavailableError, UsageError
 from obsbox.stack.model import Progress, Runtime, StatusReport, UpReport
 from obsbox.stack.native import NativeRuntime
 from obsbox.stack.state import active_runtime, forget_runtime, record_runtime, state_dir
@@ -132,4 +132,4 @@ def chaos(service: str, *, error_rate: float | None = None, latency_ms: float | 
     return dict(now.to_json())
 
 
-__all__ = ["StackError", "chaos", "choose", "current", "down", "status", "up", "url_of", "urls"]
+__all__ = ["chaos", "choose", "current", "down", "status", "up", "url_of", "urls"]

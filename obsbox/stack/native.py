@@ -206,7 +206,7 @@ class NativeRuntime:
             )
             dump(config, d / "prometheus.yml")
             if not sd_file.exists():
-                write_json_list(sd_file, [])
+                write_json(sd_file, [])
             record = self.record()
             record["sd_file"] = str(sd_file)
             self._save(record)
@@ -340,7 +340,7 @@ class NativeRuntime:
         sd = self.record().get("sd_file")
         if sd:
             groups = [{"targets": [f"127.0.0.1:{p}" for p in ports], "labels": {"obsbox_runtime": "native"}}]
-            write_json_list(Path(sd), groups if ports else [])
+            write_json(Path(sd), groups if ports else [])
 
     # --- down / status / logs ---------------------------------------------------------------------------------
     def down(self, *, purge: bool, progress: Progress) -> None:
@@ -356,7 +356,7 @@ class NativeRuntime:
         self._save(record)
         sd = record.get("sd_file")
         if sd and Path(sd).exists():
-            write_json_list(Path(sd), [])
+            write_json(Path(sd), [])
         if purge and self.root.exists():
             progress(f"removing {self.root}")
             shutil.rmtree(self.root)
@@ -393,11 +393,3 @@ class NativeRuntime:
                                   "components with logs: " + ", ".join(self.record().get("components", {})))
         return files
 
-
-def write_json_list(path: Path, data: list[Any]) -> None:
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
