@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 
@@ -152,3 +153,19 @@ def test_down_keeps_data_and_purge_removes_it(env: dict[str, str], tmp_path: Pat
     assert data.exists() and any(data.iterdir())
     obsbox(env, "down", "--purge")
     assert not (tmp_path / "state" / "native").exists()
+
+
+def test_demo_runs_the_shop_load_and_top_then_leaves_the_stack_up(env: dict[str, str]) -> None:
+    """What `make demo` runs, bounded: the native stack, the shop, load and the live view."""
+    env["OBSBOX_SCRAPE_INTERVAL"] = "2s"
+    result = obsbox(env, "demo", "--duration", "12", "--rps", "3", timeout=150)
+    out = result.stdout
+    assert "obsbox is up (native runtime)" in out and "not available here" in out
+    assert "what to try next" in out and "obsbox chaos payments --error-rate 0.5" in out
+    assert "SERVICE" in out and "FIRING ALERTS" in out  # the live view was drawn
+    report = status(env)
+    assert component(report, "gateway")["state"] == "healthy"  # the stack keeps running after the demo
+    prometheus = component(report, "prometheus")["url"]
+    series = httpx.get(f"{prometheus}/api/v1/query", params={
+        "query": 'http_server_request_duration_seconds_count{service_name="gateway"}'}, timeout=5).json()
+    assert series["data"]["result"], "the demo's load did not reach Prometheus"
