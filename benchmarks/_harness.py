@@ -207,6 +207,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
 
 
+def cpu_times(cpu: int) -> tuple[float, float]:
+    """(busy, idle) seconds of one CPU since boot, from /proc/stat (steal counts as busy: someone else ran)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(v) for v in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+            hz = os.sysconf("SC_CLK_TCK")
+            idle = ticks[3] + ticks[4]
+            return (sum(ticks) - idle) / hz, idle / hz
+    raise RuntimeError(f"cpu{cpu} not in /proc/stat")
+
+
 @dataclass
 class WrkResult:
     requests: int

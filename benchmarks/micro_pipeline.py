@@ -33,9 +33,17 @@ def _app() -> Any:
 
 
 SCOPE = {
-    "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-    "path": "/items/7", "raw_path": b"/items/7", "query_string": b"", "root_path": "",
-    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk")], "server": ("127.0.0.1", 8000),
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/items/7",
+    "raw_path": b"/items/7",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk")],
+    "server": ("127.0.0.1", 8000),
     "client": ("127.0.0.1", 50000),
 }
 
@@ -70,8 +78,12 @@ def measure(mode: str, requests: int, repeats: int) -> list[float]:
     telemetry = None
     app = _app()
     if mode == "obsbox":
-        telemetry = obsbox.configure(service_name="micro-pipeline", endpoint=receiver.endpoint, console=False,
-                                     metric_export_interval=3600.0)
+        telemetry = obsbox.configure(
+            service_name="micro-pipeline",
+            endpoint=receiver.endpoint,
+            console=False,
+            metric_export_interval=3600.0,
+        )
         app = obsbox.instrument(app)
 
     async def run(n: int) -> None:
@@ -112,8 +124,11 @@ def main() -> None:
     for mode, samples in results.items():
         print(f"| {mode} | {min(samples):.1f} | {statistics.median(samples):.1f} |")
     delta = min(results["obsbox"]) - min(results["bare"])
-    print(f"\nobsbox adds {delta:.1f} µs of CPU per request; with a bare request at 200/250/300 µs that is "
-          + ", ".join(f"{b / (b + delta):.2f}×" for b in (200, 250, 300)) + " of bare throughput on one core.")
+    print(
+        f"\nobsbox adds {delta:.1f} µs of CPU per request; with a bare request at 200/250/300 µs that is "
+        + ", ".join(f"{b / (b + delta):.2f}×" for b in (200, 250, 300))
+        + " of bare throughput on one core."
+    )
 
 
 if __name__ == "__main__":

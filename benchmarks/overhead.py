@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _harness import Receiver, Server, StartError, cpu_seconds, cpus, run_wrk
+from _harness import Receiver, Server, StartError, cpu_seconds, cpu_times, cpus, run_wrk
 from app import MODES
 
 DEFAULT_MODES = ["bare", "obsbox", "contrib", "contrib-lean", "native", "native-lean", "logfire", "pfi"]
@@ -51,6 +51,8 @@ class Run:
     requests: int = 0  # every request the server answered: readiness probe + warm-up + measured
     cpu_us: float = 0.0  # server CPU time (all threads) per measured request
     cpu_share: float = 0.0  # server CPU seconds per wall second while measured: < 1 means the core was shared
+    core_others: float = 0.0  # share of the server's core that other processes used while measured
+    core_idle: float = 0.0  # share of the server's core left idle: the server was waiting, not computing
     errors: int = 0
     received: dict[str, int] = field(default_factory=dict)  # what the OTLP receiver got from this process
     pulled: int | None = None  # pfi: requests counted on its /metrics
@@ -86,9 +88,14 @@ def measure(mode: str, round_: int, args: argparse.Namespace, receiver: Receiver
         if args.warmup > 0:
             warm = run_wrk(url, cpu=load_cpu, connections=args.connections, seconds=args.warmup)
             run.requests += warm.requests
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before, (busy_before, idle_before) = cpu_seconds(server.pid), cpu_times(server_cpu)
         result = run_wrk(url, cpu=load_cpu, connections=args.connections, seconds=args.duration)
         cpu_used = cpu_seconds(server.pid) - cpu_before
+        busy_after, idle_after = cpu_times(server_cpu)
+        busy, idle = busy_after - busy_before, idle_after - idle_before
+        if busy + idle > 0:
+            run.core_others = max(0.0, busy - cpu_used) / (busy + idle)
+            run.core_idle = idle / (busy + idle)
         run.requests += result.requests
         run.cpu_us = cpu_used / max(result.requests, 1) * 1e6
         run.cpu_share = cpu_used / result.seconds if result.seconds else 0.0
@@ -110,6 +117,11 @@ def _gist(failure: str) -> str:
     return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
 
 
+def _core(ours: float, others: float, idle: float) -> str:
+    """How the server's core was spent while measured: this server / other processes / idle, in %."""
+    return f"{100 * ours:.0f}/{100 * others:.0f}/{100 * idle:.0f}"
+
+
 def _fmt_run(run: Run) -> str:
     if run.failure:
         return f"FAILED: {_gist(run.failure)}"
@@ -119,7 +131,7 @@ def _fmt_run(run: Run) -> str:
         tail += f", /metrics counted {run.pulled}"
     return (
         f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
-        f"cpu {run.cpu_us:5.0f} µs/req ({100 * run.cpu_share:3.0f}% of a core){tail}"
+        f"cpu {run.cpu_us:5.0f} µs/req (core: {_core(run.cpu_share, run.core_others, run.core_idle)}){tail}"
     )
 
 
@@ -197,6 +209,8 @@ def summarise(runs: list[Run], modes: list[str]) -> list[dict[str, Any]]:
             cpu_us=statistics.median(r.cpu_us for r in good),
             cpu_ratio=bare_cpu / statistics.median(r.cpu_us for r in good) if bare_cpu else None,
             cpu_share=statistics.median(r.cpu_share for r in good),
+            core_others=statistics.median(r.core_others for r in good),
+            core_idle=statistics.median(r.core_idle for r in good),
             p50_ms=statistics.median(r.p50_ms for r in good),
             p99_ms=statistics.median(r.p99_ms for r in good),
             errors=sum(r.errors for r in good),
@@ -235,7 +249,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
         f"{args.connections} connections; server on CPU {info['cpus'][0]}, wrk and receiver on CPU {info['cpus'][1]}",
         "",
         "| mode | req/s (median) | min–max | × bare | p50 ms | p99 ms | server CPU µs/req | × bare by CPU "
-        "| core busy | server spans/req | all spans/req | metric points | exemplars |",
+        "| core: ours/others/idle % | server spans/req | all spans/req | metric points | exemplars |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -251,7 +265,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
         lines.append(
             f"| {row['mode']} | {row['rps']:.0f}{errors} | {row['rps_min']:.0f}–{row['rps_max']:.0f} | {ratio} "
             f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us']:.0f} | {cpu_ratio} "
-            f"| {100 * row['cpu_share']:.0f}% | {spans} | {row['points']} | {row['exemplars']} |"
+            f"| {_core(row['cpu_share'], row['core_others'], row['core_idle'])} | {spans} | {row['points']} | {row['exemplars']} |"
         )
     failures = [row for row in rows if row.get("failure")]
     for row in failures:
