@@ -65,6 +65,7 @@ class NativeRuntime:
         self.state = state
         self.root = state / "native"
         self._tree = tree
+        self.sd_file: Path | None = None
         self.download = download
         self.docker_reason = docker_reason
         self.start_timeout = _env_float("OBSBOX_START_TIMEOUT", 90.0)
@@ -142,7 +143,7 @@ class NativeRuntime:
             if prior.get("port") and self._supervised(name).alive:
                 ports[name] = int(prior["port"])
                 continue
-            ports[name] = int(prior.get("port") or 0) or self._port_for(name)
+            ports[name] = self._explicit_port(name) or int(prior.get("port") or 0) or self._port_for(name)
             to_start.append(name)
         check_ports({n: ports[n] for n in to_start})
 
@@ -165,6 +166,9 @@ class NativeRuntime:
                 argv = self._argv(name, Path(info["binary"]), info["version"], ports)
                 report.started.append(self._start(name, argv, info["health"], info["url"], self._env_for(name),
                                                   progress))
+        if self.sd_file is not None:
+            record["sd_file"] = str(self.sd_file)
+        self._save(record)
         if "grafana" in want:
             report.grafana_password, report.password_is_new = grafana_password(self.state)
         prometheus_major = major(known.get("prometheus", {}).get("version"))
@@ -173,7 +177,7 @@ class NativeRuntime:
                 f"Prometheus {known['prometheus'].get('version')} has no OTLP receiver, so metrics pushed to the "
                 "collector do not reach it; the sample services are scraped instead (Prometheus 3 lifts this)")
         if sample_names:
-            report.started.extend(self._start_samples(sample_names, ports, to_start, known, progress))
+            report.started.extend(self._start_samples(sample_names, ports, to_start, record, progress))
             self._save(record)
         return report
 
@@ -183,6 +187,13 @@ class NativeRuntime:
         default = COMPONENTS[name].default_port if name in COMPONENTS else self._sample_default(name)
         port = port_setting(name, default)
         return port or free_port()
+
+    @staticmethod
+    def _explicit_port(name: str) -> int:
+        """A port the user set for this start (OBSBOX_<NAME>_PORT other than 0), which beats the recorded one."""
+        if name in COMPONENTS and COMPONENTS[name].fixed_port:
+            return 0
+        return port_setting(name, 0)
 
     @staticmethod
     def _sample_default(name: str) -> int:
@@ -207,9 +218,7 @@ class NativeRuntime:
             dump(config, d / "prometheus.yml")
             if not sd_file.exists():
                 write_json(sd_file, [])
-            record = self.record()
-            record["sd_file"] = str(sd_file)
-            self._save(record)
+            self.sd_file = sd_file  # up() keeps it in the record: where the sample services get listed
             argv = [
                 str(binary), f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
                 f"--web.listen-address=127.0.0.1:{ports[name]}", "--web.enable-lifecycle",
@@ -313,7 +322,8 @@ class NativeRuntime:
         return "\n".join("  " + line for line in text[-lines:])
 
     def _start_samples(self, names: list[str], ports: dict[str, int], to_start: list[str],
-                       known: dict[str, Any], progress: Progress) -> list[Started]:
+                       record: dict[str, Any], progress: Progress) -> list[Started]:
+        known: dict[str, Any] = record["components"]
         env = os.environ.copy()
         for svc in SAMPLE_ORDER:
             env[f"{svc.upper()}_URL"] = f"http://127.0.0.1:{ports[svc]}"
@@ -333,11 +343,12 @@ class NativeRuntime:
         # Metrics reach Prometheus one way only: pushed through the collector when Prometheus can take OTLP
         # (3.x), else scraped from the services' /metrics (listed for file discovery). Both would count twice.
         pushed = "collector" in ports and major(known.get("prometheus", {}).get("version")) >= 3
-        self._write_targets([] if pushed else [ports[n] for n in names])
+        self._write_targets(record, [] if pushed else [ports[n] for n in names])
         return started
 
-    def _write_targets(self, ports: list[int]) -> None:
-        sd = self.record().get("sd_file")
+    @staticmethod
+    def _write_targets(record: dict[str, Any], ports: list[int]) -> None:
+        sd = record.get("sd_file")
         if sd:
             groups = [{"targets": [f"127.0.0.1:{p}" for p in ports], "labels": {"obsbox_runtime": "native"}}]
             write_json(Path(sd), groups if ports else [])

@@ -169,3 +169,23 @@ def test_demo_runs_the_shop_load_and_top_then_leaves_the_stack_up(env: dict[str,
     series = httpx.get(f"{prometheus}/api/v1/query", params={
         "query": 'http_server_request_duration_seconds_count{service_name="gateway"}'}, timeout=5).json()
     assert series["data"]["result"], "the demo's load did not reach Prometheus"
+
+
+def test_samples_added_later_are_scraped(env: dict[str, str]) -> None:
+    env["OBSBOX_SCRAPE_INTERVAL"] = "2s"
+    obsbox(env, "up")
+    obsbox(env, "up", "--samples")  # Prometheus keeps running; the shop joins it through file discovery
+    report = status(env)
+    prometheus = component(report, "prometheus")["url"]
+    ports = {component(report, name)["url"].rsplit(":", 1)[1] for name in ("gateway", "orders", "payments",
+                                                                            "inventory")}
+
+    def scraped() -> set[str]:
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        return {t["labels"]["instance"].rsplit(":", 1)[1] for t in targets
+                if t["labels"].get("job") == "pull" and t["health"] == "up"}
+
+    assert _wait(lambda: scraped() >= ports and scraped())
+    obsbox(env, "down")
+    obsbox(env, "up")  # after down the shop is not started again unless asked
+    assert "gateway" not in {c["name"] for c in status(env)["components"] if c["state"] == "healthy"}
