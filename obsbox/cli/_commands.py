@@ -33,7 +33,11 @@ def cli() -> None:
 @click.option("--download", is_flag=True,
               help="Native runtime: download missing binaries (pinned releases, sha256-verified) into the cache.")
 def up(runtime: engine.RuntimeChoice, samples: bool, download: bool) -> None:
-    """Start the stack and wait until it is healthy; print URLs and the Grafana login. Running it twice changes nothing."""
+    """Start the stack (and the sample shop).
+
+    Waits until every component is healthy, then prints each one's time to ready, the URLs and (the first time)
+    the Grafana login. Running it twice changes nothing.
+    """
     report = engine.up(runtime=runtime, samples=samples, download=download, progress=say)
     print_up(report)
 
@@ -51,7 +55,10 @@ def down(purge: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in docs/cli.md).")
 def status(as_json: bool) -> None:
-    """Show each component (state, URL, version, pid) and the alerts that fire."""
+    """Show components and firing alerts.
+
+    One line per component (state, URL, version, pid); `--json` gives the documented schema (docs/cli.md).
+    """
     report = engine.status()
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -96,7 +103,10 @@ def open_(component: str) -> None:
 @click.option("--reset", is_flag=True, help="Remove every fault.")
 def chaos(service: str, error_rate: float | None, latency_ms: float | None, jitter_ms: float | None,
           outage: bool | None, reset: bool) -> None:
-    """Inject faults into a sample service, e.g. `obsbox chaos payments --error-rate 0.5`; `--reset` ends them."""
+    """Inject faults into a sample service.
+
+    e.g. `obsbox chaos payments --error-rate 0.5`; options layer; `--reset` ends them all.
+    """
     now = engine.chaos(service, error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms,
                        outage=outage, reset=reset)
     active = {k: v for k, v in now.items() if v}
@@ -108,7 +118,11 @@ def chaos(service: str, error_rate: float | None, latency_ms: float | None, jitt
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes.")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
 def top(once: bool, interval: float, duration: float | None) -> None:
-    """A live terminal view: per-service rate, errors, p99 with a sparkline; breakers; pools; firing alerts."""
+    """Live terminal view of the services.
+
+    Per service request rate, error %, p99 and a sparkline; circuit breakers; worker pools; firing alerts —
+    read from the Prometheus and Alertmanager HTTP APIs.
+    """
     _top(once=once, interval=interval, duration=duration)
 
 
@@ -138,7 +152,11 @@ def _top(*, once: bool, interval: float, duration: float | None) -> None:
               help="Seconds of load and of the live view (Ctrl-C ends it earlier; the stack keeps running).")
 @click.option("--no-top", is_flag=True, help="Do not show the live view (just run the load).")
 def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: bool) -> None:
-    """Start the stack with the sample shop and load, say what to open and try, then show `obsbox top`."""
+    """The stack, the sample shop, load and `obsbox top`.
+
+    Starts everything, says what to open and what to try, then shows the live view until --duration or Ctrl-C
+    (the stack keeps running; `obsbox down` stops it).
+    """
     from obsbox.samples import load
 
     report = engine.up(runtime=runtime, samples=True, progress=say)
@@ -170,7 +188,11 @@ def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: boo
 @click.option("--service-name", help="service.name of the program (default: OBSBOX_SERVICE_NAME/OTEL_SERVICE_NAME).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(service_name: str | None, command: tuple[str, ...]) -> None:
-    """Run a Python program instrumented without code changes: `obsbox run -- uvicorn app:app`."""
+    """Run a Python program instrumented, unchanged.
+
+    e.g. `obsbox run -- uvicorn app:app`: configure() from the environment, FastAPI/Starlette/Flask/Django apps
+    instrumented as they are created.
+    """
     from obsbox.instrumentation.auto import command_environment
 
     if not command:
@@ -185,7 +207,10 @@ def run(service_name: str | None, command: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--tree", type=click.Path(exists=True, file_okay=False), help="The stack tree (default: the shipped one).")
 def check(tree: str | None) -> None:
-    """Validate a (modified) stack tree: Prometheus config and rules, rule unit tests, Alertmanager config, dashboards."""
+    """Validate a (modified) stack tree.
+
+    Prometheus config and rules (promtool), rule unit tests, Alertmanager config (amtool), dashboards.
+    """
     from pathlib import Path
 
     from obsbox.stack.check import check_tree
