@@ -165,3 +165,14 @@ def test_down_when_nothing_runs() -> None:
 
 def test_run_needs_a_command() -> None:
     assert invoke("run").exit_code == 2
+
+
+def test_every_exit_code_is_documented() -> None:
+    from obsbox.stack import errors
+
+    docs = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    codes = {cls.exit_code for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.StackError)}
+    assert codes == {1, 2, 3, 4, 5, 6, 7, 8}
+    for code in codes:
+        assert f"\n| {code} |" in docs, f"exit code {code} is not in docs/cli.md"
