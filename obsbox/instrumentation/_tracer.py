@@ -301,6 +301,10 @@ class Tracer(trace.Tracer):
     ) -> trace.Span:
         provider = self._provider
         parent: SpanContext | None = _get_current_span(context).get_span_context()
+        if provider.shutdown_done:
+            # Inactive (before configure() or after shutdown()): behave as the API's no-op tracer and pass the
+            # incoming context through unchanged, so a stopped pipeline never tells downstream services "not sampled".
+            return NonRecordingSpan(parent) if parent is not None and parent.is_valid else trace.INVALID_SPAN
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
             state = parent.trace_state
@@ -309,7 +313,7 @@ class Tracer(trace.Tracer):
             trace_id = _getrandbits(128) or 1
             state = _EMPTY_STATE
         span_id = _getrandbits(64) or 1
-        if provider.shutdown_done or not provider.sampler.sample(parent, trace_id):
+        if not provider.sampler.sample(parent, trace_id):
             return NonRecordingSpan(SpanContext(trace_id, span_id, False, _NOT_SAMPLED, state))
         return Span(
             name,

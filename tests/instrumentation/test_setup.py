@@ -185,6 +185,41 @@ def test_shutdown_flushes_and_stops_recording(otlp_receiver: OTLPReceiver) -> No
     assert not trace.get_tracer("t").start_span("late").is_recording()
 
 
+def test_after_shutdown_outgoing_calls_carry_no_unsampled_trace_context(otlp_receiver: OTLPReceiver) -> None:
+    # A shut-down pipeline (here one that sampled nothing) must not keep deciding sampling for the services this
+    # process calls: outgoing requests carry no traceparent unless one came in.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            seen.append(self.headers.get("traceparent"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        t = obsbox.configure(service_name="stopped", endpoint=otlp_receiver.endpoint, console=False,
+                             sampler="always_off")
+        httpx.get(url)
+        assert seen[-1] is not None and seen[-1].endswith("-00")  # while running: the sampler's decision travels
+        t.shutdown()
+        httpx.get(url)
+        assert seen[-1] is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_disabled_installs_nothing(otlp_receiver: OTLPReceiver) -> None:
     t = obsbox.configure(service_name="off", endpoint=otlp_receiver.endpoint, disabled=True, console=False)
     assert not t.enabled

@@ -93,3 +93,18 @@ def test_links_and_events(tracer: trace.Tracer, finished: list[Span]) -> None:
     (s,) = [x for x in finished if x.name == "linked"]
     assert s.links is not None and len(s.links) == 2 and s.links[0][3] == {"k": "v"}
     assert s.events == [("checkpoint", 123, {"n": 1})]
+
+
+def test_an_inactive_provider_passes_the_incoming_context_through(finished: list[Span]) -> None:
+    # Before configure() or after shutdown(): like the API's no-op tracer. A stopped pipeline must not mint an
+    # unsampled root that client hooks would then propagate and make every downstream service drop its trace.
+    provider = TracerProvider(sink=finished.append, sampler=Sampler("always_off"))
+    provider.shutdown_done = True
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root") as span:
+        assert span is trace.INVALID_SPAN
+    incoming = trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(1))
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(incoming))
+    with tracer.start_as_current_span("child", context=parent) as child:
+        assert child.get_span_context() == incoming and not child.is_recording()
+    assert finished == []
