@@ -1,6 +1,6 @@
 """The export pipeline: bounded queues filled by the application, drained by one background thread.
 
->>> pipeline = Pipeline(settings, resource, sender, collect_metrics, export_items)   # doctest: +SKIP
+>>> pipeline = Pipeline(senders={"traces": sender, "metrics": sender}, resource=resource, ...)  # doctest: +SKIP
 >>> pipeline.spans.offer(span)       # from Span.end(): an append, never blocks    # doctest: +SKIP
 >>> pipeline.force_flush(5.0)                                                      # doctest: +SKIP
 
@@ -8,10 +8,14 @@ The application thread only appends to a deque (or counts a drop when the queue 
 thread wakes when a batch is full or the schedule delay passes, encodes batches with obsbox's encoder and sends
 them; it also collects and sends the metrics every `metric_export_interval`.
 
+Each signal has its own sender (signals with the same endpoint and headers share one); a signal without a sender
+is not exported at all: nothing is queued, collected, sent or counted for it, and with no sender at all there is no
+worker thread.
+
 Faults: a failing export is retried once (when a retry can help) within the batch time budget, then its items are
-dropped and counted in `obsbox.export.items{signal, export.outcome="dropped"}`. The first failure logs ONE warning;
-while the collector stays unreachable the worker only probes it twice a second; meanwhile items wait in the bounded
-queue (new ones beyond its size are dropped and counted at once), so a short outage loses little. The first
+dropped and counted in `obsbox.export.items{signal, export.outcome="dropped"}`. The first failure logs ONE warning
+per destination; while it stays unreachable the worker only probes it twice a second; meanwhile items wait in the
+bounded queue (new ones beyond its size are dropped and counted at once), so a short outage loses little. The first
 success afterwards logs one "recovered" message. Nothing here ever raises into the application.
 """
 
@@ -22,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from obsbox.instrumentation._encode import encode_logs_request, encode_scope, encode_spans_request
@@ -112,13 +116,28 @@ class Queue(Generic[T]):
         return out
 
 
+class _Destination:
+    """One sender and its health: failures at one collector never hold back signals sent to another."""
+
+    __slots__ = ("sender", "healthy", "next_probe", "dropped_while_down")
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.healthy = True
+        self.next_probe = 0.0
+        self.dropped_while_down = 0
+
+    def may_try(self) -> bool:
+        return self.healthy or time.monotonic() >= self.next_probe
+
+
 class Pipeline:
     """One process's exporter: span and log queues, the metrics schedule, the worker thread, the health state."""
 
     def __init__(
         self,
         *,
-        sender: Sender,
+        senders: Mapping[str, Sender],
         resource: bytes,
         collect_metrics: Callable[[], tuple[bytes, int] | None],
         export_items: Counter,
@@ -130,7 +149,7 @@ class Pipeline:
         metric_export_interval: float,
         export_logs: bool = True,
     ) -> None:
-        self.sender = sender
+        self.senders = dict(senders)  # signal -> sender; a signal missing here is not exported
         self.resource = resource
         self._collect_metrics = collect_metrics
         self.export_items = export_items
@@ -140,7 +159,8 @@ class Pipeline:
         self._export_timeout = export_timeout
         self._batch_budget = batch_export_timeout
         self._metric_interval = metric_export_interval
-        self.export_logs = export_logs
+        self.export_logs = export_logs and "logs" in self.senders
+        self.export_traces = "traces" in self.senders
         self._init_state()
 
     def _init_state(self) -> None:
@@ -152,16 +172,24 @@ class Pipeline:
         self._flush_requested = 0
         self._flush_done = 0
         self._stopping = False
-        self.healthy = True
-        self._next_probe = 0.0
-        self._dropped_while_down = 0
+        by_sender: dict[int, _Destination] = {}
+        self._destinations = {signal: by_sender.setdefault(id(sender), _Destination(sender))
+                              for signal, sender in self.senders.items()}
         self._next_metrics = time.monotonic() + self._metric_interval
         self._thread = threading.Thread(target=self._run, name="obsbox-export", daemon=True)
-        self._thread.start()
+        if self.senders:  # nothing to export, nothing to run
+            self._thread.start()
+
+    @property
+    def healthy(self) -> bool:
+        """True while every destination answers."""
+        return all(d.healthy for d in self._destinations.values())
 
     # --- control from the application -----------------------------------------------------------------------
     def force_flush(self, timeout: float = 5.0) -> bool:
         """Export everything queued and the metrics now; wait up to `timeout` seconds. True when done."""
+        if not self.senders:
+            return True
         if not self._thread.is_alive() or self._thread is threading.current_thread():
             return False  # (from the worker itself, waiting for the worker would never end)
         with self._flush_lock:
@@ -179,15 +207,17 @@ class Pipeline:
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        with contextlib.suppress(Exception):  # closing is best effort
-            self.sender.close()
+        for sender in {id(s): s for s in self.senders.values()}.values():
+            with contextlib.suppress(Exception):  # closing is best effort
+                sender.close()
 
     def after_fork(self, resource: bytes) -> None:
         """In a forked child: fresh queues, locks and worker; the parent's queued items stay the parent's."""
         self.resource = resource
-        forget = getattr(self.sender, "forget", None)
-        if forget is not None:
-            forget()
+        for sender in {id(s): s for s in self.senders.values()}.values():
+            forget = getattr(sender, "forget", None)
+            if forget is not None:
+                forget()
         self._init_state()
 
     # --- the worker ------------------------------------------------------------------------------------------
@@ -201,7 +231,9 @@ class Pipeline:
             try:
                 self._drain(self.spans, encode_spans_request)
                 self._drain(self.logs, encode_logs_request)
-                if flush_upto > self._flush_done or self._stopping or time.monotonic() >= self._next_metrics:
+                if "metrics" not in self.senders:
+                    self._next_metrics = time.monotonic() + self._schedule_delay  # (wake on the span schedule)
+                elif flush_upto > self._flush_done or self._stopping or time.monotonic() >= self._next_metrics:
                     self._next_metrics = time.monotonic() + self._metric_interval
                     self._export_metrics()
                 self._count_queue_drops()
@@ -215,8 +247,12 @@ class Pipeline:
                 return
 
     def _drain(self, queue: Queue[Any], encode: Callable[[bytes, Sequence[Any]], bytes]) -> None:
+        destination = self._destinations.get(queue.signal)
+        if destination is None:
+            queue.items.clear()  # (not exported: nothing should be queued; never let it grow)
+            return
         while queue.items:
-            if not self._may_try():
+            if not destination.may_try():
                 return  # the collector is down: items wait in the (bounded) queue until the next probe
             batch = queue.take(self._batch_size)
             if not batch:
@@ -224,7 +260,7 @@ class Pipeline:
             self._send(queue.signal, len(batch), lambda b=batch: encode(self.resource, b))  # type: ignore[misc]
 
     def _export_metrics(self) -> None:
-        if not self._may_try():
+        if not self._destinations["metrics"].may_try():
             return  # cumulative metrics: the next export after recovery carries the totals
         collected = self._collect_metrics()
         if collected is not None:
@@ -233,56 +269,57 @@ class Pipeline:
 
     def _count_queue_drops(self) -> None:
         for queue in (self.spans, self.logs):
+            if queue.signal not in self._destinations:
+                continue
             new = queue.dropped - self._reported_drops[queue.signal]
             if new > 0:
                 self._reported_drops[queue.signal] = queue.dropped
                 self._dropped(queue.signal, new)
 
-    def _may_try(self) -> bool:
-        return self.healthy or time.monotonic() >= self._next_probe
-
     def _send(self, signal: str, items: int, body: Callable[[], bytes]) -> None:
+        destination = self._destinations[signal]
         deadline = time.monotonic() + self._batch_budget
         encoded = body()
-        retries = 1 if self.healthy else 0  # one retry while things were fine; none while probing an outage
+        retries = 1 if destination.healthy else 0  # one retry while things were fine; none while probing an outage
         while True:
             timeout = max(0.05, min(self._export_timeout, deadline - time.monotonic()))
             try:
-                self.sender.send(signal, encoded, timeout)
+                destination.sender.send(signal, encoded, timeout)
             except ExportError as err:
                 if err.retryable and retries and time.monotonic() + RETRY_BACKOFF + 0.05 < deadline:
                     retries -= 1
                     time.sleep(RETRY_BACKOFF)
                     continue
-                self._failed(err)
+                self._failed(destination, err)
                 self._dropped(signal, items)
                 return
             except Exception as err:  # noqa: BLE001 - a transport bug must not kill the worker
-                self._failed(ExportError(f"{type(err).__name__}: {err}", retryable=False))
+                self._failed(destination, ExportError(f"{type(err).__name__}: {err}", retryable=False))
                 self._dropped(signal, items)
                 return
-            self._succeeded()
+            self._succeeded(destination)
             self.export_items.add(items, {"signal": signal, "export.outcome": "exported"})
             return
 
     def _dropped(self, signal: str, items: int) -> None:
         self.export_items.add(items, {"signal": signal, "export.outcome": "dropped"})
-        if not self.healthy:
-            self._dropped_while_down += items
+        destination = self._destinations[signal]
+        if not destination.healthy:
+            destination.dropped_while_down += items
 
-    def _failed(self, err: ExportError) -> None:
-        self._next_probe = time.monotonic() + PROBE_INTERVAL
-        if self.healthy:
-            self.healthy = False
-            self._dropped_while_down = 0
+    def _failed(self, destination: _Destination, err: ExportError) -> None:
+        destination.next_probe = time.monotonic() + PROBE_INTERVAL
+        if destination.healthy:
+            destination.healthy = False
+            destination.dropped_while_down = 0
             _log.warning(
                 "obsbox: cannot export telemetry to %s (%s); dropping it and counting the drops in "
                 "obsbox.export.items until the collector answers",
-                self.sender.endpoint, err,
+                destination.sender.endpoint, err,
             )
 
-    def _succeeded(self) -> None:
-        if not self.healthy:
-            self.healthy = True
+    def _succeeded(self, destination: _Destination) -> None:
+        if not destination.healthy:
+            destination.healthy = True
             _log.info("obsbox: export to %s recovered; %d items were dropped while it was unreachable",
-                      self.sender.endpoint, self._dropped_while_down)
+                      destination.sender.endpoint, destination.dropped_while_down)

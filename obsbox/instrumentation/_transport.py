@@ -1,7 +1,8 @@
 """Sending encoded OTLP requests: http/protobuf (stdlib http.client, one kept-alive connection) or gRPC.
 
 >>> sender = HttpSender("http://127.0.0.1:4318", headers={}, compression="none")   # doctest: +SKIP
->>> sender.send("traces", body, timeout=3.0)                                       # doctest: +SKIP
+>>> sender.send("traces", body, timeout=3.0)      # POST http://127.0.0.1:4318/v1/traces  # doctest: +SKIP
+>>> HttpSender("http://collector/otlp/traces", {}, "none", exact=True)   # a per-signal URL, used as is  # doctest: +SKIP
 
 Both take bytes already encoded by obsbox's encoders, so the transport choice costs nothing on the hot path.
 Failures raise ExportError telling whether a retry may help (connection errors, timeouts, 429 and 5xx
@@ -44,15 +45,17 @@ class Sender(Protocol):
 
 
 class HttpSender:
-    """OTLP/HTTP with protobuf bodies."""
+    """OTLP/HTTP with protobuf bodies, to `endpoint` + /v1/<signal>, or with `exact` to `endpoint` itself."""
 
-    def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str) -> None:
+    def __init__(self, endpoint: str, headers: Mapping[str, str], compression: str, *, exact: bool = False) -> None:
         self.endpoint = display_endpoint(endpoint)
         parts = urllib.parse.urlsplit(endpoint)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
         self._base = parts.path.rstrip("/")
+        # A per-signal endpoint is the whole URL (OTLP exporter specification); without a path it posts to /.
+        self._exact_path = ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")) if exact else None
         self._gzip = compression == "gzip"
         self._headers = {
             "Content-Type": "application/x-protobuf",
@@ -71,7 +74,7 @@ class HttpSender:
     def send(self, signal: str, body: bytes, timeout: float) -> None:
         if self._gzip:
             body = gzip.compress(body, compresslevel=1)
-        path = self._base + SIGNAL_PATHS[signal]
+        path = self._exact_path or self._base + SIGNAL_PATHS[signal]
         for attempt in (0, 1):
             reused = self._conn is not None
             conn = self._conn or self._connect(timeout)

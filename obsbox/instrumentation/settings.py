@@ -28,6 +28,7 @@ SAMPLERS = (
     "always_on", "always_off", "traceidratio",
 )
 PROTOCOLS = ("http/protobuf", "grpc")
+SIGNALS = ("traces", "metrics", "logs")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -139,6 +140,16 @@ def _pairs(v: Any) -> dict[str, str]:
     return out
 
 
+def _exporter(v: Any) -> str:
+    """OTEL_*_EXPORTER: a comma list of exporter names; obsbox knows `otlp` and `none` ("none" alone turns it off)."""
+    names = {part.strip().lower() for part in _str(v).split(",") if part.strip()}
+    unknown = names - {"otlp", "none"}
+    if unknown or not names:
+        raise InvalidSetting("expected otlp or none" + (f"; {', '.join(sorted(unknown))} is not supported"
+                                                        if unknown else ""))
+    return "otlp" if "otlp" in names else "none"
+
+
 def _level(v: Any) -> str:
     text = _str(v).strip().upper()
     if text == "WARN":
@@ -189,12 +200,30 @@ SETTINGS: tuple[Setting, ...] = (
             "OTLP base URL; /v1/traces, /v1/metrics and /v1/logs are appended for http/protobuf. Default "
             "http://127.0.0.1:4318 (http/protobuf) or http://127.0.0.1:4317 (grpc).",
             _url, _env("endpoint"), ("OTEL_EXPORTER_OTLP_ENDPOINT",)),
+    *(Setting(f"{signal}_endpoint", "URL", None,
+              f"OTLP URL for {signal} only, used as is (nothing appended; a URL without a path posts to /); "
+              "overrides `endpoint` for this signal.",
+              _url, _env(f"{signal}_endpoint"), (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",))
+      for signal in SIGNALS),
     Setting("protocol", "http/protobuf or grpc", "http/protobuf",
             "OTLP transport. grpc needs `pip install 'obsbox[grpc]'`; without it obsbox warns and uses "
             "http/protobuf.",
             _choice(PROTOCOLS), _env("protocol"), ("OTEL_EXPORTER_OTLP_PROTOCOL",)),
     Setting("headers", "key=value,...", {}, "Headers sent with every export (for example an API key).",
             _pairs, _env("headers"), ("OTEL_EXPORTER_OTLP_HEADERS",)),
+    *(Setting(f"{signal}_headers", "key=value,...", None,
+              f"Headers for {signal} exports only; when set they replace `headers` for this signal.",
+              _pairs, _env(f"{signal}_headers"), (f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",))
+      for signal in SIGNALS),
+    *(Setting(f"{signal}_exporter", "otlp or none", "otlp",
+              f"`none`: {signal} are not sent over OTLP at all (no connection, no drops, no warning)"
+              + {"traces": "; spans are still created and sampled, so trace ids still reach logs and exemplars.",
+                 "metrics": "; the /metrics pull endpoint still serves them.",
+                 "logs": "; the console still prints them."}[signal]
+              + " A comma list is accepted; other exporters (console, ...) are not supported: one warning, "
+              "then otlp.",
+              _exporter, _env(f"{signal}_exporter"), (f"OTEL_{signal.upper()}_EXPORTER",))
+      for signal in SIGNALS),
     Setting("compression", "none or gzip", "none", "Compression of export bodies.",
             _choice(("none", "gzip")), _env("compression"), ("OTEL_EXPORTER_OTLP_COMPRESSION",)),
     Setting("export_timeout", "seconds", 3.0,
@@ -250,8 +279,17 @@ class Settings:
     environment: str | None
     resource_attributes: dict[str, str]
     endpoint: str | None
+    traces_endpoint: str | None
+    metrics_endpoint: str | None
+    logs_endpoint: str | None
     protocol: str
     headers: dict[str, str]
+    traces_headers: dict[str, str] | None
+    metrics_headers: dict[str, str] | None
+    logs_headers: dict[str, str] | None
+    traces_exporter: str
+    metrics_exporter: str
+    logs_exporter: str
     compression: str
     export_timeout: float
     sampler: str
@@ -274,6 +312,21 @@ class Settings:
         if self.endpoint:
             return self.endpoint
         return "http://127.0.0.1:4317" if self.protocol == "grpc" else "http://127.0.0.1:4318"
+
+    def exports(self, signal: str) -> bool:
+        """Whether `signal` ("traces", "metrics", "logs") is sent over OTLP at all."""
+        if signal == "logs" and not self.export_logs:
+            return False
+        return bool(getattr(self, f"{signal}_exporter") == "otlp")
+
+    def signal_endpoint(self, signal: str) -> tuple[str, bool]:
+        """(URL, exact) for `signal`: its own endpoint used as is, else the common one (a path is appended)."""
+        own: str | None = getattr(self, f"{signal}_endpoint")
+        return (own, True) if own else (self.otlp_endpoint, False)
+
+    def signal_headers(self, signal: str) -> dict[str, str]:
+        own: dict[str, str] | None = getattr(self, f"{signal}_headers")
+        return self.headers if own is None else own
 
 
 def _warn(source: str, value: Any, problem: str, fallback: str) -> None:
@@ -330,8 +383,9 @@ def render_markdown() -> str:
         "",
         "W3C `tracecontext` and `baggage` propagators are installed globally unless `OTEL_PROPAGATORS` names",
         "others. Durations given in the environment are milliseconds, as in the OpenTelemetry specification; as",
-        "arguments they are seconds. The per-signal variables (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and the like)",
-        "are not read: one endpoint serves traces, metrics and logs.",
+        "arguments they are seconds. As the OTLP exporter specification says, `endpoint` is a base URL to which",
+        "/v1/traces, /v1/metrics or /v1/logs is appended, while a per-signal endpoint",
+        "(`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and the like) is the full URL of that signal.",
         "",
         "Forked workers (gunicorn, with or without `--preload`) restart the export thread and get a new",
         "`service.instance.id` on their own; `uvicorn --workers N` starts each worker afresh. The `/metrics`",

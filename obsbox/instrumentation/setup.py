@@ -306,6 +306,15 @@ def configure(
     endpoint: str | None = None,
     protocol: str | None = None,
     headers: Mapping[str, str] | None = None,
+    traces_exporter: str | None = None,
+    metrics_exporter: str | None = None,
+    logs_exporter: str | None = None,
+    traces_endpoint: str | None = None,
+    metrics_endpoint: str | None = None,
+    logs_endpoint: str | None = None,
+    traces_headers: Mapping[str, str] | None = None,
+    metrics_headers: Mapping[str, str] | None = None,
+    logs_headers: Mapping[str, str] | None = None,
     sampler: str | None = None,
     sample_ratio: float | None = None,
     metrics_port: int | None = None,
@@ -368,11 +377,7 @@ def _build(settings: Settings) -> Telemetry:
     g.instruments.reset()
     g.fresh_sdk_metrics()
     resource = build_resource(settings)
-    sender: Sender
-    if settings.protocol == "grpc":
-        sender = GrpcSender(settings.otlp_endpoint, settings.headers, settings.compression)
-    else:
-        sender = HttpSender(settings.otlp_endpoint, settings.headers, settings.compression)
+    senders = _senders(settings)
     telemetry = Telemetry(settings, resource)
 
     def collect_metrics() -> tuple[bytes, int] | None:
@@ -384,7 +389,7 @@ def _build(settings: Settings) -> Telemetry:
         return encode_metrics(data).SerializeToString(), points
 
     pipeline = Pipeline(
-        sender=sender,
+        senders=senders,
         resource=encode_resource(resource),
         collect_metrics=collect_metrics,
         export_items=g.instruments.export_items,
@@ -394,13 +399,14 @@ def _build(settings: Settings) -> Telemetry:
         export_timeout=settings.export_timeout,
         batch_export_timeout=settings.batch_export_timeout,
         metric_export_interval=settings.metric_export_interval,
-        export_logs=settings.export_logs,
+        export_logs=settings.exports("logs"),
     )
     telemetry.pipeline = pipeline
     tp = g.tracer_provider
     tp.sampler = Sampler(settings.sampler, settings.sample_ratio)
     tp.resource = resource
-    tp.sink = pipeline.spans.offer
+    # Without trace export spans are still created and sampled (trace ids reach logs and exemplars), then dropped.
+    tp.sink = pipeline.spans.offer if pipeline.export_traces else _discard
     tp.shutdown_done = False
     telemetry.tracer = tp.get_tracer(SCOPE, VERSION)
     telemetry.meter = g.meter_provider.get_meter(SCOPE, VERSION)
@@ -411,7 +417,7 @@ def _build(settings: Settings) -> Telemetry:
         client_duration=g.instruments.client_duration,
     ))
     logs.configure_console(settings)
-    if settings.export_logs:
+    if pipeline.export_logs:
         logs.attach_export(pipeline.logs.offer, settings.log_level)
     _integrations()
     if settings.metrics_port is not None:
@@ -420,6 +426,25 @@ def _build(settings: Settings) -> Telemetry:
         telemetry.metrics_server = pull.serve(telemetry, settings.metrics_host, settings.metrics_port)
     _register_process_hooks()
     return telemetry
+
+
+def _senders(settings: Settings) -> dict[str, Sender]:
+    """One sender per signal exported; signals with the same URL and headers share one (one connection)."""
+    senders: dict[str, Sender] = {}
+    shared: dict[tuple[str, bool, tuple[tuple[str, str], ...]], Sender] = {}
+    for signal in ("traces", "metrics", "logs"):
+        if not settings.exports(signal):
+            continue
+        url, exact = settings.signal_endpoint(signal)
+        headers = settings.signal_headers(signal)
+        key = (url, exact, tuple(sorted(headers.items())))
+        if key not in shared:
+            if settings.protocol == "grpc":
+                shared[key] = GrpcSender(url, headers, settings.compression)
+            else:
+                shared[key] = HttpSender(url, headers, settings.compression, exact=exact)
+        senders[signal] = shared[key]
+    return senders
 
 
 class _NoopRecorder:
@@ -522,10 +547,11 @@ def _after_fork_in_child() -> None:
         telemetry.resource = attrs
         g.tracer_provider.resource = attrs
         telemetry.pipeline.after_fork(encode_resource(attrs))
-        g.tracer_provider.sink = telemetry.pipeline.spans.offer
+        if telemetry.pipeline.export_traces:
+            g.tracer_provider.sink = telemetry.pipeline.spans.offer
         from obsbox.instrumentation import logs
 
-        if telemetry.settings.export_logs:
+        if telemetry.pipeline.export_logs:
             logs.attach_export(telemetry.pipeline.logs.offer, telemetry.settings.log_level)
         # The parent keeps its /metrics port; a worker cannot serve the same one.
         telemetry.metrics_server = None
