@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from obsbox.instrumentation import _runtime
+from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
 
 KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
@@ -60,51 +61,38 @@ def normalise_method(method: str) -> str:
     return method if method in KNOWN_METHODS else "_OTHER"
 
 
-# Attribute dicts for metrics repeat across requests (bounded: methods x schemes x routes x statuses), so they
-# are built once and shared; recorders may key on them but must not mutate them.
-_MetricKey = tuple[str, str, "str | None", int, "str | None"]
-_metric_attrs: dict[_MetricKey, dict[str, AttributeValue]] = {}
-_active_attrs: dict[tuple[str, str], dict[str, AttributeValue]] = {}
-_ATTRS_MAX = 4096
-_span_names: dict[tuple[str, str | None], str] = {}
-
-
-def duration_attributes(
-    method: str, scheme: str, route: str | None, status: int, error: str | None
-) -> dict[str, AttributeValue]:
-    key = (method, scheme, route, status, error)
-    attrs = _metric_attrs.get(key)
-    if attrs is None:
-        attrs = {"http.request.method": method, "url.scheme": scheme}
-        if route is not None:
-            attrs["http.route"] = route
-        if status:
-            attrs["http.response.status_code"] = status
-        if error is not None:
-            attrs["error.type"] = error
-        if len(_metric_attrs) >= _ATTRS_MAX:
-            _metric_attrs.clear()
-        _metric_attrs[key] = attrs
+def _build_duration_attributes(key: tuple[str, str, str | None, int, str | None]) -> dict[str, AttributeValue]:
+    method, scheme, route, status, error = key
+    attrs: dict[str, AttributeValue] = {"http.request.method": method, "url.scheme": scheme}
+    if route is not None:
+        attrs["http.route"] = route
+    if status:
+        attrs["http.response.status_code"] = status
+    if error is not None:
+        attrs["error.type"] = error
     return attrs
 
 
-def active_attributes(method: str, scheme: str) -> dict[str, AttributeValue]:
-    attrs = _active_attrs.get((method, scheme))
-    if attrs is None:
-        attrs = _active_attrs[(method, scheme)] = {"http.request.method": method, "url.scheme": scheme}
-    return attrs
+def _span_name(key: tuple[str, str | None]) -> str:
+    method, route = key
+    verb = "HTTP" if method == "_OTHER" else method
+    return verb if route is None else f"{verb} {route}"
+
+
+# Attribute dicts for metrics and span names repeat across requests (bounded: methods x schemes x routes x
+# statuses), so they are built once and shared; recorders may key on them but must not mutate them.
+_metric_attrs: Interned[tuple[str, str, str | None, int, str | None], dict[str, AttributeValue]] = Interned(
+    _build_duration_attributes
+)
+_active_attrs: Interned[tuple[str, str], dict[str, AttributeValue]] = Interned(
+    lambda key: {"http.request.method": key[0], "url.scheme": key[1]}
+)
+_span_names: Interned[tuple[str, str | None], str] = Interned(_span_name)
 
 
 def span_name(method: str, route: str | None) -> str:
     """`{method} {route}`, `{method}` without a route; `HTTP` stands in for methods outside the known set."""
-    name = _span_names.get((method, route))
-    if name is None:
-        verb = "HTTP" if method == "_OTHER" else method
-        name = verb if route is None else f"{verb} {route}"
-        if len(_span_names) >= _ATTRS_MAX:
-            _span_names.clear()
-        _span_names[(method, route)] = name
-    return name
+    return _span_names[(method, route)]
 
 
 def split_host(host: str, scheme: str) -> tuple[str, int | None]:
@@ -160,14 +148,14 @@ class ServerRequest:
             if parent is None:
                 parent = ROOT_CONTEXT
             self.span = span = runtime.tracer.start_span(
-                span_name(method, None), context=parent, kind=SpanKind.SERVER, attributes=attributes
+                _span_names[(method, None)], context=parent, kind=SpanKind.SERVER, attributes=attributes
             )
             self.token = otel_context.attach(trace.set_span_in_context(span, parent))
         except Exception as exc:  # never let telemetry break the request
             report(exc)
             return None
         try:
-            runtime.server_active.add(1, active_attributes(method, scheme))
+            runtime.server_active.add(1, _active_attrs[(method, scheme)])
         except Exception as exc:  # a broken recorder must not cost the span
             report(exc)
         self.started = perf_counter()
@@ -197,7 +185,7 @@ class ServerRequest:
                 error = None
             if span.is_recording():
                 if route is not None:
-                    span.update_name(span_name(method, route))
+                    span.update_name(_span_names[(method, route)])
                     span.set_attribute("http.route", route)
                 if status:
                     span.set_attribute("http.response.status_code", status)
@@ -210,9 +198,9 @@ class ServerRequest:
                         span.set_status(Status(StatusCode.ERROR))
             runtime = self.runtime
             runtime.server_duration.record(
-                elapsed, duration_attributes(method, self.scheme, route, status, error), span.get_span_context()
+                elapsed, _metric_attrs[(method, self.scheme, route, status, error)], span.get_span_context()
             )
-            runtime.server_active.add(-1, active_attributes(method, self.scheme))
+            runtime.server_active.add(-1, _active_attrs[(method, self.scheme)])
         except Exception as failure:
             report(failure)
         finally:

@@ -33,6 +33,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from obsbox.instrumentation import _runtime
+from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._propagation import inject_headers
 from obsbox.instrumentation._redact import redact_url
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
@@ -46,31 +47,28 @@ _SUPPRESS_KEYS = tuple(
     if hasattr(otel_context, name)
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_ATTRS_MAX = 4096
-_metric_attrs: dict[tuple[str, str, int | None, int, str | None], dict[str, AttributeValue]] = {}
 
 
 def _suppressed() -> bool:
     return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
 
 
-def _duration_attributes(
-    method: str, address: str, port: int | None, status: int, error: str | None
-) -> dict[str, AttributeValue]:
-    key = (method, address, port, status, error)
-    attrs = _metric_attrs.get(key)
-    if attrs is None:
-        attrs = {"http.request.method": method, "server.address": address}
-        if port is not None:
-            attrs["server.port"] = port
-        if status:
-            attrs["http.response.status_code"] = status
-        if error is not None:
-            attrs["error.type"] = error
-        if len(_metric_attrs) >= _ATTRS_MAX:
-            _metric_attrs.clear()
-        _metric_attrs[key] = attrs
+def _build_duration_attributes(key: tuple[str, str, int | None, int, str | None]) -> dict[str, AttributeValue]:
+    method, address, port, status, error = key
+    attrs: dict[str, AttributeValue] = {"http.request.method": method, "server.address": address}
+    if port is not None:
+        attrs["server.port"] = port
+    if status:
+        attrs["http.response.status_code"] = status
+    if error is not None:
+        attrs["error.type"] = error
     return attrs
+
+
+# Built once per distinct key and shared (bounded); recorders may key on them but must not mutate them.
+_metric_attrs: Interned[tuple[str, str, int | None, int, str | None], dict[str, AttributeValue]] = Interned(
+    _build_duration_attributes
+)
 
 
 class ClientCall:
@@ -136,7 +134,7 @@ class ClientCall:
                     else:
                         span.set_status(Status(StatusCode.ERROR))
             self.runtime.client_duration.record(
-                elapsed, _duration_attributes(self.method, self.address, self.port, status, error),
+                elapsed, _metric_attrs[(self.method, self.address, self.port, status, error)],
                 span.get_span_context(),
             )
             span.end()
