@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 import obsbox
 from obsbox.instrumentation import _pipeline
@@ -181,3 +181,127 @@ def test_the_warning_never_shows_credentials_of_the_endpoint(caplog: pytest.LogC
     (warning,) = _obsbox_warnings(caplog)
     assert f"http://127.0.0.1:{port}" in warning
     assert "s3cret" not in caplog.text and "t0ken" not in caplog.text
+
+
+# --- OTEL_{TRACES,METRICS,LOGS}_EXPORTER and per-signal endpoints ------------------------------------------------
+def test_traces_exporter_none_sends_no_spans_but_trace_ids_still_reach_logs_and_exemplars(
+        otlp_receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        t = obsbox.configure(service_name="no-traces", endpoint=otlp_receiver.endpoint, console=False,
+                             schedule_delay=0.05)
+        try:
+            histogram = metrics.get_meter("shop").create_histogram("checkout.duration", unit="s")
+            with trace.get_tracer("t").start_as_current_span("checkout") as span:
+                obsbox.logger.info("inside the span")
+                histogram.record(0.25)
+            _spans(20)
+            t.force_flush()
+            t.force_flush()  # the second metric export carries the counts of the first
+            trace_id = f"{span.get_span_context().trace_id:032x}"
+            assert span.get_span_context().trace_flags.sampled
+            assert [r.trace_id for r in otlp_receiver.logs() if r.body == "inside the span"] == [trace_id]
+            # (exemplars ride on the export after the recording; later cumulative exports repeat only the counts)
+            exemplars = [e.trace_id for p in otlp_receiver.metrics("checkout.duration") for e in p.exemplars]
+            assert exemplars == [trace_id]
+            outcomes = {(p.attributes["signal"], p.attributes["export.outcome"])
+                        for p in otlp_receiver.latest("obsbox.export.items")}
+            assert ("logs", "exported") in outcomes and ("metrics", "exported") in outcomes
+            assert not any(signal == "traces" for signal, _ in outcomes)  # not exported, not dropped either
+            assert t.pipeline is not None and len(t.pipeline.spans.items) == 0
+        finally:
+            t.shutdown()
+    assert otlp_receiver.trace_requests == []
+    assert _obsbox_warnings(caplog) == []
+
+
+def test_metrics_and_logs_exporter_none_send_only_traces(
+        otlp_receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        t = obsbox.configure(service_name="traces-only", endpoint=otlp_receiver.endpoint, schedule_delay=0.05,
+                             metric_export_interval=0.1)
+        try:
+            obsbox.logger.info("printed, not exported")
+            _spans(3, "kept")
+            t.force_flush()
+            time.sleep(0.3)  # several metric intervals pass: still nothing
+            t.force_flush()
+        finally:
+            t.shutdown()
+    assert len(otlp_receiver.spans("kept")) == 3
+    assert otlp_receiver.metric_requests == [] and otlp_receiver.log_requests == []
+    assert _obsbox_warnings(caplog) == []
+    assert "printed, not exported" in capsys.readouterr().err
+
+
+def test_all_exporters_none_no_connection_no_drops_no_warning_and_pull_still_serves(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    for signal in ("TRACES", "METRICS", "LOGS"):
+        monkeypatch.setenv(f"OTEL_{signal}_EXPORTER", "none")
+    port = _free_port()  # nothing listens: any export attempt would fail and warn
+    with caplog.at_level(logging.INFO, logger="obsbox"):
+        t = obsbox.configure(service_name="pull-only", endpoint=f"http://127.0.0.1:{port}", console=False,
+                             metrics_port=0, schedule_delay=0.05, metric_export_interval=0.1, max_queue_size=10)
+        try:
+            assert t.pipeline is not None and not t.pipeline.senders
+            _spans(100)  # ten times the queue size: nothing is queued, so nothing is dropped
+            obsbox.logger.info("console only")
+            assert t.force_flush(1.0)
+            time.sleep(0.3)
+            url = f"http://127.0.0.1:{t.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - a local test server
+                text = response.read().decode()
+            assert 'service_name="pull-only"' in text
+            assert "obsbox_export_items" not in text
+            assert _counted(t, "traces", "dropped") == 0
+            assert not t.pipeline._thread.is_alive()  # no signal to export: no export thread at all
+        finally:
+            t.shutdown(timeout=1.0)
+    assert [m for m in (r.getMessage() for r in caplog.records if r.name == "obsbox")
+            if "export" in m] == []
+
+
+def test_per_signal_endpoint_sends_that_signal_to_its_own_receiver_as_is(
+        otlp_receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    with OTLPReceiver() as traces_receiver:
+        # used as is: were /v1/traces appended, the receiver would answer 404 for /v1/traces/v1/traces
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces_receiver.endpoint + "/v1/traces")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=traces-team")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.endpoint)
+        t = obsbox.configure(service_name="split", console=False, schedule_delay=0.05,
+                             headers={"x-tenant": "common"})
+        try:
+            _spans(4, "routed")
+            obsbox.logger.info("to the common endpoint")
+            t.force_flush()
+            assert t.pipeline is not None and t.pipeline.healthy
+        finally:
+            t.shutdown()
+        assert len(traces_receiver.spans("routed")) == 4
+        assert traces_receiver.metric_requests == [] and traces_receiver.log_requests == []
+        assert {h.get("x-tenant") for h in traces_receiver.headers} == {"traces-team"}
+    assert otlp_receiver.trace_requests == []
+    assert [r.body for r in otlp_receiver.logs()] == ["to the common endpoint"]
+    assert otlp_receiver.metrics("obsbox.export.items")
+    assert {h.get("x-tenant") for h in otlp_receiver.headers} == {"common"}
+
+
+def test_invalid_exporter_value_warns_once_and_exports_over_otlp(
+        otlp_receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        t = obsbox.configure(service_name="fallback", endpoint=otlp_receiver.endpoint, console=False,
+                             schedule_delay=0.05)
+        try:
+            _spans(2, "still exported")
+            t.force_flush()
+        finally:
+            t.shutdown()
+    (warning,) = _obsbox_warnings(caplog)
+    assert "OTEL_TRACES_EXPORTER" in warning and "'console'" in warning and "otlp" in warning
+    assert len(otlp_receiver.spans("still exported")) == 2

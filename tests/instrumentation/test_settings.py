@@ -74,6 +74,11 @@ def test_grpc_default_port() -> None:
         ("OBSBOX_METRICS_PORT", "http", "metrics_port", None, "default None"),
         ("OTEL_SDK_DISABLED", "maybe", "disabled", False, "default False"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "-5", "metric_export_interval", 15.0, "default 15.0"),
+        ("OTEL_TRACES_EXPORTER", "console", "traces_exporter", "otlp", "default 'otlp'"),
+        ("OTEL_METRICS_EXPORTER", "prometheus", "metrics_exporter", "otlp", "default 'otlp'"),
+        ("OTEL_LOGS_EXPORTER", "none,console", "logs_exporter", "otlp", "default 'otlp'"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318", "traces_endpoint", None, "default None"),
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "no-equals-sign", "logs_headers", None, "default None"),
     ],
 )
 def test_invalid_values_warn_once_and_fall_back(
@@ -111,3 +116,46 @@ def test_configuration_doc_is_generated_from_the_table() -> None:
     assert DOC.read_text() == render_markdown(), "regenerate: python -m obsbox.instrumentation.settings > " + str(DOC)
     for s in SETTINGS:
         assert f"`{s.name}`" in DOC.read_text()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("none", "none"), ("NONE", "none"), (" otlp ", "otlp"), ("otlp,none", "otlp"), ("none,none", "none"),
+])
+def test_exporter_variables_take_the_spec_values(value: str, expected: str) -> None:
+    for signal in ("traces", "metrics", "logs"):
+        s = resolve({}, environ={f"OTEL_{signal.upper()}_EXPORTER": value})
+        assert getattr(s, f"{signal}_exporter") == expected
+        assert s.exports(signal) is (expected == "otlp")
+
+
+def test_exporters_default_to_otlp_and_follow_the_precedence() -> None:
+    assert {resolve({}, environ={}).exports(x) for x in ("traces", "metrics", "logs")} == {True}
+    env = {"OBSBOX_METRICS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none"}
+    assert resolve({}, environ=env).metrics_exporter == "otlp"
+    assert resolve({}, environ={"OTEL_METRICS_EXPORTER": "none"}).metrics_exporter == "none"
+    assert resolve({"metrics_exporter": "none"}, environ=env).metrics_exporter == "none"
+    # export_logs=False keeps meaning what it always did
+    assert resolve({"export_logs": False}, environ={}).exports("logs") is False
+
+
+def test_invalid_obsbox_exporter_falls_back_to_the_otel_variable(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        s = resolve({}, environ={"OBSBOX_LOGS_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "none"})
+    assert s.logs_exporter == "none"
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "obsbox"]
+    assert "OBSBOX_LOGS_EXPORTER" in message and "console is not supported" in message
+    assert "using OTEL_LOGS_EXPORTER" in message
+
+
+def test_per_signal_endpoints_are_used_as_is_and_the_common_one_gets_a_path_appended() -> None:
+    s = resolve({}, environ={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://traces.example:443/custom/path",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=1",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "b=2",
+    })
+    assert s.signal_endpoint("traces") == ("https://traces.example:443/custom/path", True)
+    assert s.signal_endpoint("metrics") == ("http://collector:4318", False)
+    assert s.signal_endpoint("logs") == ("http://collector:4318", False)
+    # signal headers replace the common ones for that signal (as the OpenTelemetry SDK does)
+    assert s.signal_headers("traces") == {"b": "2"} and s.signal_headers("metrics") == {"a": "1"}
