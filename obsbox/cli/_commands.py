@@ -174,9 +174,6 @@ def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: boo
     click.echo("  obsbox chaos payments --reset            # and resolves")
     click.echo("  obsbox status                            # components and firing alerts")
     click.echo("  obsbox down                              # stop (data kept; --purge removes it)\n")
-    if "collector" not in urls:
-        click.echo("no collector here: Prometheus scrapes the services' /metrics, their OTLP exports are dropped, so\n"
-                   "TelemetryExportDropping fires after ~5 minutes (as it should when a collector is missing)\n")
     try:
         if no_top:
             worker.join(duration + 10)

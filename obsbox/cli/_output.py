@@ -19,6 +19,8 @@ def print_up(report: UpReport) -> None:
     for item in report.started:
         ready = "already running" if item.seconds is None else f"ready in {item.seconds:.1f}s"
         click.echo(f"  {item.name:<13} {item.url or '-':<28} {ready}")
+    for line in report.notes:
+        click.echo(f"  {line}")
     if report.grafana_password:
         if report.password_is_new:
             click.echo(f"\nGrafana login: admin / {report.grafana_password}   (shown once; kept in the state dir, 0600)")

@@ -135,6 +135,7 @@ class UpReport:
     grafana_password: str | None = None
     password_is_new: bool = False
     note: str | None = None      # why this runtime (e.g. no Docker engine answers)
+    notes: list[str] = field(default_factory=list)  # one line each, worth knowing about what was started
 
 
 class Runtime(Protocol):

@@ -49,6 +49,24 @@ class _Plan:
     unavailable: dict[str, str]   # component → why, and how to get it
 
 
+SAMPLES_OTLP_OFF_NOTE = ("no collector: the sample services' OTLP export is off (OTEL_*_EXPORTER=none); "
+                         "Prometheus scrapes their /metrics")
+
+
+def sample_export_off(env: dict[str, str], *, collector: bool) -> bool:
+    """Without a collector, switch the sample services' OTLP export off in `env`; True when it did.
+
+    Pushing to an address where nothing listens would only drop telemetry and, after a while, fire the
+    TelemetryExportDropping alert for a setup that is working as intended. A user's own endpoint or exporter
+    choice in the environment stands.
+    """
+    if collector or env.get("OBSBOX_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return False
+    for signal in ("TRACES", "METRICS", "LOGS"):
+        env.setdefault(f"OTEL_{signal}_EXPORTER", "none")
+    return True
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     try:
@@ -177,7 +195,8 @@ class NativeRuntime:
                 f"Prometheus {known['prometheus'].get('version')} has no OTLP receiver, so metrics pushed to the "
                 "collector do not reach it; the sample services are scraped instead (Prometheus 3 lifts this)")
         if sample_names:
-            report.started.extend(self._start_samples(sample_names, ports, to_start, record, progress))
+            report.started.extend(self._start_samples(sample_names, ports, to_start, record, progress,
+                                                      report.notes))
             self._save(record)
         return report
 
@@ -322,7 +341,7 @@ class NativeRuntime:
         return "\n".join("  " + line for line in text[-lines:])
 
     def _start_samples(self, names: list[str], ports: dict[str, int], to_start: list[str],
-                       record: dict[str, Any], progress: Progress) -> list[Started]:
+                       record: dict[str, Any], progress: Progress, notes: list[str]) -> list[Started]:
         known: dict[str, Any] = record["components"]
         env = os.environ.copy()
         for svc in SAMPLE_ORDER:
@@ -330,6 +349,8 @@ class NativeRuntime:
         if "collector" in ports:
             env.setdefault("OBSBOX_ENDPOINT", f"http://127.0.0.1:{ports['collector']}")
         started = []
+        if any(n in to_start for n in names):
+            record["samples_otlp_off"] = sample_export_off(env, collector="collector" in ports)
         for name in names:
             url = f"http://127.0.0.1:{ports[name]}"
             if name not in to_start:
@@ -340,6 +361,8 @@ class NativeRuntime:
             argv = [sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "127.0.0.1",
                     "--port", str(ports[name])]
             started.append(self._start(name, argv, url + "/admin/faults", url, env, progress))
+        if record.get("samples_otlp_off"):
+            notes.append(SAMPLES_OTLP_OFF_NOTE)
         # Metrics reach Prometheus one way only: pushed through the collector when Prometheus can take OTLP
         # (3.x), else scraped from the services' /metrics (listed for file discovery). Both would count twice.
         pushed = "collector" in ports and major(known.get("prometheus", {}).get("version")) >= 3
