@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from obsbox.testing import OTLPReceiver
+from tests._processes import free_port, stop
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +56,6 @@ APP = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
     (tmp_path / "forkapp.py").write_text(APP)
@@ -82,7 +76,7 @@ def _get_pid(port: int) -> int | None:
 @pytest.fixture
 def server(request: pytest.FixtureRequest, app_dir: Path, otlp_receiver: OTLPReceiver) -> Iterator[tuple[int, int]]:
     """Start the server named by the test's parameter; yield (port, server pid)."""
-    port = _free_port()
+    port = free_port()
     kind = request.param
     if kind.startswith("gunicorn"):
         command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(app_dir),
@@ -102,12 +96,7 @@ def server(request: pytest.FixtureRequest, app_dir: Path, otlp_receiver: OTLPRec
             time.sleep(0.2)
         yield port, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop(process, timeout=20)
 
 
 @pytest.mark.parametrize("server", ["gunicorn", "gunicorn-preload", "uvicorn"], indirect=True)

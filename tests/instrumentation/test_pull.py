@@ -22,6 +22,7 @@ from obsbox.instrumentation import _runtime
 from obsbox.instrumentation.catalogue import CATALOGUE, SEMCONV_METRICS
 from obsbox.instrumentation.pull import prometheus_name
 from obsbox.instrumentation.setup import Telemetry
+from tests._processes import free_port, stop
 
 ATTRS = {"http.request.method": "GET", "url.scheme": "http", "http.route": "/items/{item_id}",
          "http.response.status_code": 200}
@@ -129,12 +130,6 @@ def test_port_in_use_warns_once_and_the_service_runs_on(caplog: pytest.LogCaptur
             t.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _query(base: str, path: str, **params: str) -> dict[str, object]:
     body, _ = _get(f"{base}{path}?{urllib.parse.urlencode(params)}")
     answer: dict[str, object] = json.loads(body)
@@ -152,7 +147,7 @@ def test_real_prometheus_scrapes_it(served: Telemetry, tmp_path: Path) -> None:
         "scrape_configs:\n"
         f"  - job_name: pulled\n    static_configs: [{{targets: ['127.0.0.1:{served.metrics_port}']}}]\n"
     )
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
@@ -180,8 +175,4 @@ def test_real_prometheus_scrapes_it(served: Telemetry, tmp_path: Path) -> None:
         labels = [e["labels"] for series in exemplars["data"] for e in series["exemplars"]]  # type: ignore[attr-defined,index]
         assert labels and set(labels[0]) == {"trace_id", "span_id"}
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,6 +19,7 @@ import yaml
 
 from obsbox.stack.render import NOTIFICATION_VARIABLES, render_alertmanager_config
 from obsbox.stack.tree import stack_root
+from tests._processes import free_port, stop
 
 ROOT = stack_root()
 SOURCE = (ROOT / "backends/alertmanager/alertmanager.yml").read_text()
@@ -224,13 +224,6 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         server.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.stack
 @pytest.mark.skipif(ALERTMANAGER is None, reason="alertmanager missing: scripts/install-system-deps.sh installs it")
 def test_real_alertmanager_pages_inhibits_and_drops_info(
@@ -243,7 +236,7 @@ def test_real_alertmanager_pages_inhibits_and_drops_info(
     config["route"]["group_wait"] = "1s"  # only the waiting is shortened; routes and receivers are the real ones
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     assert ALERTMANAGER is not None
     process = subprocess.Popen(
         [
@@ -288,9 +281,4 @@ def test_real_alertmanager_pages_inhibits_and_drops_info(
         assert [a["labels"]["severity"] for a in notified] == ["critical"]
         assert notified[0]["annotations"] == annotations
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,6 +20,7 @@ import yaml
 
 from obsbox.stack.render import render_prometheus_config
 from obsbox.stack.tree import stack_root
+from tests._processes import free_port, stop
 
 ROOT = stack_root()
 SOURCE = (ROOT / "backends/prometheus/prometheus.yml").read_text()
@@ -155,13 +155,6 @@ def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class _Metrics(BaseHTTPRequestHandler):
     body = (
         b"# TYPE http_server_active_requests gauge\n"
@@ -213,7 +206,7 @@ def test_real_prometheus_loads_rules_and_scrapes_a_documented_targets_file(
     group = _readme_example()
     group[0]["targets"] = [pull_endpoint]
     (tmp_path / "targets" / "billing.json").write_text(json.dumps(group))
-    port = _free_port()
+    port = free_port()
     text = path.read_text().replace("127.0.0.1:9090", f"127.0.0.1:{port}")
     text = text.replace("scrape_interval: 15s", "scrape_interval: 1s").replace("scrape_timeout: 10s", "scrape_timeout: 1s")
     path.write_text(text)
@@ -248,9 +241,4 @@ def test_real_prometheus_loads_rules_and_scrapes_a_documented_targets_file(
         assert files == expected
         assert all(rule["health"] != "err" for g in groups for rule in g["rules"])
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests._processes import free_port, stop
 from tests.tree.test_queries import PROM_RULE_FILES, Query, dashboard_queries, metric_names, substitute
 
 PROMETHEUS = shutil.which("prometheus")
@@ -42,13 +42,6 @@ NEEDS_COMPONENT = {
     "traces_span_metrics_": "span metrics come from the collector's span_metrics connector",
     "loki_": "Loki's own metrics: no Loki binary here",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -76,12 +69,7 @@ def process(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.P
                 raise RuntimeError(f"{args[0]} did not start:\n{log.read_text(errors='replace')[-3000:]}") from None
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 @contextmanager
