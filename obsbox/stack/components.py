@@ -50,10 +50,6 @@ class Component:
     def health_url(self, port: int) -> str:
         return f"http://127.0.0.1:{self.health_port or port}{self.health_path}"
 
-    @property
-    def port_env(self) -> str:
-        return f"OBSBOX_{self.name.upper()}_PORT"
-
 
 def _arch() -> str:
     machine = platform.machine().lower()
