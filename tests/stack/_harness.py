@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +19,8 @@ from obsbox.samples._services import SERVICES
 NATIVE_PORT_VARS = ["OBSBOX_PROMETHEUS_PORT", "OBSBOX_ALERTMANAGER_PORT"] + [
     f"OBSBOX_{name.upper()}_PORT" for name in SERVICES
 ]
+
+T = TypeVar("T")
 
 needs_native_binaries = pytest.mark.skipif(
     shutil.which("prometheus") is None
@@ -79,3 +83,14 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, every: float = 0.3) -> T:
+    """The first truthy value of `predicate()`, polled every `every` seconds; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")

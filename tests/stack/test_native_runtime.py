@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.stack._harness import (
     obsbox,
     status,
     supervised_pids,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.stack, needs_native_binaries]
@@ -41,16 +41,6 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         for pid in left:  # never leave a process behind, even when a test failed half-way
             os.kill(pid, signal.SIGKILL)
         assert not left, f"processes left behind: {left}"
-
-
-def _wait(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def test_up_twice_changes_nothing(env: dict[str, str], tmp_path: Path) -> None:
@@ -106,11 +96,11 @@ def test_a_crash_is_restarted_then_reported_by_status(tmp_path: Path) -> None:
         obsbox(env, "up")
         first = component(status(env), "alertmanager")
         os.kill(first["pid"], signal.SIGKILL)
-        restarted = _wait(lambda: (c := component(status(env), "alertmanager"))["state"] == "healthy"
-                          and c["pid"] != first["pid"] and c)
+        restarted = wait_for(lambda: (c := component(status(env), "alertmanager"))["state"] == "healthy"
+                             and c["pid"] != first["pid"] and c)
         assert restarted["restarts"] == 1
         os.kill(restarted["pid"], signal.SIGKILL)
-        crashed = _wait(lambda: (c := component(status(env), "alertmanager"))["state"] == "exited" and c)
+        crashed = wait_for(lambda: (c := component(status(env), "alertmanager"))["state"] == "exited" and c)
         assert crashed["exit_code"] == -signal.SIGKILL and crashed["pid"] is None
         text = obsbox(env, "status").stdout
         assert "exited" in text and "obsbox logs alertmanager" in text
@@ -129,7 +119,7 @@ def test_a_stale_pid_record_is_not_trusted(env: dict[str, str], tmp_path: Path) 
     # A reboot: the processes vanish without a word, the records stay...
     for pid in (data["supervisor_pid"], data["pid"]):
         os.kill(pid, signal.SIGKILL)
-    _wait(lambda: not alive(data["pid"]) and not alive(data["supervisor_pid"]))
+    wait_for(lambda: not alive(data["pid"]) and not alive(data["supervisor_pid"]))
     # ...and their pids now belong to strangers: here, a `sleep` this test started.
     stranger = subprocess.Popen(["sleep", "60"])
     try:
@@ -148,7 +138,7 @@ def test_a_stale_pid_record_is_not_trusted(env: dict[str, str], tmp_path: Path) 
 def test_down_keeps_data_and_purge_removes_it(env: dict[str, str], tmp_path: Path) -> None:
     obsbox(env, "up")
     data = tmp_path / "state" / "native" / "prometheus" / "data"
-    _wait(lambda: any(data.iterdir()))
+    wait_for(lambda: any(data.iterdir()))
     assert "data kept" in obsbox(env, "down").stdout
     assert data.exists() and any(data.iterdir())
     obsbox(env, "down", "--purge")
@@ -185,7 +175,7 @@ def test_samples_added_later_are_scraped(env: dict[str, str]) -> None:
         return {t["labels"]["instance"].rsplit(":", 1)[1] for t in targets
                 if t["labels"].get("job") == "pull" and t["health"] == "up"}
 
-    assert _wait(lambda: scraped() >= ports and scraped())
+    assert wait_for(lambda: scraped() >= ports and scraped())
     obsbox(env, "down")
     obsbox(env, "up")  # after down the shop is not started again unless asked
     assert "gateway" not in {c["name"] for c in status(env)["components"] if c["state"] == "healthy"}

@@ -5,21 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from obsbox.stack import process
+from tests.stack._harness import wait_for
 
 PY = sys.executable
 
 
-def _wait(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
+_wait = partial(wait_for, timeout=20.0, every=0.1)  # children of these tests start and stop within a second
 
 
 def _start(tmp_path: Path, code: str, **kw: object) -> tuple[Path, Path]:
