@@ -71,12 +71,6 @@ def starlette_app() -> Starlette:
 
 
 @pytest.fixture
-def capture() -> Any:
-    with captured() as cap:
-        yield cap
-
-
-@pytest.fixture
 def client() -> TestClient:
     return TestClient(obsbox.instrument(starlette_app()), raise_server_exceptions=False)
 

@@ -77,12 +77,6 @@ def captured() -> Iterator[Captured]:
         provider.shutdown()
 
 
-@pytest.fixture
-def capture() -> Iterator[Captured]:
-    with captured() as cap:
-        yield cap
-
-
 # --- trace context -------------------------------------------------------------------------------------------
 
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

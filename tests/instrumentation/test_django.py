@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import django
-import pytest
 from django.conf import settings
 from opentelemetry.trace import SpanKind, StatusCode
 
 import obsbox
-from tests.instrumentation.test_asgi_core import TP, Captured, captured
+from tests.instrumentation.test_asgi_core import TP, Captured
 
 if not settings.configured:
     settings.configure(
@@ -72,12 +71,6 @@ urlpatterns = [
     path("api/v2/", include(api)),
     re_path(r"^legacy/(?P<pk>[0-9]+)$", item),
 ]
-
-
-@pytest.fixture
-def capture() -> Iterator[Captured]:
-    with captured() as cap:
-        yield cap
 
 
 def wsgi_get(app: Any, path_info: str, query: str = "", **headers: str) -> tuple[str, bytes]:

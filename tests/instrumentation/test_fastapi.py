@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import obsbox
-from tests.instrumentation.test_asgi_core import Captured, captured
+from tests.instrumentation.test_asgi_core import Captured
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -68,12 +67,6 @@ def build(app: FastAPI) -> FastAPI:
 
     app.mount("/admin", sub)
     return app
-
-
-@pytest.fixture
-def capture() -> Iterator[Captured]:
-    with captured() as cap:
-        yield cap
 
 
 @pytest.fixture

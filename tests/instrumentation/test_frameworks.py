@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -14,17 +14,11 @@ import obsbox
 from obsbox.instrumentation.asgi import ObsboxASGIMiddleware
 from obsbox.instrumentation.frameworks import require
 from obsbox.instrumentation.wsgi import ObsboxWSGIMiddleware
-from tests.instrumentation.test_asgi_core import Captured, captured
+from tests.instrumentation.test_asgi_core import Captured
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
-
-
-@pytest.fixture
-def capture() -> Iterator[Captured]:
-    with captured() as cap:
-        yield cap
 
 
 def test_in_place_for_fastapi_starlette_and_flask() -> None:

@@ -15,7 +15,7 @@ from werkzeug.test import Client
 
 import obsbox
 from obsbox.instrumentation.wsgi import ObsboxWSGIMiddleware
-from tests.instrumentation.test_asgi_core import TP, Captured, captured
+from tests.instrumentation.test_asgi_core import TP, Captured
 
 
 class Broken(Exception):
@@ -81,12 +81,6 @@ def flask_app() -> Flask:
         return "early" if request.path == "/items/99" else None
 
     return app
-
-
-@pytest.fixture
-def capture() -> Iterator[Captured]:
-    with captured() as cap:
-        yield cap
 
 
 @pytest.fixture
