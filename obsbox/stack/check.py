@@ -42,6 +42,11 @@ class CheckResult:
     outcome: Outcome
     detail: str = ""
 
+    @classmethod
+    def of(cls, name: str, ok: bool, detail: str) -> CheckResult:
+        """Outcome "ok" (and no detail) when `ok`, else "fail" with `detail` saying why."""
+        return cls(name, "ok", "") if ok else cls(name, "fail", detail)
+
 
 def _run(argv: list[str], cwd: Path | None = None) -> tuple[bool, str]:
     try:
@@ -70,7 +75,7 @@ def check_compose(tree: StackTree) -> CheckResult:
             if isinstance(spec, dict) and spec.get("host_ip") != "127.0.0.1" or (
                     not isinstance(spec, dict) and not text.startswith("127.0.0.1:")):
                 problems.append(f"{name}: port {spec} is not bound to 127.0.0.1")
-    return CheckResult("compose file", "fail" if problems else "ok", "; ".join(problems))
+    return CheckResult.of("compose file", not problems, "; ".join(problems))
 
 
 def _promtool() -> str | None:
@@ -90,11 +95,11 @@ def check_prometheus_config(tree: StackTree, tmp: Path) -> list[CheckResult]:
                                   state=tmp / "prometheus")
     rendered = dump(config, tmp / "prometheus.yml")
     ok, text = _run([promtool, "check", "config", str(rendered)])
-    results = [CheckResult(f"prometheus config (promtool {version})", "ok" if ok else "fail", "" if ok else text)]
+    results = [CheckResult.of(f"prometheus config (promtool {version})", ok, text)]
     patterns = [str(p) for p in config.get("rule_files") or []]
     matched = [p for p in patterns if glob.glob(p)]
-    results.append(CheckResult("prometheus loads rule files", "ok" if matched or not patterns else "fail",
-                               "" if matched or not patterns else f"no file matches {', '.join(patterns)}"))
+    results.append(CheckResult.of("prometheus loads rule files", bool(matched or not patterns),
+                                  f"no file matches {', '.join(patterns)}"))
     return results
 
 
@@ -106,8 +111,7 @@ def check_rules(tree: StackTree) -> list[CheckResult]:
     results = []
     for rules in sorted((tree.root / "alerts").rglob("*.rules.yml")):
         ok, text = _run([promtool, "check", "rules", str(rules)])
-        results.append(CheckResult(f"rules {rules.relative_to(tree.root)}", "ok" if ok else "fail",
-                                   "" if ok else text))
+        results.append(CheckResult.of(f"rules {rules.relative_to(tree.root)}", ok, text))
     return results
 
 
@@ -121,8 +125,7 @@ def check_rule_tests(tree: StackTree) -> list[CheckResult]:
         data = _safe_yaml(test)
         if isinstance(data, dict) and "tests" in data and "rule_files" in data:
             ok, text = _run([promtool, "test", "rules", test.name], cwd=test.parent)
-            results.append(CheckResult(f"rule tests {test.relative_to(tree.root)}", "ok" if ok else "fail",
-                                       "" if ok else text[-2000:]))
+            results.append(CheckResult.of(f"rule tests {test.relative_to(tree.root)}", ok, text[-2000:]))
     return results
 
 
@@ -133,8 +136,7 @@ def check_alertmanager(tree: StackTree, tmp: Path) -> CheckResult:
                            "amtool not found (Debian: apt-get install prometheus-alertmanager)")
     rendered = dump(render_alertmanager(tree, ports={"alertmanager": 9093}), tmp / "alertmanager.yml")
     ok, text = _run([amtool, "check-config", str(rendered)])
-    return CheckResult(f"alertmanager config (amtool {_tool_version(amtool)})", "ok" if ok else "fail",
-                       "" if ok else text)
+    return CheckResult.of(f"alertmanager config (amtool {_tool_version(amtool)})", ok, text)
 
 
 def check_dashboards(tree: StackTree) -> list[CheckResult]:
@@ -161,7 +163,7 @@ def check_dashboards(tree: StackTree) -> list[CheckResult]:
         for ds in _datasources(board):
             if ds not in DATASOURCE_UIDS and not ds.startswith("$"):
                 problems.append(f"unknown datasource uid {ds!r}")
-        results.append(CheckResult(name, "fail" if problems else "ok", "; ".join(sorted(set(problems)))))
+        results.append(CheckResult.of(name, not problems, "; ".join(sorted(set(problems)))))
     return results
 
 
