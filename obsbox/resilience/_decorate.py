@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, overload
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def decorate(
@@ -27,3 +30,24 @@ def decorate(
         return call(fn, *args, **kwargs)
 
     return wrapper
+
+
+class Decorator:
+    """For a class with `call` and `call_async`: its instances decorate functions and coroutine functions.
+
+    >>> @CircuitBreaker("inventory")          # doctest: +SKIP
+    ... async def reserve(sku: str) -> None: ...
+    """
+
+    call: Callable[..., Any]
+    call_async: Callable[..., Awaitable[Any]]
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Use as a decorator on a function (through `call`) or a coroutine function (through `call_async`)."""
+        return decorate(fn, self.call, self.call_async)

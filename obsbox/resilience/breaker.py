@@ -46,12 +46,12 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from opentelemetry import metrics
 
-from obsbox.resilience._decorate import decorate
+from obsbox.resilience._decorate import Decorator
 from obsbox.resilience._telemetry import BreakerTelemetry
 from obsbox.resilience._window import RollingWindow
 
@@ -85,7 +85,7 @@ class CircuitOpenError(Exception):
         return (type(self), (self.breaker, self.retry_after, self.state))
 
 
-class CircuitBreaker:
+class CircuitBreaker(Decorator):
     """A named circuit breaker (see the module docs for the states and what is reported).
 
     >>> breaker = CircuitBreaker("inventory", minimum_calls=5, exclude=(KeyError,))
@@ -176,16 +176,6 @@ class CircuitBreaker:
             raise
         self._finish(token, failed=False)
         return result
-
-    @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Use the breaker as a decorator on a function or a coroutine function."""
-        return decorate(fn, self.call, self.call_async)
 
     def reset(self) -> None:
         """Close the breaker and forget the window (an operator's override)."""

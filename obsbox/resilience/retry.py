@@ -39,12 +39,12 @@ from __future__ import annotations
 import asyncio
 import random as _random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NoReturn, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from opentelemetry import metrics
 
-from obsbox.resilience._decorate import decorate
+from obsbox.resilience._decorate import Decorator
 from obsbox.resilience._telemetry import RetryTelemetry
 from obsbox.resilience.http_errors import retry_after
 
@@ -75,7 +75,7 @@ class RetryExhaustedError(Exception):
         return (type(self), (self.retry, self.attempts, self.last_error))
 
 
-class Retry:
+class Retry(Decorator):
     """A named retry policy (see the module docs for the backoff formula and what is reported).
 
     Optional keyword parameters beyond the contract: `deadline` (overall seconds), `respect_retry_after`, and for
@@ -173,16 +173,6 @@ class Retry:
                 continue
             self._succeeded(attempt)
             return result
-
-    @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Use the policy as a decorator on a function or a coroutine function."""
-        return decorate(fn, self.call, self.call_async)
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether `exc` is retried under this policy's `retry_on`."""
