@@ -4,10 +4,10 @@
 >>> names[("GET", "/items/{id}")]
 'GET /items/{id}'
 
-The request path keeps attribute dicts and span names in these: they repeat across requests, so each is built
-once. A known key costs one plain dict lookup (the build runs only from `__missing__`, on a miss), which keeps
-the hit as cheap as a hand-written cache. Keys partly come from requests, so a full table starts over instead of
-growing without bound.
+The request path keeps attribute dicts, span names and parsed Host headers in these: they repeat across requests,
+so each is built once. A known key costs one plain dict lookup (the build runs only from `__missing__`, on a miss),
+which keeps the hit as cheap as a hand-written cache. Keys partly come from requests, so a full table starts over
+instead of growing without bound.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
+from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._propagation import extract_context
 from obsbox.instrumentation._redact import redact_query
 from obsbox.instrumentation._routes import FASTAPI_SCOPE_KEY, fastapi_probe, starlette_route
@@ -48,18 +49,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RouteSource = Literal["fastapi", "starlette", "scope"]
 _FASTAPI_MODULE = "fastapi.telemetry"
 
-_hosts: dict[tuple[bytes, str], tuple[str, int | None]] = {}
-_HOSTS_MAX = 256
-
-
-def _host(host: bytes, scheme: str) -> tuple[str, int | None]:
-    key = (host, scheme)
-    parsed = _hosts.get(key)
-    if parsed is None:
-        parsed = split_host(host.decode("latin-1"), scheme)
-        if len(_hosts) < _HOSTS_MAX:  # Host comes from the client: cache a bounded number
-            _hosts[key] = parsed
-    return parsed
+# Host comes from the client: a bounded number of parsed values is kept.
+_hosts: Interned[tuple[bytes, str], tuple[str, int | None]] = Interned(
+    lambda key: split_host(key[0].decode("latin-1"), key[1]), limit=256
+)
 
 
 def _header_mapping(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -81,7 +74,7 @@ def request_attributes(scope: Scope, headers: dict[bytes, bytes], method: str, s
         attrs["url.query"] = redact_query(query.decode("latin-1"))
     host = headers.get(b"host")
     if host is not None:
-        address, port = _host(host, scheme)
+        address, port = _hosts[(host, scheme)]
     else:
         server = scope.get("server")
         address, port = (server[0], server[1]) if server else ("", None)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from types import TracebackType
 from typing import Any
 
+from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._propagation import extract_context
 from obsbox.instrumentation._redact import redact_query
 from obsbox.instrumentation._runtime import AttributeValue
@@ -36,8 +37,8 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tupl
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-_hosts: dict[tuple[str, str], tuple[str, int | None]] = {}
-_HOSTS_MAX = 256
+# Host comes from the client: a bounded number of parsed values is kept.
+_hosts: Interned[tuple[str, str], tuple[str, int | None]] = Interned(lambda key: split_host(*key), limit=256)
 
 
 def _host(environ: Mapping[str, Any], scheme: str) -> tuple[str, int | None]:
@@ -48,13 +49,7 @@ def _host(environ: Mapping[str, Any], scheme: str) -> tuple[str, int | None]:
             return "", None
         port = environ.get("SERVER_PORT")
         return name, int(port) if port and str(port).isdigit() else None
-    key = (host, scheme)
-    parsed = _hosts.get(key)
-    if parsed is None:
-        parsed = split_host(host, scheme)
-        if len(_hosts) < _HOSTS_MAX:  # Host comes from the client: cache a bounded number
-            _hosts[key] = parsed
-    return parsed
+    return _hosts[(host, scheme)]
 
 
 def _wsgi_text(value: str) -> str:
