@@ -15,13 +15,21 @@ from __future__ import annotations
 
 from urllib.parse import unquote_plus
 
+from obsbox.instrumentation._interned import Interned
+
 REDACTED = "REDACTED"
 SENSITIVE_NAMES = frozenset({"key", "sig", "code", "auth", "pwd", "pass", "jwt", "session", "sid"})
 SENSITIVE_MARKERS = ("password", "passwd", "secret", "token", "api_key", "apikey", "signature", "credential",
                      "private_key", "authorization", "session_id", "sessionid")
 
-_known: dict[str, bool] = {}
-_KNOWN_MAX = 1024  # parameter names come from clients: remember a bounded number of verdicts
+def _verdict(name: str) -> bool:
+    plain = unquote_plus(name) if ("%" in name or "+" in name) else name
+    plain = plain.strip().lower().replace("-", "_")
+    return plain in SENSITIVE_NAMES or any(marker in plain for marker in SENSITIVE_MARKERS)
+
+
+# Parameter names come from clients: a bounded number of verdicts is remembered.
+_verdicts: Interned[str, bool] = Interned(_verdict, limit=1024)
 
 
 def is_sensitive(name: str) -> bool:
@@ -30,14 +38,7 @@ def is_sensitive(name: str) -> bool:
     >>> is_sensitive("X-Amz-Signature"), is_sensitive("page")
     (True, False)
     """
-    verdict = _known.get(name)
-    if verdict is None:
-        plain = unquote_plus(name) if ("%" in name or "+" in name) else name
-        plain = plain.strip().lower().replace("-", "_")
-        verdict = plain in SENSITIVE_NAMES or any(marker in plain for marker in SENSITIVE_MARKERS)
-        if len(_known) < _KNOWN_MAX:
-            _known[name] = verdict
-    return verdict
+    return _verdicts[name]
 
 
 def redact_query(query: str) -> str:
@@ -48,7 +49,7 @@ def redact_query(query: str) -> str:
     changed = False
     for i, part in enumerate(parts):
         name, sep, value = part.partition("=")
-        if sep and value and is_sensitive(name):
+        if sep and value and _verdicts[name]:
             parts[i] = name + "=" + REDACTED
             changed = True
     return "&".join(parts) if changed else query

@@ -30,6 +30,7 @@ from loguru import logger
 from opentelemetry import trace
 
 from obsbox.instrumentation._encode import encode_scope
+from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._pipeline import LogItem
 
 if TYPE_CHECKING:
@@ -42,7 +43,10 @@ __all__ = ["InterceptHandler", "logger"]
 REDACTED = "REDACTED"
 _SENSITIVE = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie",
               "credential", "private_key", "session")
-_sensitive_cache: dict[str, bool] = {}
+# Field names are the application's, usually few; still bounded.
+_sensitive_cache: Interned[str, bool] = Interned(
+    lambda name: any(marker in name.lower().replace("-", "_") for marker in _SENSITIVE)
+)
 
 # loguru level number → OpenTelemetry SeverityNumber (the first of each range: TRACE=1 ... FATAL=21)
 _SEVERITY = ((50, 21), (40, 17), (30, 13), (25, 11), (20, 9), (10, 5), (0, 1))
@@ -57,13 +61,7 @@ _intercept_installed = False
 
 def is_sensitive(name: str) -> bool:
     """Whether a log field called `name` may carry a secret (case-insensitive, '-' read as '_')."""
-    verdict = _sensitive_cache.get(name)
-    if verdict is None:
-        plain = name.lower().replace("-", "_")
-        verdict = any(marker in plain for marker in _SENSITIVE)
-        if len(_sensitive_cache) < 4096:
-            _sensitive_cache[name] = verdict
-    return verdict
+    return _sensitive_cache[name]
 
 
 def severity_number(level_no: int) -> int:
