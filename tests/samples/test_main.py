@@ -118,6 +118,17 @@ def test_serve_one_service_on_any_port_and_stop_cleanly(service: str) -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
+            # The client has its answer before the server has finished the request (a WSGI server closes the
+            # response afterwards, and that ends the span): wait until the service's own /metrics counts it done,
+            # so what follows tests the shutdown flush and not that race.
+            while True:
+                with urllib.request.urlopen(match[1] + "/metrics", timeout=10) as response:
+                    lines = response.read().decode().splitlines()
+                if any(line.startswith("http_server_request_duration_seconds_count{")
+                       and f'http_route="{path}"' in line for line in lines):
+                    break
+                assert time.monotonic() < deadline, "the request never finished on the server"
+                time.sleep(0.1)
             child.send_signal(signal.SIGTERM)
             child.wait(20)
             assert child.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
