@@ -19,6 +19,8 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from obsbox.instrumentation._interned import Interned
+
 _pack_q = struct.Struct("<Q").pack  # fixed64
 _pack_i = struct.Struct("<I").pack  # fixed32
 _pack_d = struct.Struct("<d").pack  # double
@@ -90,38 +92,29 @@ def key_value(key: str, value: Any) -> bytes:
 class _FieldCache:
     __slots__ = ("strs", "ints")
 
-    def __init__(self) -> None:
-        self.strs: dict[tuple[str, str], bytes] = {}
-        self.ints: dict[tuple[str, int], bytes] = {}
+    def __init__(self, tag: bytes) -> None:
+        def build(key: tuple[str, Any]) -> bytes:
+            return field_bytes(tag, key_value(*key))
+
+        self.strs: Interned[tuple[str, str], bytes] = Interned(build, limit=_CACHE_LIMIT)
+        self.ints: Interned[tuple[str, int], bytes] = Interned(build, limit=_CACHE_LIMIT)
 
 
-_CACHES: dict[bytes, _FieldCache] = {}
+_CACHES: Interned[bytes, _FieldCache] = Interned(_FieldCache)  # one per field tag, and the tags are few
 _CACHE_LIMIT = 4096
 
 
 def attributes(tag: bytes, attrs: Mapping[str, Any]) -> list[bytes]:
     """The repeated KeyValue field `tag` for every attribute (None values are skipped)."""
-    cache = _CACHES.get(tag)
-    if cache is None:
-        cache = _CACHES[tag] = _FieldCache()
+    cache = _CACHES[tag]
     strs, ints = cache.strs, cache.ints
     out = []
     for key, value in attrs.items():
         vt = type(value)
         if vt is str:
-            k = (key, value)
-            enc = strs.get(k)
-            if enc is None:
-                if len(strs) > _CACHE_LIMIT:
-                    strs.clear()
-                enc = strs[k] = field_bytes(tag, key_value(key, value))
+            enc = strs[(key, value)]
         elif vt is int:
-            ki = (key, value)
-            enc = ints.get(ki)
-            if enc is None:
-                if len(ints) > _CACHE_LIMIT:
-                    ints.clear()
-                enc = ints[ki] = field_bytes(tag, key_value(key, value))
+            enc = ints[(key, value)]
         elif value is None:
             continue
         else:
@@ -186,7 +179,10 @@ _KIND = [_S_KIND + _SMALL[i] for i in range(6)]
 _STATUS_UNSET = field_bytes(_S_STATUS, b"")
 
 
-_NAMES: dict[str, bytes] = {}  # span names repeat ("GET /items/{item_id}"): their encoded field is cached
+# Span names repeat ("GET /items/{item_id}"): their encoded field is cached.
+_NAMES: Interned[str, bytes] = Interned(
+    lambda name: field_bytes(_S_NAME, name.encode("utf-8", "replace")), limit=_CACHE_LIMIT
+)
 
 
 def encode_span(span: SpanData) -> bytes:
@@ -196,13 +192,8 @@ def encode_span(span: SpanData) -> bytes:
         parts.append(field_bytes(_S_STATE, span.trace_state.encode()))
     if span.parent_span_id:
         parts += (_S_PARENT, span.parent_span_id.to_bytes(8, "big"))
-    name = _NAMES.get(span.name)
-    if name is None:
-        if len(_NAMES) > _CACHE_LIMIT:
-            _NAMES.clear()
-        name = _NAMES[span.name] = field_bytes(_S_NAME, span.name.encode("utf-8", "replace"))
     parts += (
-        name,
+        _NAMES[span.name],
         _KIND[span.kind],
         _S_START, _pack_q(span.start_time),
         _S_END, _pack_q(span.end_time),
