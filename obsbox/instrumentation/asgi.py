@@ -59,8 +59,10 @@ def _header_mapping(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
 
 
-def request_attributes(scope: Scope, headers: dict[bytes, bytes], method: str, scheme: str) -> dict[str, AttributeValue]:
-    """The span attributes known when the request arrives."""
+def request_attributes(
+    scope: Scope, method: str, scheme: str, host: bytes | None, user_agent: bytes | None
+) -> dict[str, AttributeValue]:
+    """The span attributes known when the request arrives (`host`, `user_agent`: the raw header values, if any)."""
     path: str = scope["path"]
     attrs: dict[str, AttributeValue] = {
         "http.request.method": method,
@@ -72,7 +74,6 @@ def request_attributes(scope: Scope, headers: dict[bytes, bytes], method: str, s
     query: bytes = scope.get("query_string", b"")
     if query:
         attrs["url.query"] = redact_query(query.decode("latin-1"))
-    host = headers.get(b"host")
     if host is not None:
         address, port = _hosts[(host, scheme)]
     else:
@@ -85,7 +86,6 @@ def request_attributes(scope: Scope, headers: dict[bytes, bytes], method: str, s
     client = scope.get("client")
     if client:
         attrs["client.address"] = client[0]
-    user_agent = headers.get(b"user-agent")
     if user_agent is not None:
         attrs["user_agent.original"] = user_agent.decode("latin-1")
     version = scope.get("http_version")
@@ -206,20 +206,30 @@ class ObsboxASGIMiddleware:
 
     def _begin(self, scope: Scope) -> ServerRequest | None:
         try:
-            headers: dict[bytes, bytes] = dict(scope["headers"])
+            raw_headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
             method = normalise_method(scope["method"])
             scheme: str = scope.get("scheme", "http")
-            traceparent = headers.get(b"traceparent")
-            tracestate = headers.get(b"tracestate")
-            baggage = headers.get(b"baggage")
+            # One pass over the header list for the five headers used; a later duplicate wins, as in a dict.
+            traceparent = tracestate = baggage = host = user_agent = None
+            for name, value in raw_headers:
+                if name == b"host":
+                    host = value
+                elif name == b"user-agent":
+                    user_agent = value
+                elif name == b"traceparent":
+                    traceparent = value
+                elif name == b"tracestate":
+                    tracestate = value
+                elif name == b"baggage":
+                    baggage = value
             parent = extract_context(
                 traceparent.decode("latin-1") if traceparent is not None else None,
                 tracestate.decode("latin-1") if tracestate is not None else None,
                 baggage.decode("latin-1") if baggage is not None else None,
-                scope["headers"],
+                raw_headers,
                 _header_mapping,
             )
-            attributes = request_attributes(scope, headers, method, scheme)
+            attributes = request_attributes(scope, method, scheme, host, user_agent)
         except Exception as exc:
             report(exc)
             return None
