@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 import pytest
@@ -12,13 +11,8 @@ from opentelemetry import metrics, trace
 import obsbox
 from obsbox.instrumentation import _pipeline
 from obsbox.instrumentation.setup import Telemetry
+from obsbox.stack.ports import free_port
 from obsbox.testing import OTLPReceiver
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _spans(n: int, name: str = "work") -> None:
@@ -44,7 +38,7 @@ def _counted(telemetry: Telemetry, signal: str, outcome: str) -> int:
 def test_collector_down_drops_counts_warns_once_and_recovers(caplog: pytest.LogCaptureFixture,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_pipeline, "PROBE_INTERVAL", 0.2)
-    port = _free_port()  # nothing listens here: connection refused
+    port = free_port()  # nothing listens here: connection refused
     with caplog.at_level(logging.INFO, logger="obsbox"):
         t = obsbox.configure(service_name="down", endpoint=f"http://127.0.0.1:{port}", console=False,
                              max_queue_size=100, max_export_batch_size=50, schedule_delay=0.05,
@@ -169,7 +163,7 @@ def test_export_items_is_emitted_as_the_catalogue_declares_it(otlp_receiver: OTL
 
 
 def test_the_warning_never_shows_credentials_of_the_endpoint(caplog: pytest.LogCaptureFixture) -> None:
-    port = _free_port()
+    port = free_port()
     with caplog.at_level(logging.WARNING, logger="obsbox"):
         t = obsbox.configure(service_name="secretive", endpoint=f"http://user:s3cret@127.0.0.1:{port}",
                              console=False, headers={"authorization": "Bearer t0ken"})
@@ -243,7 +237,7 @@ def test_all_exporters_none_no_connection_no_drops_no_warning_and_pull_still_ser
 
     for signal in ("TRACES", "METRICS", "LOGS"):
         monkeypatch.setenv(f"OTEL_{signal}_EXPORTER", "none")
-    port = _free_port()  # nothing listens: any export attempt would fail and warn
+    port = free_port()  # nothing listens: any export attempt would fail and warn
     with caplog.at_level(logging.INFO, logger="obsbox"):
         t = obsbox.configure(service_name="pull-only", endpoint=f"http://127.0.0.1:{port}", console=False,
                              metrics_port=0, schedule_delay=0.05, metric_export_interval=0.1, max_queue_size=10)

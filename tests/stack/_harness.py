@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,3 +96,17 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, every: float 
             return value
         time.sleep(every)
     raise AssertionError("timed out")
+
+
+@contextlib.contextmanager
+def native_session(tmp: Path) -> Iterator[dict[str, str]]:
+    """native_env(tmp) for one test; afterwards `obsbox down`, and no supervised process may be left behind."""
+    env = native_env(tmp)
+    try:
+        yield env
+    finally:
+        obsbox(env, "down", check=False)
+        left = [p for p in supervised_pids(tmp / "state") if alive(p)]
+        for pid in left:  # never leave a process behind, even when a test failed half-way
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"processes left behind: {left}"

@@ -20,6 +20,7 @@ from tests.stack._harness import (
     alive,
     component,
     native_env,
+    native_session,
     needs_native_binaries,
     obsbox,
     status,
@@ -32,15 +33,8 @@ pytestmark = [pytest.mark.stack, needs_native_binaries]
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = native_env(tmp_path)
-    try:
+    with native_session(tmp_path) as env:
         yield env
-    finally:
-        obsbox(env, "down", check=False)
-        left = [p for p in supervised_pids(tmp_path / "state") if alive(p)]
-        for pid in left:  # never leave a process behind, even when a test failed half-way
-            os.kill(pid, signal.SIGKILL)
-        assert not left, f"processes left behind: {left}"
 
 
 def test_up_twice_changes_nothing(env: dict[str, str], tmp_path: Path) -> None:

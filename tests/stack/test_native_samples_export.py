@@ -4,9 +4,6 @@ Observed on the running services' own /metrics and logs (real Prometheus, Alertm
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +13,13 @@ import pytest
 
 from obsbox.samples import load
 from obsbox.stack.native import SAMPLES_OTLP_OFF_NOTE, sample_export_off
+from obsbox.stack.ports import free_port
 from tests.stack._harness import (
-    alive,
     component,
-    native_env,
+    native_session,
     needs_native_binaries,
     obsbox,
     status,
-    supervised_pids,
 )
 
 SHOP = ("gateway", "orders", "payments", "inventory")
@@ -31,23 +27,10 @@ SHOP = ("gateway", "orders", "payments", "inventory")
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = native_env(tmp_path)
-    for var in [v for v in env if v.startswith("OTEL_")]:  # the runtime decides, not the outer environment
-        del env[var]
-    try:
+    with native_session(tmp_path) as env:
+        for var in [v for v in env if v.startswith("OTEL_")]:  # the runtime decides, not the outer environment
+            del env[var]
         yield env
-    finally:
-        obsbox(env, "down", check=False)
-        left = [p for p in supervised_pids(tmp_path / "state") if alive(p)]
-        for pid in left:  # never leave a process behind, even when a test failed half-way
-            os.kill(pid, signal.SIGKILL)
-        assert not left, f"processes left behind: {left}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _shop_after_load(env: dict[str, str]) -> tuple[str, dict[str, str], str]:
@@ -77,7 +60,7 @@ def test_without_a_collector_the_shop_exports_nothing_and_drops_nothing(env: dic
 @needs_native_binaries
 def test_an_endpoint_of_the_users_keeps_otlp_on(env: dict[str, str]) -> None:
     """The contrast: the same shop pushing to a port where nothing listens drops and says so."""
-    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}"
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
     out, pages, logs = _shop_after_load(env)
     assert SAMPLES_OTLP_OFF_NOTE not in out
     assert 'export_outcome="dropped"' in pages["gateway"]
