@@ -244,17 +244,22 @@ def _request(resource: bytes, by_scope: Mapping[bytes, list[bytes]]) -> bytes:
     return field_bytes(_REQ_RESOURCE, field_bytes(_RS_RESOURCE, resource) + b"".join(scopes))
 
 
-def encode_spans_request(resource: bytes, spans: Iterable[SpanData]) -> bytes:
-    """An ExportTraceServiceRequest: one resource, spans grouped by instrumentation scope."""
+def encode_batch(resource: bytes, items: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """An ExportTraceServiceRequest or ExportLogsServiceRequest (their layouts are the same) from items already
+    encoded: (encoded InstrumentationScope, `encode_span()` or `encode_log()` output) pairs, grouped by scope."""
     by_scope: dict[bytes, list[bytes]] = {}
-    for span in spans:
-        encoded = encode_span(span)
-        group = by_scope.get(span.scope)
+    for scope, encoded in items:
+        group = by_scope.get(scope)
         if group is None:
-            by_scope[span.scope] = [encoded]
+            by_scope[scope] = [encoded]
         else:
             group.append(encoded)
     return _request(resource, by_scope)
+
+
+def encode_spans_request(resource: bytes, spans: Iterable[SpanData]) -> bytes:
+    """An ExportTraceServiceRequest: one resource, spans grouped by instrumentation scope."""
+    return encode_batch(resource, ((span.scope, encode_span(span)) for span in spans))
 
 
 # --- logs.proto -------------------------------------------------------------------------------------------------
@@ -305,7 +310,4 @@ def encode_log(record: LogData) -> bytes:
 
 def encode_logs_request(resource: bytes, records: Iterable[LogData]) -> bytes:
     """An ExportLogsServiceRequest: one resource, records grouped by instrumentation scope."""
-    by_scope: dict[bytes, list[bytes]] = {}
-    for record in records:
-        by_scope.setdefault(record.scope, []).append(encode_log(record))
-    return _request(resource, by_scope)
+    return encode_batch(resource, ((record.scope, encode_log(record)) for record in records))

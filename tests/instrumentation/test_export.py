@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 
 import pytest
 from opentelemetry import metrics, trace
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
+from opentelemetry.trace import SpanKind
 
 import obsbox
 from obsbox.instrumentation import _pipeline
+from obsbox.instrumentation._encode import encode_span
+from obsbox.instrumentation._tracer import TracerProvider
+from obsbox.instrumentation.asgi import request_attributes
 from obsbox.instrumentation.setup import Telemetry
 from obsbox.stack.ports import free_port
 from obsbox.testing import OTLPReceiver
@@ -299,3 +306,37 @@ def test_invalid_exporter_value_warns_once_and_exports_over_otlp(
     (warning,) = _obsbox_warnings(caplog)
     assert "OTEL_TRACES_EXPORTER" in warning and "'console'" in warning and "otlp" in warning
     assert len(otlp_receiver.spans("still exported")) == 2
+
+
+def test_queued_spans_are_encoded_bytes_the_garbage_collector_ignores() -> None:
+    # Every collection scans the objects it tracks: span objects waiting for export were scanned again and again
+    # (and promoted to the oldest generation) while they waited, under load a large share of a request's cost.
+    queue = _pipeline.Queue("traces", max_size=10, batch_size=10, wake=threading.Event(), encode=encode_span)
+    tracer = TracerProvider(sink=queue.offer).get_tracer("test")
+    scope = {"path": "/items/1", "query_string": b"q=1", "client": ("127.0.0.1", 5000), "http_version": "1.1"}
+    attributes = request_attributes(scope, "GET", "http", b"example.com:8080", b"curl/8")
+    with tracer.start_as_current_span("GET", kind=SpanKind.SERVER, attributes=attributes) as span:
+        span.set_attribute("http.response.status_code", 200)
+    (item,) = queue.items
+    gc.collect()
+    assert not gc.is_tracked(item)
+    message = SpanMessage.FromString(item[1])
+    assert message.name == "GET" and message.span_id == span.get_span_context().span_id.to_bytes(8, "big")
+    assert {kv.key: kv.value for kv in message.attributes}["server.port"].int_value == 8080
+
+
+def test_an_item_that_cannot_be_encoded_is_dropped_counted_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(item: object) -> bytes:
+        raise ValueError("unencodable")
+
+    class Item:
+        scope = b""
+
+    queue = _pipeline.Queue("logs", max_size=10, batch_size=10, wake=threading.Event(), encode=broken)
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        queue.offer(Item())
+        queue.offer(Item())
+    assert not queue.items and queue.dropped == 2 and queue.failed == 2
+    assert len([m for m in _obsbox_warnings(caplog) if "could not encode a logs item" in m]) == 1
