@@ -87,39 +87,34 @@ def key_value(key: str, value: Any) -> bytes:
     return field_bytes(_KV_KEY, key.encode("utf-8", "replace")) + field_bytes(_KV_VALUE, any_value(value))
 
 
-# Attribute sets repeat (method, route, status code): their encoded fields are cached per field tag. Strings and
-# ints are kept apart so that 1, True and 1.0 (equal as dict keys) never share an entry.
-class _FieldCache:
-    __slots__ = ("strs", "ints")
-
-    def __init__(self, tag: bytes) -> None:
-        def build(key: tuple[str, Any]) -> bytes:
-            return field_bytes(tag, key_value(*key))
-
-        self.strs: Interned[tuple[str, str], bytes] = Interned(build, limit=_CACHE_LIMIT)
-        self.ints: Interned[tuple[str, int], bytes] = Interned(build, limit=_CACHE_LIMIT)
-
-
-_CACHES: Interned[bytes, _FieldCache] = Interned(_FieldCache)  # one per field tag, and the tags are few
+# Attributes repeat (method, route, status code): their encoded fields are cached per field tag and (key, value)
+# item. When every value is a str or an int (not a bool: True == 1), the whole attribute set is looked up with `map`
+# over its items, without a line of Python per attribute; other sets take the general path, which keeps
+# 1, True and 1.0 (equal as dict keys) apart. Values partly come from requests (url.path), so tables are bounded.
 _CACHE_LIMIT = 4096
+_PLAIN = frozenset((str, int))
+
+
+def _item_cache(tag: bytes) -> Interned[tuple[str, Any], bytes]:
+    return Interned(lambda item: field_bytes(tag, key_value(*item)), limit=_CACHE_LIMIT)
+
+
+_CACHES: Interned[bytes, Interned[tuple[str, Any], bytes]] = Interned(_item_cache)  # one per tag; tags are few
 
 
 def attributes(tag: bytes, attrs: Mapping[str, Any]) -> list[bytes]:
     """The repeated KeyValue field `tag` for every attribute (None values are skipped)."""
     cache = _CACHES[tag]
-    strs, ints = cache.strs, cache.ints
+    if _PLAIN.issuperset(map(type, attrs.values())):
+        return list(map(cache.__getitem__, attrs.items()))
     out = []
-    for key, value in attrs.items():
+    for item in attrs.items():
+        value = item[1]
         vt = type(value)
-        if vt is str:
-            enc = strs[(key, value)]
-        elif vt is int:
-            enc = ints[(key, value)]
-        elif value is None:
-            continue
-        else:
-            enc = field_bytes(tag, key_value(key, value))
-        out.append(enc)
+        if vt is str or vt is int:
+            out.append(cache[item])
+        elif value is not None:
+            out.append(field_bytes(tag, key_value(*item)))
     return out
 
 

@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._interned import Interned
+from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
 
 KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
@@ -61,7 +62,7 @@ def normalise_method(method: str) -> str:
     return method if method in KNOWN_METHODS else "_OTHER"
 
 
-def _build_duration_attributes(key: tuple[str, str, str | None, int, str | None]) -> dict[str, AttributeValue]:
+def _build_duration_attributes(key: tuple[str, str, str | None, int, str | None]) -> AttributeSet:
     method, scheme, route, status, error = key
     attrs: dict[str, AttributeValue] = {"http.request.method": method, "url.scheme": scheme}
     if route is not None:
@@ -70,7 +71,7 @@ def _build_duration_attributes(key: tuple[str, str, str | None, int, str | None]
         attrs["http.response.status_code"] = status
     if error is not None:
         attrs["error.type"] = error
-    return attrs
+    return AttributeSet(attrs)
 
 
 def _span_name(key: tuple[str, str | None]) -> str:
@@ -81,11 +82,11 @@ def _span_name(key: tuple[str, str | None]) -> str:
 
 # Attribute dicts for metrics and span names repeat across requests (bounded: methods x schemes x routes x
 # statuses), so they are built once and shared; recorders may key on them but must not mutate them.
-_metric_attrs: Interned[tuple[str, str, str | None, int, str | None], dict[str, AttributeValue]] = Interned(
+_metric_attrs: Interned[tuple[str, str, str | None, int, str | None], AttributeSet] = Interned(
     _build_duration_attributes
 )
-_active_attrs: Interned[tuple[str, str], dict[str, AttributeValue]] = Interned(
-    lambda key: {"http.request.method": key[0], "url.scheme": key[1]}
+_active_attrs: Interned[tuple[str, str], AttributeSet] = Interned(
+    lambda key: AttributeSet({"http.request.method": key[0], "url.scheme": key[1]})
 )
 _span_names: Interned[tuple[str, str | None], str] = Interned(_span_name)
 

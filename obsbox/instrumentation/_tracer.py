@@ -35,6 +35,7 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
 from obsbox.instrumentation._encode import encode_scope
@@ -46,7 +47,8 @@ _KIND_TO_OTLP = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, S
                  SpanKind.CONSUMER: 5}
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
-_get_current_span = trace.get_current_span
+_get_current_context = context_api.get_current
+_new_tuple = tuple.__new__
 _set_span_in_context = trace.set_span_in_context
 _attach = context_api.attach
 _detach = context_api.detach
@@ -98,14 +100,16 @@ class Span(trace.Span):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> None:
+        # SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
         self.name = name
         self._context = context
-        self.trace_id = context.trace_id
-        self.span_id = context.span_id
-        self.trace_state = context.trace_state.to_header() if context.trace_state else ""
+        self.trace_id = context[0]
+        self.span_id = context[1]
+        state = context[4]
+        self.trace_state = "" if state is _EMPTY_STATE or not state else state.to_header()
         if parent is not None:
-            self.parent_span_id = parent.span_id
-            self.parent_is_remote = parent.is_remote
+            self.parent_span_id = parent[1]
+            self.parent_is_remote = parent[2]
         else:
             self.parent_span_id = 0
             self.parent_is_remote = False
@@ -300,14 +304,16 @@ class Tracer(trace.Tracer):
         set_status_on_exception: bool = True,
     ) -> trace.Span:
         provider = self._provider
-        parent: SpanContext | None = _get_current_span(context).get_span_context()
+        # As trace.get_current_span(context).get_span_context(), without the API's layers of calls.
+        current = (context if context is not None else _get_current_context()).get(_SPAN_KEY)
+        parent: SpanContext | None = current.get_span_context() if isinstance(current, trace.Span) else None
         if provider.shutdown_done:
             # Inactive (before configure() or after shutdown()): behave as the API's no-op tracer and pass the
             # incoming context through unchanged, so a stopped pipeline never tells downstream services "not sampled".
             return NonRecordingSpan(parent) if parent is not None and parent.is_valid else trace.INVALID_SPAN
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            state = parent.trace_state
+        if parent is not None and parent[5]:  # is_valid
+            trace_id = parent[0]
+            state = parent[4]
         else:
             parent = None
             trace_id = _getrandbits(128) or 1
@@ -317,11 +323,12 @@ class Tracer(trace.Tracer):
             return NonRecordingSpan(SpanContext(trace_id, span_id, False, _NOT_SAMPLED, state))
         return Span(
             name,
-            SpanContext(trace_id, span_id, False, _SAMPLED, state),
+            # SpanContext(trace_id, span_id, False, _SAMPLED, state) without its validation: the ids are valid.
+            _new_tuple(SpanContext, (trace_id, span_id, False, _SAMPLED, state, True)),
             parent,
-            _KIND_TO_OTLP.get(kind, 1),
+            kind._value_ + 1 if type(kind) is SpanKind else _KIND_TO_OTLP.get(kind, 1),
             attributes,
-            list(links) if links else None,
+            links,
             start_time or _time_ns(),
             self._scope,
             provider.sink,

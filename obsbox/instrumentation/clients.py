@@ -34,6 +34,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._interned import Interned
+from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation._propagation import inject_headers
 from obsbox.instrumentation._redact import redact_url
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
@@ -66,8 +67,8 @@ def _build_duration_attributes(key: tuple[str, str, int | None, int, str | None]
 
 
 # Built once per distinct key and shared (bounded); recorders may key on them but must not mutate them.
-_metric_attrs: Interned[tuple[str, str, int | None, int, str | None], dict[str, AttributeValue]] = Interned(
-    _build_duration_attributes
+_metric_attrs: Interned[tuple[str, str, int | None, int, str | None], AttributeSet] = Interned(
+    lambda key: AttributeSet(_build_duration_attributes(key))
 )
 
 

@@ -108,3 +108,18 @@ def test_an_inactive_provider_passes_the_incoming_context_through(finished: list
     with tracer.start_as_current_span("child", context=parent) as child:
         assert child.get_span_context() == incoming and not child.is_recording()
     assert finished == []
+
+
+def test_the_opentelemetry_api_layout_the_request_path_relies_on() -> None:
+    # The tracer and the histogram read SpanContext by index and the current span straight from the context by its
+    # key, skipping the API's layers of calls; a change of either in opentelemetry-api must fail here.
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    state = TraceState([("vendor", "x")])
+    context = SpanContext(0xABC, 0xDEF, True, TraceFlags(1), state)
+    assert tuple(context) == (0xABC, 0xDEF, True, TraceFlags(1), state, True)
+    assert SpanContext(0, 0xDEF, False)[5] is False
+    span = NonRecordingSpan(context)
+    assert trace.set_span_in_context(span).get(_SPAN_KEY) is span
+    assert [kind.value + 1 for kind in SpanKind] == [1, 2, 3, 4, 5]  # OTLP's numbering of the same kinds
