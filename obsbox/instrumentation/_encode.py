@@ -180,21 +180,30 @@ _NAMES: Interned[str, bytes] = Interned(
 )
 
 
+# Fixed-size runs of fields packed in one call: trace_id and span_id (ids are big-endian bytes on the wire), the
+# parent span id, and start and end time (fixed64, little-endian) with their one-byte tags.
+_pack_ids = struct.Struct(">2sQQ2sQ").pack
+_pack_parent = struct.Struct(">2sQ").pack
+_pack_times = struct.Struct("<BQBQ").pack
+_S_START_TAG, _S_END_TAG = _S_START[0], _S_END[0]
+_LOW64 = (1 << 64) - 1
+
+
 def encode_span(span: SpanData) -> bytes:
     """A Span message (without its own tag)."""
-    parts = [_S_TRACE_ID, span.trace_id.to_bytes(16, "big"), _S_SPAN_ID, span.span_id.to_bytes(8, "big")]
+    trace_id = span.trace_id
+    parts = [_pack_ids(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, span.span_id)]
     if span.trace_state:
         parts.append(field_bytes(_S_STATE, span.trace_state.encode()))
     if span.parent_span_id:
-        parts += (_S_PARENT, span.parent_span_id.to_bytes(8, "big"))
+        parts.append(_pack_parent(_S_PARENT, span.parent_span_id))
     parts += (
         _NAMES[span.name],
         _KIND[span.kind],
-        _S_START, _pack_q(span.start_time),
-        _S_END, _pack_q(span.end_time),
+        _pack_times(_S_START_TAG, span.start_time, _S_END_TAG, span.end_time),
     )
     if span.attributes:
-        parts += _span_attributes(span.attributes)
+        parts += attributes(_S_ATTR, span.attributes)
     if span.events:
         for event_name, ts, attrs in span.events:
             event = _E_TIME + _pack_q(ts) + field_bytes(_E_NAME, event_name.encode("utf-8", "replace"))
@@ -219,10 +228,6 @@ def encode_span(span: SpanData) -> bytes:
         parts.append(_STATUS_UNSET)
     parts.append(_FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
-
-
-def _span_attributes(attrs: Mapping[str, Any]) -> list[bytes]:
-    return attributes(_S_ATTR, attrs)
 
 
 _REQ_RESOURCE = _tag(1, 2)  # Export*ServiceRequest.resource_{spans,logs}
