@@ -25,6 +25,7 @@ from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
+from obsbox.instrumentation._tracer import Span as LeanSpan
 
 KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
 DEFAULT_EXCLUDED_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", "/livez", "/metrics"})
@@ -123,7 +124,7 @@ def split_host(host: str, scheme: str) -> tuple[str, int | None]:
 class ServerRequest:
     """The telemetry of one request in flight. Created by `begin`, closed by `finish` (idempotent) and `detach`."""
 
-    __slots__ = ("runtime", "span", "token", "started", "method", "scheme", "status", "finished")
+    __slots__ = ("runtime", "span", "token", "started", "method", "scheme", "status", "finished", "active")
 
     runtime: Runtime
     span: Span
@@ -133,6 +134,7 @@ class ServerRequest:
     scheme: str
     status: int
     finished: bool
+    active: AttributeSet  # http.server.active_requests' attributes, counted up in begin and down in finish
 
     @classmethod
     def begin(
@@ -149,14 +151,15 @@ class ServerRequest:
             if parent is None:
                 parent = ROOT_CONTEXT
             self.span = span = runtime.tracer.start_span(
-                _span_names[(method, None)], context=parent, kind=SpanKind.SERVER, attributes=attributes
+                "HTTP" if method == "_OTHER" else method, context=parent, kind=SpanKind.SERVER, attributes=attributes
             )
             self.token = otel_context.attach(trace.set_span_in_context(span, parent))
+            self.active = _active_attrs[(method, scheme)]
         except Exception as exc:  # never let telemetry break the request
             report(exc)
             return None
         try:
-            runtime.server_active.add(1, _active_attrs[(method, scheme)])
+            runtime.server_active.add(1, self.active)
         except Exception as exc:  # a broken recorder must not cost the span
             report(exc)
         self.started = perf_counter()
@@ -184,24 +187,33 @@ class ServerRequest:
                 error = "incomplete_response"
             else:
                 error = None
-            if span.is_recording():
+            if type(span) is LeanSpan and not span.end_time:  # obsbox's span: set its fields directly
+                attributes = span.attributes
+                if attributes is None:
+                    attributes = span.attributes = {}
+                if route is not None:
+                    span.name = _span_names[(method, route)]
+                    attributes["http.route"] = route
+                if status:
+                    attributes["http.response.status_code"] = status
+            elif span.is_recording():
                 if route is not None:
                     span.update_name(_span_names[(method, route)])
                     span.set_attribute("http.route", route)
                 if status:
                     span.set_attribute("http.response.status_code", status)
-                if error is not None:
-                    span.set_attribute("error.type", error)
-                    if exc is not None:
-                        span.record_exception(exc)
-                        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                    else:
-                        span.set_status(Status(StatusCode.ERROR))
+            if error is not None and span.is_recording():
+                span.set_attribute("error.type", error)
+                if exc is not None:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                else:
+                    span.set_status(Status(StatusCode.ERROR))
             runtime = self.runtime
             runtime.server_duration.record(
                 elapsed, _metric_attrs[(method, self.scheme, route, status, error)], span.get_span_context()
-            )
-            runtime.server_active.add(-1, _active_attrs[(method, self.scheme)])
+            )  # the span's own context: the exemplar
+            runtime.server_active.add(-1, self.active)
         except Exception as failure:
             report(failure)
         finally:
