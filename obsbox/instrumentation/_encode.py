@@ -44,7 +44,11 @@ def varint(n: int) -> bytes:
 def field_bytes(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field (tag already encoded)."""
     n = len(payload)
-    return tag + (_SMALL[n] if n < 128 else varint(n)) + payload
+    return tag + (_SMALL[n] if n < 128 else _lengths[n]) + payload
+
+
+# Lengths of encoded spans and batches repeat: their varints are built once (bounded, see Interned).
+_lengths: Interned[int, bytes] = Interned(varint, limit=4096)
 
 
 def _tag(field: int, wire: int) -> bytes:

@@ -242,13 +242,17 @@ class Pipeline:
     def _run(self) -> None:
         while True:
             now = time.monotonic()
-            self._wake.wait(max(0.0, min(self._schedule_delay, self._next_metrics - now)))
+            woken = self._wake.wait(max(0.0, min(self._schedule_delay, self._next_metrics - now)))
             self._wake.clear()
             with self._flush_lock:
                 flush_upto = self._flush_requested
+            # Woken because a queue filled a batch: send full batches only, and the rest with a later one (one
+            # request per batch_size items under load, not a full one and then a trickle of small ones). On the
+            # schedule, on flush and at shutdown, send everything.
+            everything = not woken or flush_upto > self._flush_done or self._stopping
             try:
-                self._drain(self.spans)
-                self._drain(self.logs)
+                self._drain(self.spans, everything)
+                self._drain(self.logs, everything)
                 if "metrics" not in self.senders:
                     self._next_metrics = time.monotonic() + self._schedule_delay  # (wake on the span schedule)
                 elif flush_upto > self._flush_done or self._stopping or time.monotonic() >= self._next_metrics:
@@ -264,12 +268,13 @@ class Pipeline:
             if self._stopping:
                 return
 
-    def _drain(self, queue: Queue) -> None:
+    def _drain(self, queue: Queue, everything: bool = True) -> None:
         destination = self._destinations.get(queue.signal)
         if destination is None:
             queue.items.clear()  # (not exported: nothing should be queued; never let it grow)
             return
-        while queue.items:
+        least = 1 if everything else self._batch_size
+        while len(queue.items) >= least:
             if not destination.may_try():
                 return  # the collector is down: items wait in the (bounded) queue until the next probe
             batch = queue.take(self._batch_size)

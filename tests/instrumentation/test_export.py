@@ -9,12 +9,14 @@ import time
 
 import pytest
 from opentelemetry import metrics, trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 from opentelemetry.trace import SpanKind
 
 import obsbox
 from obsbox.instrumentation import _pipeline
 from obsbox.instrumentation._encode import encode_span
+from obsbox.instrumentation._metrics import Counter
 from obsbox.instrumentation._tracer import TracerProvider
 from obsbox.instrumentation.asgi import request_attributes
 from obsbox.instrumentation.setup import Telemetry
@@ -340,3 +342,41 @@ def test_an_item_that_cannot_be_encoded_is_dropped_counted_and_warned_about_once
         queue.offer(Item())
     assert not queue.items and queue.dropped == 2 and queue.failed == 2
     assert len([m for m in _obsbox_warnings(caplog) if "could not encode a logs item" in m]) == 1
+
+
+def test_under_load_spans_go_out_in_full_batches_and_the_rest_on_the_schedule() -> None:
+    sizes: list[int] = []
+    sent = threading.Event()
+
+    class Recording:
+        endpoint = "memory"
+
+        def send(self, signal: str, body: bytes, timeout: float) -> None:
+            request = ExportTraceServiceRequest.FromString(body)
+            sizes.append(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
+            sent.set()
+
+        def close(self) -> None: ...
+
+        def forget(self) -> None: ...
+
+    pipeline = _pipeline.Pipeline(
+        senders={"traces": Recording()}, resource=b"", collect_metrics=lambda: None,
+        export_items=Counter("obsbox.export.items", "1", "", monotonic=True), max_queue_size=1000,
+        max_export_batch_size=10, schedule_delay=30.0, export_timeout=1.0, batch_export_timeout=1.0,
+        metric_export_interval=3600.0,
+    )
+    try:
+        tracer = TracerProvider(sink=pipeline.spans.offer).get_tracer("t")
+        for _ in range(25):
+            tracer.start_span("work").end()
+        assert sent.wait(5)
+        deadline = time.monotonic() + 5
+        while sum(sizes) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # a trickle batch, if the worker sent one, would have gone out by now
+        assert sizes == [10, 10] and len(pipeline.spans.items) == 5  # the rest waits for the schedule
+        assert pipeline.force_flush(5)
+        assert sizes == [10, 10, 5]
+    finally:
+        pipeline.shutdown(1)
