@@ -194,6 +194,7 @@ class Pipeline:
         self._destinations = {signal: by_sender.setdefault(id(sender), _Destination(sender))
                               for signal, sender in self.senders.items()}
         self._next_metrics = time.monotonic() + self._metric_interval
+        self._next_drain = time.monotonic() + self._schedule_delay
         self._thread = threading.Thread(target=self._run, name="obsbox-export", daemon=True)
         if self.senders:  # nothing to export, nothing to run
             self._thread.start()
@@ -242,19 +243,22 @@ class Pipeline:
     def _run(self) -> None:
         while True:
             now = time.monotonic()
-            woken = self._wake.wait(max(0.0, min(self._schedule_delay, self._next_metrics - now)))
+            self._wake.wait(max(0.0, min(self._next_drain, self._next_metrics) - now))
             self._wake.clear()
             with self._flush_lock:
                 flush_upto = self._flush_requested
             # Woken because a queue filled a batch: send full batches only, and the rest with a later one (one
-            # request per batch_size items under load, not a full one and then a trickle of small ones). On the
-            # schedule, on flush and at shutdown, send everything.
-            everything = not woken or flush_upto > self._flush_done or self._stopping
+            # request per batch_size items under load, not a full one and then a trickle of small ones). Every
+            # schedule_delay, on flush and at shutdown, send everything, so nothing waits longer than that.
+            now = time.monotonic()
+            everything = now >= self._next_drain or flush_upto > self._flush_done or self._stopping
+            if everything:
+                self._next_drain = now + self._schedule_delay
             try:
                 self._drain(self.spans, everything)
                 self._drain(self.logs, everything)
                 if "metrics" not in self.senders:
-                    self._next_metrics = time.monotonic() + self._schedule_delay  # (wake on the span schedule)
+                    self._next_metrics = float("inf")  # (no metrics: wake on the span schedule only)
                 elif flush_upto > self._flush_done or self._stopping or time.monotonic() >= self._next_metrics:
                     self._next_metrics = time.monotonic() + self._metric_interval
                     self._export_metrics()

@@ -380,3 +380,38 @@ def test_under_load_spans_go_out_in_full_batches_and_the_rest_on_the_schedule() 
         assert sizes == [10, 10, 5]
     finally:
         pipeline.shutdown(1)
+
+
+def test_under_steady_load_the_rest_of_a_batch_still_goes_out_within_the_schedule_delay() -> None:
+    # Full batches wake the worker over and over; the items short of a batch must not wait for a lull.
+    sizes: list[int] = []
+
+    class Recording:
+        endpoint = "memory"
+
+        def send(self, signal: str, body: bytes, timeout: float) -> None:
+            request = ExportTraceServiceRequest.FromString(body)
+            sizes.append(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
+
+        def close(self) -> None: ...
+
+        def forget(self) -> None: ...
+
+    pipeline = _pipeline.Pipeline(
+        senders={"traces": Recording()}, resource=b"", collect_metrics=lambda: None,
+        export_items=Counter("obsbox.export.items", "1", "", monotonic=True), max_queue_size=1000,
+        max_export_batch_size=10, schedule_delay=0.5, export_timeout=1.0, batch_export_timeout=1.0,
+        metric_export_interval=3600.0,
+    )
+    try:
+        tracer = TracerProvider(sink=pipeline.spans.offer).get_tracer("t")
+        for _ in range(5):
+            tracer.start_span("first").end()  # the rest: five short of a batch
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and 5 not in sizes and sum(sizes) % 10 == 0:
+            for _ in range(10):
+                tracer.start_span("burst").end()  # a full batch every 0.1 s keeps waking the worker
+            time.sleep(0.1)
+        assert sum(sizes) % 10 == 5 or 5 in sizes, sizes  # the five went out although full batches kept coming
+    finally:
+        pipeline.shutdown(1)
