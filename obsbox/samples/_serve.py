@@ -2,8 +2,9 @@
 
 Werkzeug comes with Flask (so with the `samples` extra) and serves each request on its own thread, which is what
 a WSGI app behind a real server sees; a single-threaded server would turn payments' latency into queueing.
-Shutdown is graceful on SIGTERM and SIGINT: uvicorn runs the ASGI lifespan shutdown, and the WSGI path exits
-through SystemExit so the service's atexit hooks flush its telemetry.
+Shutdown is graceful on SIGTERM and SIGINT: uvicorn runs the ASGI lifespan shutdown; the WSGI path stops
+accepting, lets the requests being answered finish (up to DRAIN_SECONDS), then exits through SystemExit so the
+service's atexit hooks flush their telemetry too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from types import FrameType
 from typing import Any
 
 from obsbox.samples._services import SERVICES
+
+DRAIN_SECONDS = 10.0  # how long a stopping WSGI service waits for the requests it is answering
 
 
 def build_app(service: str) -> Any:
@@ -66,20 +69,40 @@ def serve(service: str, *, host: str = "127.0.0.1", port: int = 0, fd: int | Non
 
 
 def _serve_wsgi(app: Any, host: str, port: int, sock: socket.socket) -> None:
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
+    in_flight = 0
+    idle = threading.Condition()
+
+    class CountingHandler(WSGIRequestHandler):
+        """Counts requests being answered (not idle keep-alive connections), so shutdown can wait for them."""
+
+        def run_wsgi(self) -> None:
+            nonlocal in_flight
+            with idle:
+                in_flight += 1
+            try:
+                super().run_wsgi()
+            finally:
+                with idle:
+                    in_flight -= 1
+                    idle.notify_all()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    server = make_server(host, port, app, threaded=True, request_handler=CountingHandler, fd=sock.fileno())
     try:
         server.serve_forever()
     finally:
-        server.server_close()
+        server.server_close()  # no new connections; requests already being answered finish (bounded wait)
+        with idle:
+            if not idle.wait_for(lambda: in_flight == 0, DRAIN_SECONDS):
+                logging.getLogger("obsbox.samples").warning(
+                    "stopping with %d request(s) still in flight after %.0f s", in_flight, DRAIN_SECONDS)
         sock.close()
 
 

@@ -7,13 +7,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from obsbox.samples import SERVICES, shop
+from obsbox.samples import SERVICES, faults, shop
 from obsbox.testing import OTLPReceiver
 
 pytestmark = pytest.mark.slow
@@ -144,3 +145,48 @@ def test_serve_one_service_on_any_port_and_stop_cleanly(service: str) -> None:
 def test_a_service_that_fails_to_start_is_reported_with_its_output(tmp_path: Path) -> None:
     with pytest.raises(shop.ShopError, match=r"(?s)sample service orders exited with code 1 while starting.*workers"):
         shop.start(ports={"orders": 0}, services=["orders"], env={"ORDERS_WORKERS": "0"}, log_dir=tmp_path)
+
+
+def test_the_wsgi_service_finishes_a_request_in_flight_when_stopped_and_exports_its_span() -> None:
+    # payments runs on werkzeug's threaded server: SIGTERM during a slow request must let it finish (the client
+    # gets its answer) and the shutdown flush must carry its span.
+    with OTLPReceiver() as receiver:
+        env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "PYTHONUNBUFFERED": "1",
+                            "OTEL_BSP_SCHEDULE_DELAY": "60000"}  # only the shutdown flush can export in time
+        child = subprocess.Popen([sys.executable, "-m", "obsbox.samples", "serve", "payments", "--port", "0"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert child.stdout is not None
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)$", child.stdout.readline().strip())
+            assert match
+            base = match[1]
+            deadline = time.monotonic() + 30
+            while True:  # the socket is bound before the app is built
+                try:
+                    faults.set_faults(base, latency_ms=1500)
+                    break
+                except ConnectionError:
+                    assert time.monotonic() < deadline, "payments never answered"
+                    time.sleep(0.2)
+            answers: list[int] = []
+
+            def slow_request() -> None:
+                with urllib.request.urlopen(base + "/charges/count", timeout=20) as response:
+                    answers.append(response.status)
+
+            client = threading.Thread(target=slow_request)
+            client.start()
+            time.sleep(0.5)  # the request is now sleeping its injected 1.5 s on the server
+            child.send_signal(signal.SIGTERM)
+            client.join(20)
+            assert answers == [200]  # answered although the server was told to stop meanwhile
+            child.wait(20)
+            assert child.returncode == 0
+            assert receiver.wait_for(
+                lambda: [s for s in receiver.spans() if s.attributes.get("http.route") == "/charges/count"] or None,
+                timeout=5,
+            )
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
