@@ -272,7 +272,7 @@ class Pipeline:
             if self._stopping:
                 return
 
-    def _drain(self, queue: Queue, everything: bool = True) -> None:
+    def _drain(self, queue: Queue, everything: bool) -> None:
         destination = self._destinations.get(queue.signal)
         if destination is None:
             queue.items.clear()  # (not exported: nothing should be queued; never let it grow)

@@ -212,7 +212,7 @@ class ServerRequest:
             runtime = self.runtime
             runtime.server_duration.record(
                 elapsed, _metric_attrs[(method, self.scheme, route, status, error)], span.get_span_context()
-            )  # the span's own context: the exemplar
+            )
             runtime.server_active.add(-1, self.active)
         except Exception as failure:
             report(failure)

@@ -54,7 +54,7 @@ def _suppressed() -> bool:
     return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
 
 
-def _build_duration_attributes(key: tuple[str, str, int | None, int, str | None]) -> dict[str, AttributeValue]:
+def _build_duration_attributes(key: tuple[str, str, int | None, int, str | None]) -> AttributeSet:
     method, address, port, status, error = key
     attrs: dict[str, AttributeValue] = {"http.request.method": method, "server.address": address}
     if port is not None:
@@ -63,12 +63,12 @@ def _build_duration_attributes(key: tuple[str, str, int | None, int, str | None]
         attrs["http.response.status_code"] = status
     if error is not None:
         attrs["error.type"] = error
-    return attrs
+    return AttributeSet(attrs)
 
 
 # Built once per distinct key and shared (bounded); recorders may key on them but must not mutate them.
 _metric_attrs: Interned[tuple[str, str, int | None, int, str | None], AttributeSet] = Interned(
-    lambda key: AttributeSet(_build_duration_attributes(key))
+    _build_duration_attributes
 )
 
 

@@ -344,33 +344,43 @@ def test_an_item_that_cannot_be_encoded_is_dropped_counted_and_warned_about_once
     assert len([m for m in _obsbox_warnings(caplog) if "could not encode a logs item" in m]) == 1
 
 
-def test_under_load_spans_go_out_in_full_batches_and_the_rest_on_the_schedule() -> None:
-    sizes: list[int] = []
-    sent = threading.Event()
+class _RecordingSender:
+    """A sender keeping the number of spans in each export request, instead of sending it."""
 
-    class Recording:
-        endpoint = "memory"
+    endpoint = "memory"
 
-        def send(self, signal: str, body: bytes, timeout: float) -> None:
-            request = ExportTraceServiceRequest.FromString(body)
-            sizes.append(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
-            sent.set()
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.sent = threading.Event()
 
-        def close(self) -> None: ...
+    def send(self, signal: str, body: bytes, timeout: float) -> None:
+        request = ExportTraceServiceRequest.FromString(body)
+        self.sizes.append(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
+        self.sent.set()
 
-        def forget(self) -> None: ...
+    def close(self) -> None: ...
 
-    pipeline = _pipeline.Pipeline(
-        senders={"traces": Recording()}, resource=b"", collect_metrics=lambda: None,
+    def forget(self) -> None: ...
+
+
+def _recording_pipeline(sender: _RecordingSender, schedule_delay: float) -> _pipeline.Pipeline:
+    return _pipeline.Pipeline(
+        senders={"traces": sender}, resource=b"", collect_metrics=lambda: None,
         export_items=Counter("obsbox.export.items", "1", "", monotonic=True), max_queue_size=1000,
-        max_export_batch_size=10, schedule_delay=30.0, export_timeout=1.0, batch_export_timeout=1.0,
+        max_export_batch_size=10, schedule_delay=schedule_delay, export_timeout=1.0, batch_export_timeout=1.0,
         metric_export_interval=3600.0,
     )
+
+
+def test_under_load_spans_go_out_in_full_batches_and_the_rest_on_the_schedule() -> None:
+    sender = _RecordingSender()
+    sizes = sender.sizes
+    pipeline = _recording_pipeline(sender, schedule_delay=30.0)
     try:
         tracer = TracerProvider(sink=pipeline.spans.offer).get_tracer("t")
         for _ in range(25):
             tracer.start_span("work").end()
-        assert sent.wait(5)
+        assert sender.sent.wait(5)
         deadline = time.monotonic() + 5
         while sum(sizes) < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -384,25 +394,9 @@ def test_under_load_spans_go_out_in_full_batches_and_the_rest_on_the_schedule() 
 
 def test_under_steady_load_the_rest_of_a_batch_still_goes_out_within_the_schedule_delay() -> None:
     # Full batches wake the worker over and over; the items short of a batch must not wait for a lull.
-    sizes: list[int] = []
-
-    class Recording:
-        endpoint = "memory"
-
-        def send(self, signal: str, body: bytes, timeout: float) -> None:
-            request = ExportTraceServiceRequest.FromString(body)
-            sizes.append(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
-
-        def close(self) -> None: ...
-
-        def forget(self) -> None: ...
-
-    pipeline = _pipeline.Pipeline(
-        senders={"traces": Recording()}, resource=b"", collect_metrics=lambda: None,
-        export_items=Counter("obsbox.export.items", "1", "", monotonic=True), max_queue_size=1000,
-        max_export_batch_size=10, schedule_delay=0.5, export_timeout=1.0, batch_export_timeout=1.0,
-        metric_export_interval=3600.0,
-    )
+    sender = _RecordingSender()
+    sizes = sender.sizes
+    pipeline = _recording_pipeline(sender, schedule_delay=0.5)
     try:
         tracer = TracerProvider(sink=pipeline.spans.offer).get_tracer("t")
         for _ in range(5):
