@@ -85,6 +85,8 @@ def _connect_exception_signal() -> None:
 def _streamed(content: Iterable[bytes], request: ServerRequest, route: str | None, status: int) -> Iterator[bytes]:
     try:
         yield from content
+    except GeneratorExit:  # the server stopped iterating (the client went away): cut short, not failed
+        raise
     except BaseException as exc:
         request.finish(route, status, exc)
         raise

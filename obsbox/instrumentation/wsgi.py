@@ -7,8 +7,9 @@ Usually you call `obsbox.instrument(app)`, which also installs the Flask or Djan
 route template. Behaviour is that of the ASGI middleware (see obsbox.instrumentation.asgi): W3C trace context
 continued, span `METHOD route`, stable HTTP semantic-convention attributes, `http.server.request.duration` and
 `http.server.active_requests`, 5xx and exceptions as errors, excluded health/metrics paths. The request ends when
-the server closes the response body, so streamed bodies are timed to their end. The span is current while the
-application callable runs; a streaming body generated later, during iteration, runs outside it.
+the server has taken the whole response body, or closes it if sooner, so streamed bodies are timed to their end;
+a client that goes away mid-body ends it then, without an error. The span is current while the application
+callable runs; a streaming body generated later, during iteration, runs outside it.
 """
 
 from __future__ import annotations
@@ -154,9 +155,16 @@ class _Body:
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self._body
+        except GeneratorExit:  # the server stopped iterating (the client went away): cut short, not failed
+            self._exchange.finish(None)
+            raise
         except BaseException as exc:
             self._exchange.finish(exc)
             raise
+        # All of the body is with the server. Finish now rather than only at close(): a server may skip close()
+        # when the connection drops (werkzeug's does, when reading what is left of the request hits a reset), and
+        # the request would then stay in flight for ever, its span and duration lost.
+        self._exchange.finish(None)
 
     def close(self) -> None:
         try:

@@ -192,3 +192,25 @@ def test_middleware_class_exclusions_and_streaming(capture: Captured) -> None:
     elapsed = time.perf_counter() - started
     assert [s.name for s in capture.spans()] == ["GET /healthz", "GET /stream/"]
     assert 0.09 <= capture.server_duration.calls[1][0] <= elapsed  # timed to the end of the streamed body
+
+
+def wsgi_first_chunk(app: Any, path_info: str) -> bytes:
+    """A server whose client went away after the first chunk: it stops iterating and closes the body."""
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path_info, "SCRIPT_NAME": "", "SERVER_NAME": "testserver",
+               "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": __import__("io").BytesIO(b"")}
+    body = app(environ, lambda s, h, exc_info=None: None)
+    chunks = iter(body)
+    first: bytes = next(chunks)
+    del chunks
+    body.close()
+    return first
+
+
+def test_a_stream_cut_short_by_the_server_ends_without_an_error(capture: Captured) -> None:
+    assert wsgi_first_chunk(obsbox.instrument(WSGIHandler()), "/stream/") == b"0\n"
+    with override_settings(MIDDLEWARE=MIDDLEWARE):
+        assert wsgi_first_chunk(WSGIHandler(), "/stream/") == b"0\n"
+    spans = capture.spans()
+    assert [s.name for s in spans] == ["GET /stream/"] * 2
+    assert all("error.type" not in (s.attributes or {}) and s.status.status_code == StatusCode.UNSET for s in spans)
+    assert len(capture.server_duration.calls) == 2 and capture.active_balance() == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -11,6 +14,7 @@ from flask import Blueprint, Flask, Response, stream_with_context
 from flask.testing import FlaskClient
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+from werkzeug.serving import make_server
 from werkzeug.test import Client
 
 import obsbox
@@ -199,3 +203,38 @@ def test_plain_wsgi_generator_body_closed_by_server(capture: Captured) -> None:
     assert response.get_data() == b"ab" and closed == [True]
     (span,) = capture.spans()
     assert span.status.status_code == StatusCode.ERROR and (span.attributes or {})["error.type"] == "503"
+
+
+def _reset_after_first_byte(port: int, path: str) -> None:
+    """One client that asks for `path`, reads the first byte of the answer and resets the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        assert client.recv(1) == b"H"
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+def test_clients_that_reset_the_connection_still_end_their_requests(capture: Captured) -> None:
+    # After the body, werkzeug's server reads what is left of the request and skips close() when that read hits
+    # the reset (those requests used to stay in flight for ever, their spans lost); a reset mid-body makes the
+    # server stop iterating (that used to be an error, GeneratorExit). Either way each request must end once: one
+    # span, one duration, the in-flight count back to zero, and no error for the client's exit.
+    app = flask_app()
+    obsbox.instrument(app)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_port
+        for _ in range(10):
+            _reset_after_first_byte(port, "/items/7")  # answered in two writes: the reset meets the second
+            _reset_after_first_byte(port, "/stream")
+        deadline = time.monotonic() + 10
+        while len(capture.spans()) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        spans = capture.spans()
+        assert sorted(s.name for s in spans) == ["GET /items/<int:item_id>"] * 10 + ["GET /stream"] * 10
+        assert all("error.type" not in (s.attributes or {}) for s in spans)
+        assert all(s.status.status_code == StatusCode.UNSET for s in spans)
+        assert len(capture.server_duration.calls) == 20 and capture.active_balance() == 0
+    finally:
+        server.shutdown()
+        server.server_close()
