@@ -40,6 +40,7 @@ from obsbox.instrumentation._server import (
     report,
     split_host,
 )
+from obsbox.instrumentation.logs import reclaim_server_loggers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -169,7 +170,12 @@ class ObsboxASGIMiddleware:
         self.routes: RouteSource = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or REQUEST_KEY in scope or self._excluded(scope):
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":  # the server is starting the app: its logging is set up by now
+                reclaim_server_loggers()
+            await self.app(scope, receive, send)
+            return
+        if REQUEST_KEY in scope or self._excluded(scope):
             await self.app(scope, receive, send)
             return
         request = self._begin(scope)

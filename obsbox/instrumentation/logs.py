@@ -182,11 +182,27 @@ def route_stdlib_logging(level: str) -> None:
     stdlib_level = logging.getLevelName(level if level not in ("TRACE", "SUCCESS") else "DEBUG")
     if isinstance(stdlib_level, int) and (root.level == logging.WARNING or not _intercept_installed):
         root.setLevel(stdlib_level)
+    _claim_server_loggers()
+    _intercept_installed = True
+
+
+def reclaim_server_loggers() -> None:
+    """Route the servers' loggers again if a server set them up after `obsbox.configure()` (no-op otherwise).
+
+    `uvicorn.run(app)` (and gunicorn's UvicornWorker) give uvicorn's loggers their own handlers and stop them
+    propagating once the app module, and the `configure()` in it, has been imported; the ASGI middleware calls
+    this when the server starts the app (the lifespan), so "Application startup complete." and the access log
+    are exported like every other record.
+    """
+    if _intercept_installed:
+        _claim_server_loggers()
+
+
+def _claim_server_loggers() -> None:
     for name in _ROUTED_LOGGERS:
         lg = logging.getLogger(name)
         lg.handlers = [h for h in lg.handlers if isinstance(h, InterceptHandler)]
         lg.propagate = True
-    _intercept_installed = True
 
 
 def configure_console(settings: Settings) -> None:

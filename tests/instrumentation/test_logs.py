@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -172,3 +176,53 @@ def test_records_from_the_opentelemetry_logs_api_join_the_same_export(telemetry:
     assert (record.body, record.severity_number, record.scope) == ("via the logs API", 17, "some.library")
     assert record.trace_id == f"{span.get_span_context().trace_id:032x}" and record.attributes == {"k": "v"}
     assert record.resource["service.name"] == "logs-test"
+
+
+UVICORN_RUN_APP = """
+import sys
+import obsbox
+from fastapi import FastAPI
+obsbox.configure(service_name="uvicorn-run", endpoint=sys.argv[1])
+app = FastAPI()
+obsbox.instrument(app)
+
+@app.get("/hello")
+def hello() -> dict[str, bool]:
+    return {"ok": True}
+
+import uvicorn  # the usual `if __name__ == "__main__": uvicorn.run(app)`, after configure() ran
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]))
+"""
+
+
+def test_uvicorn_run_after_configure_still_exports_the_servers_records(otlp_receiver: OTLPReceiver) -> None:
+    # uvicorn.run() gives uvicorn's loggers handlers of their own after configure() routed them; the middleware
+    # takes them back when the server starts the app, so uvicorn's records are exported like any other.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-c", UVICORN_RUN_APP, otlp_receiver.endpoint, str(port)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=5) as response:
+                    assert response.read() == b'{"ok":true}'
+                break
+            except OSError:
+                assert child.poll() is None and time.monotonic() < deadline, "the app did not start"
+                time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        output = child.communicate(timeout=20)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    records = {r.body: r for r in otlp_receiver.logs()}
+    assert records["Application startup complete."].attributes["logger.name"] == "uvicorn.error", output
+    (access,) = [r for r in records.values() if r.attributes["logger.name"] == "uvicorn.access"]
+    assert '"GET /hello HTTP/1.1" 200' in str(access.body)
+    (span,) = otlp_receiver.spans("GET /hello")
+    assert access.trace_id == span.trace_id  # logged while the request's span was current
+    assert "Application shutdown complete." in records  # and the shutdown flush carried the last ones
