@@ -201,6 +201,8 @@ def reclaim_server_loggers() -> None:
 def _claim_server_loggers() -> None:
     for name in _ROUTED_LOGGERS:
         lg = logging.getLogger(name)
+        if not lg.handlers and not lg.propagate:
+            continue  # switched off by the server (uvicorn's access_log=False, --no-access-log): it stays off
         lg.handlers = [h for h in lg.handlers if isinstance(h, InterceptHandler)]
         lg.propagate = True
 

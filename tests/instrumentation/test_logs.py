@@ -191,17 +191,20 @@ def hello() -> dict[str, bool]:
     return {"ok": True}
 
 import uvicorn  # the usual `if __name__ == "__main__": uvicorn.run(app)`, after configure() ran
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=sys.argv[3] == "on")
 """
 
 
-def test_uvicorn_run_after_configure_still_exports_the_servers_records(otlp_receiver: OTLPReceiver) -> None:
+@pytest.mark.parametrize("access_log", ["on", "off"])
+def test_uvicorn_run_after_configure_still_exports_the_servers_records(otlp_receiver: OTLPReceiver,
+                                                                       access_log: str) -> None:
     # uvicorn.run() gives uvicorn's loggers handlers of their own after configure() routed them; the middleware
-    # takes them back when the server starts the app, so uvicorn's records are exported like any other.
+    # takes them back when the server starts the app, so uvicorn's records are exported like any other. An access
+    # log the server was told to leave off (access_log=False, --no-access-log) stays off.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    child = subprocess.Popen([sys.executable, "-c", UVICORN_RUN_APP, otlp_receiver.endpoint, str(port)],
+    child = subprocess.Popen([sys.executable, "-c", UVICORN_RUN_APP, otlp_receiver.endpoint, str(port), access_log],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -221,8 +224,29 @@ def test_uvicorn_run_after_configure_still_exports_the_servers_records(otlp_rece
             child.wait()
     records = {r.body: r for r in otlp_receiver.logs()}
     assert records["Application startup complete."].attributes["logger.name"] == "uvicorn.error", output
-    (access,) = [r for r in records.values() if r.attributes["logger.name"] == "uvicorn.access"]
-    assert '"GET /hello HTTP/1.1" 200' in str(access.body)
+    access = [r for r in records.values() if r.attributes["logger.name"] == "uvicorn.access"]
     (span,) = otlp_receiver.spans("GET /hello")
-    assert access.trace_id == span.trace_id  # logged while the request's span was current
+    if access_log == "on":
+        assert len(access) == 1 and '"GET /hello HTTP/1.1" 200' in str(access[0].body)
+        assert access[0].trace_id == span.trace_id  # logged while the request's span was current
+    else:
+        assert access == [] and '"GET /hello' not in output  # neither exported nor printed
     assert "Application shutdown complete." in records  # and the shutdown flush carried the last ones
+
+
+def test_an_access_log_switched_off_before_configure_stays_off(otlp_receiver: OTLPReceiver) -> None:
+    # `uvicorn app:app --no-access-log` sets up its loggers (the access one emptied and not propagating) before
+    # it imports the app, and so before the configure() in it.
+    access = logging.getLogger("uvicorn.access")
+    saved = access.handlers[:], access.propagate
+    access.handlers, access.propagate = [], False
+    try:
+        t = obsbox.configure(service_name="quiet-access", endpoint=otlp_receiver.endpoint)
+        try:
+            assert not access.hasHandlers()  # what uvicorn checks before it formats an access line
+            error = logging.getLogger("uvicorn.error")
+            assert error.propagate and error.hasHandlers()  # the others are still routed
+        finally:
+            t.shutdown()
+    finally:
+        access.handlers, access.propagate = saved
