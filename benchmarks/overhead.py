@@ -201,11 +201,18 @@ def summarise(runs: list[Run], modes: list[str]) -> list[dict[str, Any]]:
             continue
         rps = statistics.median(r.rps for r in good)
         requests = sum(r.requests for r in good)
+        # Each round's ratio to the bare server of the same round (minutes apart at most): slow drift of the
+        # machine's speed cancels out of these, unlike out of the ratio of the two medians.
+        bare_by_round = {r.round: r.rps for r in bare}
+        paired = [r.rps / bare_by_round[r.round] for r in good if r.round in bare_by_round]
         row.update(
             rps=rps,
             rps_min=min(r.rps for r in good),
             rps_max=max(r.rps for r in good),
             ratio=rps / bare_rps if bare_rps else None,
+            paired_ratio=statistics.median(paired) if paired else None,
+            paired_min=min(paired) if paired else None,
+            paired_max=max(paired) if paired else None,
             cpu_us=statistics.median(r.cpu_us for r in good),
             cpu_ratio=bare_cpu / statistics.median(r.cpu_us for r in good) if bare_cpu else None,
             cpu_share=statistics.median(r.cpu_share for r in good),
@@ -248,23 +255,26 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
         f"- {args.rounds} rounds x {args.duration:g} s per mode (+{args.warmup:g} s warm-up), wrk 1 thread "
         f"{args.connections} connections; server on CPU {info['cpus'][0]}, wrk and receiver on CPU {info['cpus'][1]}",
         "",
-        "| mode | req/s (median) | min–max | × bare | p50 ms | p99 ms | server CPU µs/req | × bare by CPU "
-        "| core: ours/others/idle % | server spans/req | all spans/req | metric points | exemplars |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | req/s (median) | min–max | × bare | × bare per round (median, min–max) | p50 ms | p99 ms "
+        "| server CPU µs/req | × bare by CPU | core: ours/others/idle % | server spans/req | all spans/req "
+        "| metric points | exemplars |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "rps" not in row:
-            lines.append(f"| {row['mode']} | failed: {_gist(row['failure'])[:100]} |" + " |" * 11)
+            lines.append(f"| {row['mode']} | failed: {_gist(row['failure'])[:100]} |" + " |" * 12)
             continue
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "–"
         cpu_ratio = f"{row['cpu_ratio']:.2f}" if row["cpu_ratio"] is not None else "–"
+        paired = (f"{row['paired_ratio']:.2f} ({row['paired_min']:.2f}–{row['paired_max']:.2f})"
+                  if row["paired_ratio"] is not None else "–")
         spans = f"{row['server_spans_per_request']:.2f} | {row['spans_per_request']:.2f}"
         if row["pulled_per_request"] is not None:
             spans = f"– (pull: {row['pulled_per_request']:.2f} counted/req) | –"
         errors = f" ({row['errors']} errors)" if row["errors"] else ""
         lines.append(
             f"| {row['mode']} | {row['rps']:.0f}{errors} | {row['rps_min']:.0f}–{row['rps_max']:.0f} | {ratio} "
-            f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us']:.0f} | {cpu_ratio} "
+            f"| {paired} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_us']:.0f} | {cpu_ratio} "
             f"| {_core(row['cpu_share'], row['core_others'], row['core_idle'])} | {spans} | {row['points']} | {row['exemplars']} |"
         )
     failures = [row for row in rows if row.get("failure")]
