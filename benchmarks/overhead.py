@@ -191,6 +191,9 @@ def summarise(runs: list[Run], modes: list[str]) -> list[dict[str, Any]]:
     bare = ok("bare")
     bare_rps = statistics.median(r.rps for r in bare) if bare else None
     bare_cpu = statistics.median(r.cpu_us for r in bare) if bare else None
+    # Each round's ratio to the bare server of the same round (minutes apart at most): slow drift of the machine's
+    # speed cancels out of these, unlike out of the ratio of the two medians.
+    bare_by_round = {r.round: r.rps for r in bare}
     rows = []
     for mode in modes:
         good, tried = ok(mode), [r for r in runs if r.mode == mode]
@@ -201,9 +204,6 @@ def summarise(runs: list[Run], modes: list[str]) -> list[dict[str, Any]]:
             continue
         rps = statistics.median(r.rps for r in good)
         requests = sum(r.requests for r in good)
-        # Each round's ratio to the bare server of the same round (minutes apart at most): slow drift of the
-        # machine's speed cancels out of these, unlike out of the ratio of the two medians.
-        bare_by_round = {r.round: r.rps for r in bare}
         paired = [r.rps / bare_by_round[r.round] for r in good if r.round in bare_by_round]
         row.update(
             rps=rps,

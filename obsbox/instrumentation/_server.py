@@ -59,6 +59,16 @@ def error_type(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+def mark_error(span: Span, error: str, exc: BaseException | None) -> None:
+    """An HTTP span that failed: `error.type`, status ERROR, and the exception as an event when there is one."""
+    span.set_attribute("error.type", error)
+    if exc is not None:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    else:
+        span.set_status(Status(StatusCode.ERROR))
+
+
 def normalise_method(method: str) -> str:
     return method if method in KNOWN_METHODS else "_OTHER"
 
@@ -203,12 +213,7 @@ class ServerRequest:
                 if status:
                     span.set_attribute("http.response.status_code", status)
             if error is not None and span.is_recording():
-                span.set_attribute("error.type", error)
-                if exc is not None:
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                else:
-                    span.set_status(Status(StatusCode.ERROR))
+                mark_error(span, error, exc)
             runtime = self.runtime
             runtime.server_duration.record(
                 elapsed, _metric_attrs[(method, self.scheme, route, status, error)], span.get_span_context()

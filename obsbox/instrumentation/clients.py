@@ -30,7 +30,7 @@ from time import perf_counter
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._interned import Interned
@@ -38,7 +38,7 @@ from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation._propagation import inject_headers
 from obsbox.instrumentation._redact import redact_url
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
-from obsbox.instrumentation._server import error_type, normalise_method, report
+from obsbox.instrumentation._server import error_type, mark_error, normalise_method, report
 
 __all__ = ["instrument_http_clients", "uninstrument_http_clients"]
 
@@ -128,12 +128,7 @@ class ClientCall:
                 if http_version:
                     span.set_attribute("network.protocol.version", http_version)
                 if error is not None:
-                    span.set_attribute("error.type", error)
-                    if exc is not None:
-                        span.record_exception(exc)
-                        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                    else:
-                        span.set_status(Status(StatusCode.ERROR))
+                    mark_error(span, error, exc)
             self.runtime.client_duration.record(
                 elapsed, _metric_attrs[(self.method, self.address, self.port, status, error)],
                 span.get_span_context(),
