@@ -122,6 +122,27 @@ def attributes(tag: bytes, attrs: Mapping[str, Any]) -> list[bytes]:
     return out
 
 
+class SharedAttributes(dict[str, Any]):
+    """Span attributes many spans carry alike (a request's method, host and client; its path; its route and status),
+    with their span-attribute fields encoded once.
+
+    >>> block = SharedAttributes({"http.request.method": "GET", "server.port": 8080})
+    >>> block.encoded == b"".join(attributes(_S_ATTR, block))
+    True
+
+    The request path keeps these in bounded tables and hands the same block to every span it fits (a span lists
+    them in `shared`, see `encode_span`), so a request's attributes are neither built nor encoded per request.
+    Shared: never change one. None values are left out, as everywhere else.
+    """
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, attrs: Mapping[str, Any]) -> None:
+        super().__init__((k, v) for k, v in attrs.items() if v is not None)
+        # Encoded without the per-item cache: blocks are made once, and some (paths) are many.
+        self.encoded = b"".join(field_bytes(_S_ATTR, key_value(k, v)) for k, v in self.items())
+
+
 # --- resource.proto / InstrumentationScope ----------------------------------------------------------------------
 _RESOURCE_ATTR = _tag(1, 2)
 
@@ -157,7 +178,8 @@ class SpanData(Protocol):
     kind: int  # OTLP SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer
     start_time: int
     end_time: int
-    attributes: Mapping[str, Any] | None
+    shared: Sequence[SharedAttributes] | None  # attributes that come first, already encoded
+    attributes: Mapping[str, Any] | None  # the span's other attributes
     events: Sequence[tuple[str, int, Mapping[str, Any]]] | None
     links: Sequence[tuple[int, int, str, Mapping[str, Any], int]] | None  # trace, span, state, attributes, flags
     status_code: int  # 0 unset, 1 ok, 2 error
@@ -206,6 +228,10 @@ def encode_span(span: SpanData) -> bytes:
         _KIND[span.kind],
         _pack_times(_S_START_TAG, span.start_time, _S_END_TAG, span.end_time),
     )
+    shared = span.shared
+    if shared:
+        for block in shared:
+            parts.append(block.encoded)
     if span.attributes:
         parts += attributes(_S_ATTR, span.attributes)
     if span.events:

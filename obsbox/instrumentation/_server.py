@@ -1,13 +1,16 @@
 """One HTTP server request's telemetry, shared by the ASGI, WSGI and Django middleware.
 
->>> request = ServerRequest.begin("GET", "http", {"url.path": "/items/1"}, None)   # doctest: +SKIP
->>> ...                                                                             # the app runs
+>>> shared = [request_attributes("GET", "http", "example.com", 80, "10.0.0.7", "curl/8", "1.1"), paths["/items/1"]]
+>>> request = ServerRequest.begin("GET", "http", shared, None, None)                # doctest: +SKIP
+>>> ...                                                              # the app runs  # doctest: +SKIP
 >>> request.finish("/items/{item_id}", 200, None)                                  # doctest: +SKIP
 
 `begin` starts the SERVER span (named after the method; the route is known only once the framework has routed),
 makes it current and counts the request as active; `finish` names the span `METHOD route`, records
 `http.server.request.duration` with the span as exemplar and ends the span. Everything here follows the stable HTTP
-semantic conventions. Each step guards itself: an error in telemetry is reported once and swallowed, so the
+semantic conventions. A request's attributes come in shared blocks (SharedAttributes): what the connection and
+the request line give (method, host, client, user agent), the path, then the route and status. Each distinct block
+is built and encoded once and kept in a bounded table, so a request neither builds nor encodes them again. Each step guards itself: an error in telemetry is reported once and swallowed, so the
 application never sees it.
 """
 
@@ -16,16 +19,17 @@ from __future__ import annotations
 import logging
 from time import perf_counter
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from obsbox.instrumentation import _runtime
+from obsbox.instrumentation._encode import SharedAttributes
 from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
 from obsbox.instrumentation._tracer import Span as LeanSpan
+from obsbox.instrumentation._tracer import Tracer as LeanTracer
+from obsbox.instrumentation._tracer import attach_span, detach_span
 
 KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
 DEFAULT_EXCLUDED_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", "/livez", "/metrics"})
@@ -91,20 +95,55 @@ def _span_name(key: tuple[str, str | None]) -> str:
     return verb if route is None else f"{verb} {route}"
 
 
-# Attribute dicts for metrics and span names repeat across requests (bounded: methods x schemes x routes x
-# statuses), so they are built once and shared; recorders may key on them but must not mutate them.
-_metric_attrs: Interned[tuple[str, str, str | None, int, str | None], AttributeSet] = Interned(
-    _build_duration_attributes
-)
+Outcome = tuple[str, str, str | None, int, str | None]  # method, scheme, route, status code (0: none), error.type
+
+
+def _outcome(key: Outcome) -> tuple[str, SharedAttributes, AttributeSet]:
+    method, _scheme, route, status, _error = key
+    span_attributes = SharedAttributes({"http.route": route, "http.response.status_code": status or None})
+    return _span_names[(method, route)], span_attributes, _build_duration_attributes(key)
+
+
+# What finish() adds for one outcome of a request (the span's name and attributes, the duration's attributes) repeats
+# across requests (bounded: methods x schemes x routes x statuses x errors), so it is built once and shared;
+# recorders may key on it but must not change it.
+_outcomes: Interned[Outcome, tuple[str, SharedAttributes, AttributeSet]] = Interned(_outcome)
 _active_attrs: Interned[tuple[str, str], AttributeSet] = Interned(
     lambda key: AttributeSet({"http.request.method": key[0], "url.scheme": key[1]})
 )
 _span_names: Interned[tuple[str, str | None], str] = Interned(_span_name)
+# url.path, per distinct path; paths come from clients, so the table is bounded (full, it starts over).
+paths: Interned[str, SharedAttributes] = Interned(lambda path: SharedAttributes({"url.path": path}), limit=4096)
 
 
 def span_name(method: str, route: str | None) -> str:
     """`{method} {route}`, `{method}` without a route; `HTTP` stands in for methods outside the known set."""
     return _span_names[(method, route)]
+
+
+def request_attributes(
+    raw_method: str, scheme: str, address: str, port: int | None, client: str | None, user_agent: str | None,
+    version: str | None,
+) -> SharedAttributes:
+    """The attributes a request's method, connection and headers give (all but the path and query).
+
+    >>> dict(request_attributes("PURGE", "http", "example.com", 80, None, "curl/8", "1.1"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'http.request.method': '_OTHER', 'url.scheme': 'http', 'http.request.method_original': 'PURGE',
+     'server.address': 'example.com', 'server.port': 80, 'user_agent.original': 'curl/8',
+     'network.protocol.version': '1.1'}
+    """
+    method = normalise_method(raw_method)
+    attrs: dict[str, AttributeValue | None] = {"http.request.method": method, "url.scheme": scheme}
+    if method == "_OTHER":
+        attrs["http.request.method_original"] = raw_method
+    if address:
+        attrs["server.address"] = address
+        attrs["server.port"] = port
+    attrs["client.address"] = client or None
+    attrs["user_agent.original"] = user_agent
+    attrs["network.protocol.version"] = version or None
+    return SharedAttributes(attrs)
 
 
 def split_host(host: str, scheme: str) -> tuple[str, int | None]:
@@ -148,9 +187,17 @@ class ServerRequest:
 
     @classmethod
     def begin(
-        cls, method: str, scheme: str, attributes: dict[str, AttributeValue], parent: Context | None
+        cls,
+        method: str,
+        scheme: str,
+        shared: list[SharedAttributes],
+        attributes: dict[str, AttributeValue] | None,
+        parent: Context | None,
     ) -> ServerRequest | None:
-        """Start the span and make it current; None (after reporting) if telemetry itself failed."""
+        """Start the span and make it current; None (after reporting) if telemetry itself failed.
+
+        `shared`: the request's attribute blocks (a fresh list: `finish` adds to it); `attributes`: its others.
+        """
         try:
             self = cls()
             self.runtime = runtime = _runtime.current()
@@ -160,10 +207,20 @@ class ServerRequest:
             self.finished = False
             if parent is None:
                 parent = ROOT_CONTEXT
-            self.span = span = runtime.tracer.start_span(
-                "HTTP" if method == "_OTHER" else method, context=parent, kind=SpanKind.SERVER, attributes=attributes
-            )
-            self.token = otel_context.attach(trace.set_span_in_context(span, parent))
+            name = "HTTP" if method == "_OTHER" else method
+            tracer = runtime.tracer
+            if type(tracer) is LeanTracer:
+                self.span = span = tracer.start(name, parent, 2)  # 2: SERVER
+                if type(span) is LeanSpan:
+                    span.shared = shared
+                    span.attributes = attributes
+            else:  # the global OpenTelemetry API's tracer (before configure(), or with the SDK disabled)
+                merged: dict[str, AttributeValue] = {}
+                for block in shared:
+                    merged.update(block)
+                merged.update(attributes or ())
+                self.span = span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=merged)
+            self.token = attach_span(span, parent)
             self.active = _active_attrs[(method, scheme)]
         except Exception as exc:  # never let telemetry break the request
             report(exc)
@@ -184,7 +241,6 @@ class ServerRequest:
             return
         self.finished = True
         elapsed = perf_counter() - self.started
-        method = self.method
         span = self.span
         try:
             if exc is not None:
@@ -197,27 +253,23 @@ class ServerRequest:
                 error = "incomplete_response"
             else:
                 error = None
+            name, span_attributes, duration_attributes = _outcomes[(self.method, self.scheme, route, status, error)]
             if type(span) is LeanSpan and not span.end_time:  # obsbox's span: set its fields directly
-                attributes = span.attributes
-                if attributes is None:
-                    attributes = span.attributes = {}
                 if route is not None:
-                    span.name = _span_names[(method, route)]
-                    attributes["http.route"] = route
-                if status:
-                    attributes["http.response.status_code"] = status
+                    span.name = name
+                shared, others = span.shared, span.attributes
+                if shared is not None and (not others or others.keys().isdisjoint(span_attributes)):
+                    shared.append(span_attributes)
+                else:
+                    span.set_attributes(span_attributes)
             elif span.is_recording():
                 if route is not None:
-                    span.update_name(_span_names[(method, route)])
-                    span.set_attribute("http.route", route)
-                if status:
-                    span.set_attribute("http.response.status_code", status)
+                    span.update_name(name)
+                span.set_attributes(span_attributes)
             if error is not None and span.is_recording():
                 mark_error(span, error, exc)
             runtime = self.runtime
-            runtime.server_duration.record(
-                elapsed, _metric_attrs[(method, self.scheme, route, status, error)], span.get_span_context()
-            )
+            runtime.server_duration.record(elapsed, duration_attributes, span.get_span_context())
             runtime.server_active.add(-1, self.active)
         except Exception as failure:
             report(failure)
@@ -230,6 +282,6 @@ class ServerRequest:
     def detach(self) -> None:
         """Restore the context that was current before `begin` (call from the same task/thread)."""
         try:
-            otel_context.detach(self.token)  # type: ignore[arg-type]
+            detach_span(self.token)  # type: ignore[arg-type]
         except Exception as exc:
             report(exc)

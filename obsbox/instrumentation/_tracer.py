@@ -20,12 +20,14 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -38,7 +40,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
-from obsbox.instrumentation._encode import encode_scope
+from obsbox.instrumentation._encode import SharedAttributes, encode_scope
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -52,6 +54,36 @@ _new_tuple = tuple.__new__
 _set_span_in_context = trace.set_span_in_context
 _attach = context_api.attach
 _detach = context_api.detach
+
+
+def _context_variable() -> ContextVar[Context] | None:
+    """The context variable behind OpenTelemetry's current context, when it is the default contextvars runtime."""
+    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    return variable if type(runtime) is ContextVarsRuntimeContext and isinstance(variable, ContextVar) else None
+
+
+# OTEL_PYTHON_CONTEXT can name another runtime context: then the API's attach/detach are used.
+_CONTEXT_VARIABLE = _context_variable()
+
+
+def attach_span(span: trace.Span, parent: Context) -> Token[Context]:
+    """`context.attach(trace.set_span_in_context(span, parent))` in one step: one new context, no layers of calls.
+
+    Detach with `detach_span`, which raises (ValueError) where the API's `detach` would log.
+    """
+    context = Context({**parent, _SPAN_KEY: span}) if parent else Context({_SPAN_KEY: span})
+    variable = _CONTEXT_VARIABLE
+    return variable.set(context) if variable is not None else _attach(context)
+
+
+def detach_span(token: Token[Context]) -> None:
+    """Make the context current again that was current before `attach_span`."""
+    variable = _CONTEXT_VARIABLE
+    if variable is not None:
+        variable.reset(token)
+    else:
+        _detach(token)
 
 
 class Sampler:
@@ -82,7 +114,7 @@ class Span(trace.Span):
 
     __slots__ = (
         "name", "trace_id", "span_id", "trace_state", "parent_span_id", "parent_is_remote", "kind", "start_time",
-        "end_time", "attributes", "events", "links", "status_code", "status_message", "scope", "_context",
+        "end_time", "shared", "attributes", "events", "links", "status_code", "status_message", "scope", "_context",
         "_sink", "_record_exception", "_set_status_on_exception",
     )
 
@@ -116,6 +148,8 @@ class Span(trace.Span):
         self.kind = kind
         self.start_time = start_time
         self.end_time = 0
+        # Attributes are `shared` blocks (see SharedAttributes; the request path sets them) and then this dict.
+        self.shared: list[SharedAttributes] | None = None
         self.attributes: dict[str, Any] | None = dict(attributes) if attributes else None
         self.events: list[tuple[str, int, Mapping[str, Any]]] | None = None
         self.links: list[tuple[int, int, str, Mapping[str, Any], int]] | None = None
@@ -139,6 +173,8 @@ class Span(trace.Span):
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if self.end_time or value is None:
             return
+        if self.shared is not None and any(key in block for block in self.shared):
+            self._unshare()
         if self.attributes is None:
             self.attributes = {key: value}
         else:
@@ -147,10 +183,26 @@ class Span(trace.Span):
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self.end_time:
             return
+        if self.shared is not None:
+            self._unshare()
         if self.attributes is None:
             self.attributes = {k: v for k, v in attributes.items() if v is not None}
         else:
             self.attributes.update((k, v) for k, v in attributes.items() if v is not None)
+
+    def all_attributes(self) -> dict[str, Any]:
+        """Every attribute of the span, shared blocks included, in the order they are encoded."""
+        merged: dict[str, Any] = {}
+        for block in self.shared or ():
+            merged.update(block)
+        merged.update(self.attributes or {})
+        return merged
+
+    def _unshare(self) -> None:
+        # An attribute set again that a shared block holds: the span takes its own copy of all of them, so the
+        # new value replaces the old in place instead of appearing twice.
+        self.attributes = self.all_attributes()
+        self.shared = None
 
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         if self.end_time:
@@ -303,10 +355,40 @@ class Tracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
+        return self.start(
+            name,
+            context if context is not None else _get_current_context(),
+            kind._value_ + 1 if type(kind) is SpanKind else _KIND_TO_OTLP.get(kind, 1),
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+
+    def start(
+        self,
+        name: str,
+        context: Context,
+        kind: int,
+        attributes: types.Attributes = None,
+        links: trace._Links = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        """`start_span` with the parent context given and the kind as its OTLP number (SERVER is 2): the request
+        path's way in, without keyword arguments or enum lookups."""
         provider = self._provider
         # As trace.get_current_span(context).get_span_context(), without the API's layers of calls.
-        current = (context if context is not None else _get_current_context()).get(_SPAN_KEY)
-        parent: SpanContext | None = current.get_span_context() if isinstance(current, trace.Span) else None
+        current = context.get(_SPAN_KEY)
+        parent: SpanContext | None
+        if current is None:
+            parent = None
+        elif type(current) is Span:
+            parent = current._context
+        else:
+            parent = current.get_span_context() if isinstance(current, trace.Span) else None
         if provider.shutdown_done:
             # Inactive (before configure() or after shutdown()): behave as the API's no-op tracer and pass the
             # incoming context through unchanged, so a stopped pipeline never tells downstream services "not sampled".
@@ -326,7 +408,7 @@ class Tracer(trace.Tracer):
             # SpanContext(trace_id, span_id, False, _SAMPLED, state) without its validation: the ids are valid.
             _new_tuple(SpanContext, (trace_id, span_id, False, _SAMPLED, state, True)),
             parent,
-            kind._value_ + 1 if type(kind) is SpanKind else _KIND_TO_OTLP.get(kind, 1),
+            kind,
             attributes,
             links,
             start_time or _time_ns(),

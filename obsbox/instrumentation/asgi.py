@@ -25,6 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
+from obsbox.instrumentation._encode import SharedAttributes
 from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._propagation import extract_context
 from obsbox.instrumentation._redact import redact_query
@@ -37,9 +38,11 @@ from obsbox.instrumentation._server import (
     ROUTE_KEY,
     ServerRequest,
     normalise_method,
+    paths,
     report,
     split_host,
 )
+from obsbox.instrumentation._server import request_attributes as shared_request_attributes
 from obsbox.instrumentation.logs import reclaim_server_loggers
 
 Scope = MutableMapping[str, Any]
@@ -50,10 +53,22 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RouteSource = Literal["fastapi", "starlette", "scope"]
 _FASTAPI_MODULE = "fastapi.telemetry"
 
-# Host comes from the client: a bounded number of parsed values is kept.
-_hosts: Interned[tuple[bytes, str], tuple[str, int | None]] = Interned(
-    lambda key: split_host(key[0].decode("latin-1"), key[1]), limit=256
-)
+RequestKey = tuple[str, str, "bytes | None", Any, "str | None", "bytes | None", "str | None"]
+
+
+def _request_block(key: RequestKey) -> SharedAttributes:
+    raw_method, scheme, host, server, client, user_agent, version = key
+    if host is not None:
+        address, port = split_host(host.decode("latin-1"), scheme)
+    else:
+        address, port = (server[0], server[1]) if server else ("", None)
+    return shared_request_attributes(raw_method, scheme, address, port, client,
+                                     None if user_agent is None else user_agent.decode("latin-1"), version)
+
+
+# Method, host, client, user agent and protocol repeat across requests: one block per distinct set. They come from
+# clients, so the table is bounded (full, it starts over).
+_request_blocks: Interned[RequestKey, SharedAttributes] = Interned(_request_block, limit=1024)
 
 
 def _header_mapping(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -61,38 +76,24 @@ def _header_mapping(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def request_attributes(
-    scope: Scope, method: str, scheme: str, host: bytes | None, user_agent: bytes | None
-) -> dict[str, AttributeValue]:
-    """The span attributes known when the request arrives (`host`, `user_agent`: the raw header values, if any)."""
-    path: str = scope["path"]
-    attrs: dict[str, AttributeValue] = {
-        "http.request.method": method,
-        "url.scheme": scheme,
-        "url.path": path,
-    }
-    if method == "_OTHER":
-        attrs["http.request.method_original"] = scope["method"]
-    query: bytes = scope.get("query_string", b"")
-    if query:
-        attrs["url.query"] = redact_query(query.decode("latin-1"))
-    if host is not None:
-        address, port = _hosts[(host, scheme)]
-    else:
-        server = scope.get("server")
-        address, port = (server[0], server[1]) if server else ("", None)
-    if address:
-        attrs["server.address"] = address
-        if port is not None:
-            attrs["server.port"] = port
+    scope: Scope, scheme: str, host: bytes | None, user_agent: bytes | None
+) -> tuple[list[SharedAttributes], dict[str, AttributeValue] | None]:
+    """The span attributes known when the request arrives (`host`, `user_agent`: the raw header values, if any):
+    the shared blocks (request, path) and the others (a redacted query), as `ServerRequest.begin` takes them."""
     client = scope.get("client")
-    if client:
-        attrs["client.address"] = client[0]
-    if user_agent is not None:
-        attrs["user_agent.original"] = user_agent.decode("latin-1")
-    version = scope.get("http_version")
-    if version:
-        attrs["network.protocol.version"] = version
-    return attrs
+    server = None if host is not None else scope.get("server")
+    key = (
+        scope["method"],
+        scheme,
+        host,
+        tuple(server) if server else None,
+        client[0] if client else None,
+        user_agent,
+        scope.get("http_version"),
+    )
+    shared = [_request_blocks[key], paths[scope["path"]]]
+    query: bytes = scope.get("query_string", b"")
+    return shared, {"url.query": redact_query(query.decode("latin-1"))} if query else None
 
 
 class _Exchange:
@@ -235,8 +236,8 @@ class ObsboxASGIMiddleware:
                 raw_headers,
                 _header_mapping,
             )
-            attributes = request_attributes(scope, method, scheme, host, user_agent)
+            shared, attributes = request_attributes(scope, scheme, host, user_agent)
         except Exception as exc:
             report(exc)
             return None
-        return ServerRequest.begin(method, scheme, attributes, parent)
+        return ServerRequest.begin(method, scheme, shared, attributes, parent)

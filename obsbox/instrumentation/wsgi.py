@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from types import TracebackType
 from typing import Any
 
+from obsbox.instrumentation._encode import SharedAttributes
 from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._propagation import extract_context
 from obsbox.instrumentation._redact import redact_query
@@ -29,28 +30,35 @@ from obsbox.instrumentation._server import (
     ROUTE_KEY,
     ServerRequest,
     normalise_method,
+    paths,
     report,
     split_host,
 )
+from obsbox.instrumentation._server import request_attributes as shared_request_attributes
 
 Environ = MutableMapping[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-# Host comes from the client: a bounded number of parsed values is kept.
-_hosts: Interned[tuple[str, str], tuple[str, int | None]] = Interned(lambda key: split_host(*key), limit=256)
+EnvironKey = tuple[Any, str, Any, Any, Any, Any, Any, Any]
 
 
-def _host(environ: Mapping[str, Any], scheme: str) -> tuple[str, int | None]:
-    host: str | None = environ.get("HTTP_HOST")
-    if host is None:
-        name = environ.get("SERVER_NAME")
-        if not name:
-            return "", None
-        port = environ.get("SERVER_PORT")
-        return name, int(port) if port and str(port).isdigit() else None
-    return _hosts[(host, scheme)]
+def _request_block(key: EnvironKey) -> SharedAttributes:
+    raw_method, scheme, host, server_name, server_port, client, user_agent, protocol = key
+    if host is not None:
+        address, port = split_host(host, scheme)
+    elif server_name:
+        address, port = server_name, int(server_port) if server_port and str(server_port).isdigit() else None
+    else:
+        address, port = "", None
+    version = protocol[5:] if isinstance(protocol, str) and protocol.startswith("HTTP/") else None
+    return shared_request_attributes(raw_method, scheme, address, port, client or None, user_agent, version)
+
+
+# Method, host, client, user agent and protocol repeat across requests: one block per distinct set. They come from
+# clients, so the table is bounded (full, it starts over).
+_request_blocks: Interned[EnvironKey, SharedAttributes] = Interned(_request_block, limit=1024)
 
 
 def _wsgi_text(value: str) -> str:
@@ -62,33 +70,26 @@ def _header_mapping(environ: Mapping[str, Any]) -> dict[str, str]:
     return {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
 
 
-def environ_attributes(environ: Mapping[str, Any], method: str, scheme: str) -> dict[str, AttributeValue]:
-    """The span attributes known when the request arrives."""
-    attrs: dict[str, AttributeValue] = {
-        "http.request.method": method,
-        "url.scheme": scheme,
-        "url.path": _wsgi_text(environ.get("PATH_INFO") or "/"),
-    }
-    if method == "_OTHER":
-        attrs["http.request.method_original"] = environ.get("REQUEST_METHOD", "")
-    query = environ.get("QUERY_STRING")
-    if query:
-        attrs["url.query"] = redact_query(_wsgi_text(query))
-    address, port = _host(environ, scheme)
-    if address:
-        attrs["server.address"] = address
-        if port is not None:
-            attrs["server.port"] = port
-    client = environ.get("REMOTE_ADDR")
-    if client:
-        attrs["client.address"] = client
-    user_agent = environ.get("HTTP_USER_AGENT")
-    if user_agent is not None:
-        attrs["user_agent.original"] = user_agent
-    protocol: str = environ.get("SERVER_PROTOCOL", "")
-    if protocol.startswith("HTTP/"):
-        attrs["network.protocol.version"] = protocol[5:]
-    return attrs
+def environ_attributes(
+    environ: Mapping[str, Any], scheme: str
+) -> tuple[list[SharedAttributes], dict[str, AttributeValue] | None]:
+    """The span attributes known when the request arrives: the shared blocks (request, path) and the others (a
+    redacted query), as `ServerRequest.begin` takes them."""
+    get = environ.get
+    host = get("HTTP_HOST")
+    key = (
+        get("REQUEST_METHOD", "GET"),
+        scheme,
+        host,
+        None if host is not None else get("SERVER_NAME"),
+        None if host is not None else get("SERVER_PORT"),
+        get("REMOTE_ADDR"),
+        get("HTTP_USER_AGENT"),
+        get("SERVER_PROTOCOL"),
+    )
+    shared = [_request_blocks[key], paths[_wsgi_text(get("PATH_INFO") or "/")]]
+    query = get("QUERY_STRING")
+    return shared, {"url.query": redact_query(_wsgi_text(query))} if query else None
 
 
 def begin_environ(environ: Mapping[str, Any]) -> ServerRequest | None:
@@ -103,11 +104,11 @@ def begin_environ(environ: Mapping[str, Any]) -> ServerRequest | None:
             environ,
             _header_mapping,
         )
-        attributes = environ_attributes(environ, method, scheme)
+        shared, attributes = environ_attributes(environ, scheme)
     except Exception as exc:
         report(exc)
         return None
-    return ServerRequest.begin(method, scheme, attributes, parent)
+    return ServerRequest.begin(method, scheme, shared, attributes, parent)
 
 
 def _route(environ: Mapping[str, Any]) -> str | None:

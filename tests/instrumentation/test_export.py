@@ -315,16 +315,20 @@ def test_queued_spans_are_encoded_bytes_the_garbage_collector_ignores() -> None:
     # (and promoted to the oldest generation) while they waited, under load a large share of a request's cost.
     queue = _pipeline.Queue("traces", max_size=10, batch_size=10, wake=threading.Event(), encode=encode_span)
     tracer = TracerProvider(sink=queue.offer).get_tracer("test")
-    scope = {"path": "/items/1", "query_string": b"q=1", "client": ("127.0.0.1", 5000), "http_version": "1.1"}
-    attributes = request_attributes(scope, "GET", "http", b"example.com:8080", b"curl/8")
-    with tracer.start_as_current_span("GET", kind=SpanKind.SERVER, attributes=attributes) as span:
+    scope = {"method": "GET", "path": "/items/1", "query_string": b"q=1", "client": ("127.0.0.1", 5000),
+             "http_version": "1.1"}
+    shared, others = request_attributes(scope, "http", b"example.com:8080", b"curl/8")
+    with tracer.start_as_current_span("GET", kind=SpanKind.SERVER, attributes=others) as span:
+        span.shared = shared  # the blocks the request path shares between spans, as ServerRequest.begin sets them
         span.set_attribute("http.response.status_code", 200)
     (item,) = queue.items
     gc.collect()
     assert not gc.is_tracked(item)
     message = SpanMessage.FromString(item[1])
     assert message.name == "GET" and message.span_id == span.get_span_context().span_id.to_bytes(8, "big")
-    assert {kv.key: kv.value for kv in message.attributes}["server.port"].int_value == 8080
+    attrs = {kv.key: kv.value for kv in message.attributes}
+    assert attrs["server.port"].int_value == 8080 and attrs["url.path"].string_value == "/items/1"
+    assert attrs["url.query"].string_value == "q=1" and attrs["http.response.status_code"].int_value == 200
 
 
 def test_an_item_that_cannot_be_encoded_is_dropped_counted_and_warned_about_once(
