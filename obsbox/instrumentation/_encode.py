@@ -15,9 +15,13 @@ Export*ServiceRequest messages.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
+
+from opentelemetry.trace import SpanContext
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from obsbox.instrumentation._interned import Interned
 
@@ -170,11 +174,8 @@ class SpanData(Protocol):
     """What the span encoder reads (obsbox's lean span provides it)."""
 
     name: str
-    trace_id: int
-    span_id: int
-    trace_state: str
-    parent_span_id: int
-    parent_is_remote: bool
+    context: SpanContext  # the span's own: trace id, span id, trace state
+    parent: SpanContext | None  # the parent's: span id, is_remote
     kind: int  # OTLP SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer
     start_time: int
     end_time: int
@@ -196,7 +197,6 @@ _ST_MESSAGE, _ST_CODE = _tag(2, 2), _tag(3, 0)
 # SpanFlags: the parent's is_remote is known (0x100), and it is remote (0x200) — as the official encoder sets them.
 _FLAGS_LOCAL = _S_FLAGS + _pack_i(0x100)
 _FLAGS_REMOTE = _S_FLAGS + _pack_i(0x300)
-_KIND = [_S_KIND + _SMALL[i] for i in range(6)]
 _STATUS_UNSET = field_bytes(_S_STATUS, b"")
 
 
@@ -207,33 +207,55 @@ _NAMES: Interned[str, bytes] = Interned(
 
 
 # Fixed-size runs of fields packed in one call: trace_id and span_id (ids are big-endian bytes on the wire), the
-# parent span id, and start and end time (fixed64, little-endian) with their one-byte tags.
+# parent span id, and kind, start and end time (a one-byte varint, then fixed64 little-endian) with their tags.
 _pack_ids = struct.Struct(">2sQQ2sQ").pack
+_pack_ids_parent = struct.Struct(">2sQQ2sQ2sQ").pack
 _pack_parent = struct.Struct(">2sQ").pack
-_pack_times = struct.Struct("<BQBQ").pack
-_S_START_TAG, _S_END_TAG = _S_START[0], _S_END[0]
+_pack_times = struct.Struct("<BBBQBQ").pack
+_S_KIND_TAG, _S_START_TAG, _S_END_TAG = _S_KIND[0], _S_START[0], _S_END[0]
 _LOW64 = (1 << 64) - 1
+# What ends almost every span: status unset, then the flags (the parent is local or none, or remote).
+_TAIL_LOCAL = _STATUS_UNSET + _FLAGS_LOCAL
+_TAIL_REMOTE = _STATUS_UNSET + _FLAGS_REMOTE
+_encoded_of = operator.attrgetter("encoded")
 
 
 def encode_span(span: SpanData) -> bytes:
     """A Span message (without its own tag)."""
-    trace_id = span.trace_id
-    parts = [_pack_ids(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, span.span_id)]
-    if span.trace_state:
-        parts.append(field_bytes(_S_STATE, span.trace_state.encode()))
-    if span.parent_span_id:
-        parts.append(_pack_parent(_S_PARENT, span.parent_span_id))
+    # SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
+    context = span.context
+    trace_id = context[0]
+    parent = span.parent
+    state = context[4]
+    if state is not DEFAULT_TRACE_STATE and state:  # trace_state (3) goes between the span and parent ids
+        parts = [_pack_ids(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, context[1]),
+                 field_bytes(_S_STATE, state.to_header().encode())]
+        if parent is not None:
+            parts.append(_pack_parent(_S_PARENT, parent[1]))
+    elif parent is not None:
+        parts = [_pack_ids_parent(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, context[1],
+                                  _S_PARENT, parent[1])]
+    else:
+        parts = [_pack_ids(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, context[1])]
     parts += (
         _NAMES[span.name],
-        _KIND[span.kind],
-        _pack_times(_S_START_TAG, span.start_time, _S_END_TAG, span.end_time),
+        _pack_times(_S_KIND_TAG, span.kind, _S_START_TAG, span.start_time, _S_END_TAG, span.end_time),
     )
-    shared = span.shared
-    if shared:
-        for block in shared:
-            parts.append(block.encoded)
+    if span.shared:
+        parts += map(_encoded_of, span.shared)
     if span.attributes:
         parts += attributes(_S_ATTR, span.attributes)
+    remote = parent is not None and parent[2]
+    if span.events or span.links or span.status_code or span.status_message:
+        parts += (_rare_fields(span), _FLAGS_REMOTE if remote else _FLAGS_LOCAL)
+    else:
+        parts.append(_TAIL_REMOTE if remote else _TAIL_LOCAL)
+    return b"".join(parts)
+
+
+def _rare_fields(span: SpanData) -> bytes:
+    """Events, links and the status (in field order), for spans that have any of them or a status set."""
+    parts = []
     if span.events:
         for event_name, ts, attrs in span.events:
             event = _E_TIME + _pack_q(ts) + field_bytes(_E_NAME, event_name.encode("utf-8", "replace"))
@@ -256,7 +278,6 @@ def encode_span(span: SpanData) -> bytes:
         parts.append(field_bytes(_S_STATUS, status))
     else:
         parts.append(_STATUS_UNSET)
-    parts.append(_FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
 

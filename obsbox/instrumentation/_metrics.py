@@ -41,7 +41,8 @@ _get_current_span = trace.get_current_span
 _time_ns = time.time_ns
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 
-Key = tuple[tuple[str, Any], ...]
+Items = tuple[tuple[str, Any], ...]
+Key = Items | frozenset[tuple[str, Any]]  # a cell's attribute items; AttributeSets key by a frozenset
 
 
 class AttributeSet(dict[str, Any]):
@@ -49,20 +50,21 @@ class AttributeSet(dict[str, Any]):
 
     >>> attrs = AttributeSet({"http.request.method": "GET"})
     >>> attrs.key
-    (('http.request.method', 'GET'),)
+    frozenset({('http.request.method', 'GET')})
 
-    Recording with one costs a dict lookup instead of building and hashing a new key tuple of tuples each time.
-    It must not be changed after it is made (the key would no longer match).
+    Recording with one costs a dict lookup instead of building and hashing a new key tuple of tuples each time:
+    the key is a frozenset, which keeps its hash once computed. It must not be changed after it is made (the key
+    would no longer match).
     """
 
     __slots__ = ("key",)
 
     def __init__(self, attributes: Mapping[str, Any]) -> None:
         super().__init__(attributes)
-        self.key: Key = tuple(self.items())
+        self.key: Key = frozenset(self.items())
 
 
-def _normalize(key: Key) -> Key:
+def _normalize(key: Key) -> Items:
     # Callers may pass the same attributes in different orders: cells are merged by their sorted items.
     return tuple(sorted(key))
 
@@ -133,7 +135,7 @@ class Histogram:
         with self._lock:
             cells = [(k, c.count, c.sum, c.min, c.max, list(c.counts), list(c.exemplars))
                      for k, c in self._cells.items()]
-        merged: dict[Key, list[Any]] = {}
+        merged: dict[Items, list[Any]] = {}
         for key, count, total, lo, hi, counts, exemplars in cells:
             nk = _normalize(key)
             m = merged.get(nk)
@@ -209,7 +211,7 @@ class Counter:
     def collect(self, now: int) -> Metric:
         with self._lock:
             items = list(self._values.items())
-        merged: dict[Key, int | float] = {}
+        merged: dict[Items, int | float] = {}
         for key, v in items:
             nk = _normalize(key)
             merged[nk] = merged.get(nk, 0) + v

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
+from typing import TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -42,6 +43,7 @@ ROUTE_KEY = "obsbox.route"
 EXCEPTION_KEY = "obsbox.exception"
 
 _log = logging.getLogger("obsbox")
+R = TypeVar("R", bound="ServerRequest")
 # A request without (valid) trace context starts a new trace, whatever span happens to be current.
 ROOT_CONTEXT = Context()
 telemetry_errors = 0  # telemetry failures swallowed on the request path since start
@@ -187,13 +189,13 @@ class ServerRequest:
 
     @classmethod
     def begin(
-        cls,
+        cls: type[R],
         method: str,
         scheme: str,
         shared: list[SharedAttributes],
         attributes: dict[str, AttributeValue] | None,
         parent: Context | None,
-    ) -> ServerRequest | None:
+    ) -> R | None:
         """Start the span and make it current; None (after reporting) if telemetry itself failed.
 
         `shared`: the request's attribute blocks (a fresh list: `finish` adds to it); `attributes`: its others.

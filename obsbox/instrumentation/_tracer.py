@@ -35,16 +35,16 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
-    TraceState,
 )
 from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 from obsbox.instrumentation._encode import SharedAttributes, encode_scope
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_EMPTY_STATE = TraceState()
+_EMPTY_STATE = DEFAULT_TRACE_STATE  # the API's empty TraceState; the encoder knows it by identity
 _KIND_TO_OTLP = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4,
                  SpanKind.CONSUMER: 5}
 _getrandbits = random.getrandbits
@@ -113,8 +113,8 @@ class Span(trace.Span):
     """A recording span; after end() it is immutable and goes to the export queue as it is."""
 
     __slots__ = (
-        "name", "trace_id", "span_id", "trace_state", "parent_span_id", "parent_is_remote", "kind", "start_time",
-        "end_time", "shared", "attributes", "events", "links", "status_code", "status_message", "scope", "_context",
+        "name", "context", "parent", "kind", "start_time", "end_time", "shared", "attributes", "events", "links",
+        "status_code", "status_message", "scope",
         "_sink", "_record_exception", "_set_status_on_exception",
     )
 
@@ -132,19 +132,9 @@ class Span(trace.Span):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> None:
-        # SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
         self.name = name
-        self._context = context
-        self.trace_id = context[0]
-        self.span_id = context[1]
-        state = context[4]
-        self.trace_state = "" if state is _EMPTY_STATE or not state else state.to_header()
-        if parent is not None:
-            self.parent_span_id = parent[1]
-            self.parent_is_remote = parent[2]
-        else:
-            self.parent_span_id = 0
-            self.parent_is_remote = False
+        self.context = context
+        self.parent = parent
         self.kind = kind
         self.start_time = start_time
         self.end_time = 0
@@ -165,7 +155,7 @@ class Span(trace.Span):
 
     # --- the OpenTelemetry Span API -------------------------------------------------------------------------
     def get_span_context(self) -> SpanContext:
-        return self._context
+        return self.context
 
     def is_recording(self) -> bool:
         return not self.end_time
@@ -279,7 +269,7 @@ class Span(trace.Span):
         self.end()
 
     def __repr__(self) -> str:
-        return f"Span(name={self.name!r}, trace_id={self.trace_id:032x}, span_id={self.span_id:016x})"
+        return f"Span(name={self.name!r}, trace_id={self.context.trace_id:032x}, span_id={self.context.span_id:016x})"
 
 
 class _CurrentSpan:
@@ -386,7 +376,7 @@ class Tracer(trace.Tracer):
         if current is None:
             parent = None
         elif type(current) is Span:
-            parent = current._context
+            parent = current.context
         else:
             parent = current.get_span_context() if isinstance(current, trace.Span) else None
         if provider.shutdown_done:

@@ -96,26 +96,17 @@ def request_attributes(
     return shared, {"url.query": redact_query(query.decode("latin-1"))} if query else None
 
 
-class _Exchange:
-    """One request in flight: wraps `send` to note the status and to finish once the last body chunk is sent."""
+class _Request(ServerRequest):
+    """One request in flight: its telemetry, and the `send` the app is given, which notes the status and ends the
+    request once the last body chunk is sent."""
 
-    __slots__ = ("request", "probe", "entry_root_path", "routes", "scope", "status", "_send")
+    __slots__ = ("scope", "routes", "probe", "entry_root_path", "_send")
 
-    def __init__(self, request: ServerRequest, scope: Scope, send: Send, routes: RouteSource) -> None:
-        self.request = request
-        self.scope = scope
-        self.routes = routes
-        self.status = 0
-        self._send = send
-        self.entry_root_path: str = scope.get("root_path", "")
-        # The probe also tells FastAPI apps further in (mounted ones too) that this request's telemetry is taken:
-        # outside FastAPI mode it is only there to keep their own telemetry quiet, and routes come from the scope.
-        if routes == "fastapi" or (routes == "starlette" and _FASTAPI_MODULE in sys.modules):
-            self.probe = fastapi_probe()
-            if self.probe is not None:
-                scope[FASTAPI_SCOPE_KEY] = self.probe
-        else:
-            self.probe = None
+    scope: Scope
+    routes: RouteSource
+    probe: Any  # FastAPI's route reporter (see _routes.fastapi_probe), or None
+    entry_root_path: str
+    _send: Send
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -123,17 +114,18 @@ class _Exchange:
             self.status = message["status"]
         elif kind == "http.response.body" and not message.get("more_body", False):
             await self._send(message)
-            self.finish(None)
+            if not self.finished:
+                self.end(None)
             return
         await self._send(message)
 
-    def finish(self, exc: BaseException | None) -> None:
-        request = self.request
-        if not request.finished:
-            if exc is None:
-                handled = self.scope.get(EXCEPTION_KEY)
-                exc = handled if isinstance(handled, BaseException) else None
-            request.finish(self.route(), self.status, exc)
+    def end(self, exc: BaseException | None) -> None:
+        """Finish with the route, the status sent and the exception (raised, or one the framework handled)."""
+        if exc is None:
+            handled = self.scope.get(EXCEPTION_KEY)
+            if handled is not None and isinstance(handled, BaseException):
+                exc = handled
+        self.finish(self.route(), self.status, exc)
 
     def route(self) -> str | None:
         try:
@@ -171,47 +163,37 @@ class ObsboxASGIMiddleware:
         self.routes: RouteSource = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or REQUEST_KEY in scope:
             if scope["type"] == "lifespan":  # the server is starting the app: its logging is set up by now
                 reclaim_server_loggers()
             await self.app(scope, receive, send)
             return
-        if REQUEST_KEY in scope or self._excluded(scope):
+        path: str = scope["path"]
+        excluded = self.excluded_paths
+        # Servers started with a root path (uvicorn --root-path) put it in front of `path`.
+        root: str = scope.get("root_path", "")
+        if path in excluded or (root and path.startswith(root) and path[len(root):] in excluded):
             await self.app(scope, receive, send)
             return
-        request = self._begin(scope)
+        request = self._begin(scope, send)
         if request is None:
             await self.app(scope, receive, send)
             return
         try:
-            scope[REQUEST_KEY] = request
-            exchange = _Exchange(request, scope, send, self.routes)
-        except Exception as exc:
-            report(exc)
-            request.detach()
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, exchange.send)
+            await self.app(scope, receive, request.send)
         except BaseException as exc:
-            exchange.finish(exc)
+            if not request.finished:
+                request.end(exc)
             raise
         finally:
-            exchange.finish(None)  # no-op once finished; covers apps that return without a complete body
+            if not request.finished:  # apps that return without a complete body
+                request.end(None)
             request.detach()
             scope.pop(REQUEST_KEY, None)
-            if exchange.probe is not None:
+            if request.probe is not None:
                 scope.pop(FASTAPI_SCOPE_KEY, None)
 
-    def _excluded(self, scope: Scope) -> bool:
-        path: str = scope["path"]
-        if path in self.excluded_paths:
-            return True
-        # Servers started with a root path (uvicorn --root-path) put it in front of `path`.
-        root: str = scope.get("root_path", "")
-        return bool(root) and path.startswith(root) and path[len(root):] in self.excluded_paths
-
-    def _begin(self, scope: Scope) -> ServerRequest | None:
+    def _begin(self, scope: Scope, send: Send) -> _Request | None:
         try:
             raw_headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
             method = normalise_method(scope["method"])
@@ -240,4 +222,26 @@ class ObsboxASGIMiddleware:
         except Exception as exc:
             report(exc)
             return None
-        return ServerRequest.begin(method, scheme, shared, attributes, parent)
+        request = _Request.begin(method, scheme, shared, attributes, parent)
+        if request is None:
+            return None
+        try:
+            routes = self.routes
+            request.scope = scope
+            request.routes = routes
+            request._send = send
+            request.entry_root_path = scope.get("root_path", "")
+            # The probe also tells FastAPI apps further in (mounted ones too) that this request's telemetry is
+            # taken: outside FastAPI mode it only keeps their own telemetry quiet, and routes come from the scope.
+            if routes == "fastapi" or (routes == "starlette" and _FASTAPI_MODULE in sys.modules):
+                request.probe = probe = fastapi_probe()
+                if probe is not None:
+                    scope[FASTAPI_SCOPE_KEY] = probe
+            else:
+                request.probe = None
+            scope[REQUEST_KEY] = request
+        except Exception as exc:
+            report(exc)
+            request.detach()
+            return None
+        return request

@@ -30,8 +30,9 @@ def test_current_span_and_nesting(tracer: trace.Tracer, finished: list[Span]) ->
         assert trace.get_current_span() is outer
     assert not trace.get_current_span().get_span_context().is_valid
     assert [s.name for s in finished] == ["inner", "outer"]
-    assert finished[0].parent_span_id == outer.get_span_context().span_id
-    assert finished[0].trace_id == finished[1].trace_id and finished[1].parent_span_id == 0
+    parent = finished[0].parent
+    assert parent is not None and parent.span_id == outer.get_span_context().span_id
+    assert finished[0].context.trace_id == finished[1].context.trace_id and finished[1].parent is None
 
 
 def test_decorator_starts_one_span_per_call(tracer: trace.Tracer, finished: list[Span]) -> None:
