@@ -173,7 +173,7 @@ class Span(trace.Span):
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self.end_time:
             return
-        if self.shared is not None:
+        if self.shared is not None and any(key in block for block in self.shared for key in attributes):
             self._unshare()
         if self.attributes is None:
             self.attributes = {k: v for k, v in attributes.items() if v is not None}

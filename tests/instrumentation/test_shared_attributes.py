@@ -104,8 +104,9 @@ def test_a_new_attribute_leaves_the_blocks_shared() -> None:
     blocks = [SharedAttributes(REQUEST), SharedAttributes(PATH)]
     span = _lean_span(list(blocks), None)
     span.set_attribute("enduser.id", "u1")
-    assert span.shared == blocks and span.attributes == {"enduser.id": "u1"}
-    assert _values(span) == {**REQUEST, **PATH, "enduser.id": "u1"}
+    span.set_attributes({"session.id": "s1", "retries": None})
+    assert span.shared == blocks and span.attributes == {"enduser.id": "u1", "session.id": "s1"}
+    assert _values(span) == {**REQUEST, **PATH, "enduser.id": "u1", "session.id": "s1"}
 
 
 @pytest.fixture
