@@ -13,6 +13,7 @@ from typing import Protocol
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanContext
 
+from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation.catalogue import SEMCONV_METRICS
 
 AttributeValue = str | int
@@ -24,8 +25,16 @@ class DurationRecorder(Protocol):
     ) -> None: ...
 
 
+class ActiveRequest(Protocol):
+    active: AttributeSet  # the request's http.server.active_requests attributes
+
+
 class ActiveRecorder(Protocol):
-    def add(self, amount: int, attributes: Mapping[str, AttributeValue]) -> None: ...
+    """Counts the requests in flight: `begin` when one starts, `end` (once) when it is done."""
+
+    def begin(self, request: ActiveRequest) -> None: ...
+
+    def end(self, request: ActiveRequest) -> None: ...
 
 
 class Runtime:
@@ -60,6 +69,21 @@ class _ApiHistogram:
         self._h.record(seconds, attributes)
 
 
+class _ApiActive:
+    """Fallback: an OpenTelemetry API up-down counter, one up and one down per request."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, c: metrics.UpDownCounter) -> None:
+        self._c = c
+
+    def begin(self, request: ActiveRequest) -> None:
+        self._c.add(1, request.active)
+
+    def end(self, request: ActiveRequest) -> None:
+        self._c.add(-1, request.active)
+
+
 def _api_runtime() -> Runtime:
     meter = metrics.get_meter("obsbox")
     server = SEMCONV_METRICS["http.server.request.duration"]
@@ -68,7 +92,7 @@ def _api_runtime() -> Runtime:
     return Runtime(
         tracer=trace.get_tracer("obsbox"),
         server_duration=_ApiHistogram(meter.create_histogram(server.name, server.unit, server.description)),
-        server_active=meter.create_up_down_counter(active.name, active.unit, active.description),
+        server_active=_ApiActive(meter.create_up_down_counter(active.name, active.unit, active.description)),
         client_duration=_ApiHistogram(meter.create_histogram(client.name, client.unit, client.description)),
     )
 

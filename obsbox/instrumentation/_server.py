@@ -228,7 +228,7 @@ class ServerRequest:
             report(exc)
             return None
         try:
-            runtime.server_active.add(1, self.active)
+            runtime.server_active.begin(self)
         except Exception as exc:  # a broken recorder must not cost the span
             report(exc)
         self.started = perf_counter()
@@ -272,7 +272,7 @@ class ServerRequest:
                 mark_error(span, error, exc)
             runtime = self.runtime
             runtime.server_duration.record(elapsed, duration_attributes, span.get_span_context())
-            runtime.server_active.add(-1, self.active)
+            runtime.server_active.end(self)
         except Exception as failure:
             report(failure)
         finally:

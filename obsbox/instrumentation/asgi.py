@@ -108,16 +108,20 @@ class _Request(ServerRequest):
     entry_root_path: str
     _send: Send
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine itself: every message but the last hands back the server's own awaitable, which saves
+        # a coroutine per message; only the last body chunk is awaited here, to end the request once it is sent.
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
         elif kind == "http.response.body" and not message.get("more_body", False):
-            await self._send(message)
-            if not self.finished:
-                self.end(None)
-            return
+            return self._send_last(message)
+        return self._send(message)
+
+    async def _send_last(self, message: Message) -> None:
         await self._send(message)
+        if not self.finished:
+            self.end(None)
 
     def end(self, exc: BaseException | None) -> None:
         """Finish with the route, the status sent and the exception (raised, or one the framework handled)."""

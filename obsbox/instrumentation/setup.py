@@ -59,7 +59,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._encode import encode_resource
 from obsbox.instrumentation._meters import SwitchableMeterProvider
-from obsbox.instrumentation._metrics import Counter, Histogram
+from obsbox.instrumentation._metrics import Counter, Histogram, InFlight
 from obsbox.instrumentation._pipeline import LogItem, Pipeline
 from obsbox.instrumentation._tracer import Sampler, TracerProvider
 from obsbox.instrumentation._transport import GrpcSender, HttpSender, Sender, grpc_available
@@ -86,7 +86,7 @@ class _Instruments:
         client = SEMCONV_METRICS["http.client.request.duration"]
         items = CATALOGUE["obsbox.export.items"]
         self.server_duration = Histogram(server.name, server.unit, server.description, HTTP_DURATION_BUCKETS)
-        self.server_active = Counter(active.name, active.unit, active.description, monotonic=False)
+        self.server_active = InFlight(active.name, active.unit, active.description)
         self.client_duration = Histogram(client.name, client.unit, client.description, HTTP_DURATION_BUCKETS)
         self.export_items = Counter(items.name, items.unit, items.description, monotonic=True)
         self.all: tuple[Histogram | Counter, ...] = (
@@ -451,7 +451,10 @@ class _NoopRecorder:
     def record(self, seconds: float, attributes: Mapping[str, Any], span_context: Any = None) -> None:
         return None
 
-    def add(self, amount: int, attributes: Mapping[str, Any]) -> None:
+    def begin(self, request: object) -> None:
+        return None
+
+    def end(self, request: object) -> None:
         return None
 
 

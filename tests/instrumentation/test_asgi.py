@@ -306,3 +306,39 @@ def test_exclusions_apply_under_a_root_path(capture: Captured) -> None:
                  "query_string": b"", "root_path": "/api", "headers": [], "http_version": "1.1"}
         asyncio.run(app(scope, receive, send))
     assert [s.name for s in capture.server_spans()] == ["GET /items/{item_id}"]
+
+
+def test_send_passes_the_servers_awaitable_through_and_ends_after_the_last_chunk_is_sent(capture: Captured) -> None:
+    """Messages before the last go straight to the server (its own awaitable, no coroutine of ours in between);
+    the request ends only once the server has sent the last body chunk, so a slow last write is timed."""
+    handed: list[Any] = []
+
+    class Sent:
+        def __await__(self) -> Any:
+            return asyncio.sleep(0).__await__()
+
+    def server_send(message: Any) -> Any:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            return asyncio.sleep(0.1)  # a slow last write
+        handed.append(Sent())
+        return handed[-1]
+
+    returned: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        for message in ({"type": "http.response.start", "status": 200, "headers": []},
+                        {"type": "http.response.body", "body": b"a", "more_body": True}):
+            returned.append(send(message))
+            await returned[-1]
+        await send({"type": "http.response.body", "body": b"b"})
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/x", "raw_path": b"/x",
+             "query_string": b"", "root_path": "", "headers": [], "http_version": "1.1"}
+    asyncio.run(ObsboxASGIMiddleware(app)(scope, receive, server_send))
+    assert returned == handed and len(handed) == 2
+    (span,) = capture.server_spans()
+    assert span.attributes is not None and span.attributes["http.response.status_code"] == 200
+    assert capture.server_duration.calls[0][0] >= 0.1

@@ -43,6 +43,12 @@ class Recorder:
     def add(self, amount: int, attributes: Mapping[str, Any]) -> None:
         self.calls.append((amount, dict(attributes), None))
 
+    def begin(self, request: Any) -> None:  # as an active-requests recorder
+        self.add(1, request.active)
+
+    def end(self, request: Any) -> None:
+        self.add(-1, request.active)
+
 
 @dataclass
 class Captured:

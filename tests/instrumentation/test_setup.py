@@ -15,6 +15,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import obsbox
 from obsbox.instrumentation import _runtime
+from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation.catalogue import HTTP_DURATION_BUCKETS
 from obsbox.instrumentation.setup import Telemetry
 from obsbox.testing import OTLPReceiver, capture
@@ -124,6 +125,10 @@ def test_ratio_sampler_keeps_about_the_ratio(otlp_receiver: OTLPReceiver) -> Non
         t.shutdown()
 
 
+class InFlightRequest:
+    active = AttributeSet({"http.request.method": "GET", "url.scheme": "http"})
+
+
 def test_http_metrics_with_semconv_buckets_and_exemplars(telemetry: Telemetry, otlp_receiver: OTLPReceiver) -> None:
     runtime = _runtime.current()
     attrs = {"http.request.method": "GET", "url.scheme": "http", "http.route": "/items/{id}",
@@ -131,8 +136,10 @@ def test_http_metrics_with_semconv_buckets_and_exemplars(telemetry: Telemetry, o
     with runtime.tracer.start_as_current_span("GET /items/{id}") as span:
         runtime.server_duration.record(0.003, attrs, span.get_span_context())
         runtime.server_duration.record(0.2, dict(reversed(list(attrs.items()))))  # other order, current span
-    runtime.server_active.add(1, {"http.request.method": "GET", "url.scheme": "http"})
-    runtime.server_active.add(-1, {"http.request.method": "GET", "url.scheme": "http"})
+    first, second = InFlightRequest(), InFlightRequest()
+    runtime.server_active.begin(first)
+    runtime.server_active.begin(second)
+    runtime.server_active.end(first)  # `second` is still in flight when the metrics are exported
     # user code's own instruments go through the SDK MeterProvider into the same export
     metrics.get_meter("user").create_counter("orders.placed", unit="{order}").add(2, {"kind": "web"})
     telemetry.force_flush()
@@ -144,7 +151,8 @@ def test_http_metrics_with_semconv_buckets_and_exemplars(telemetry: Telemetry, o
     assert {(e.trace_id, e.span_id) for e in h.exemplars} == {(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")}
     assert len(h.exemplars) == 2 and h.resource["service.name"] == "setup-test"
     (active,) = otlp_receiver.latest("http.server.active_requests")
-    assert active.value == 0 and not active.monotonic
+    assert active.value == 1 and not active.monotonic
+    assert active.attributes == {"http.request.method": "GET", "url.scheme": "http"}
     (orders,) = otlp_receiver.latest("orders.placed")
     assert orders.value == 2 and orders.monotonic and orders.resource["service.name"] == "setup-test"
 
