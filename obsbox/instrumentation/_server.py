@@ -21,7 +21,7 @@ from time import perf_counter
 from typing import TypeVar
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 
 from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._encode import SharedAttributes
@@ -256,22 +256,27 @@ class ServerRequest:
             else:
                 error = None
             name, span_attributes, duration_attributes = _outcomes[(self.method, self.scheme, route, status, error)]
-            if type(span) is LeanSpan and not span.end_time:  # obsbox's span: set its fields directly
-                if route is not None:
-                    span.name = name
-                shared, others = span.shared, span.attributes
-                if shared is not None and (not others or others.keys().isdisjoint(span_attributes)):
-                    shared.append(span_attributes)
-                else:
+            context: SpanContext
+            if type(span) is LeanSpan:  # obsbox's span: set its fields directly
+                context = span.context
+                if not span.end_time:
+                    if route is not None:
+                        span.name = name
+                    shared, others = span.shared, span.attributes
+                    if shared is not None and (not others or others.keys().isdisjoint(span_attributes)):
+                        shared.append(span_attributes)
+                    else:
+                        span.set_attributes(span_attributes)
+            else:
+                context = span.get_span_context()
+                if span.is_recording():
+                    if route is not None:
+                        span.update_name(name)
                     span.set_attributes(span_attributes)
-            elif span.is_recording():
-                if route is not None:
-                    span.update_name(name)
-                span.set_attributes(span_attributes)
             if error is not None and span.is_recording():
                 mark_error(span, error, exc)
             runtime = self.runtime
-            runtime.server_duration.record(elapsed, duration_attributes, span.get_span_context())
+            runtime.server_duration.record(elapsed, duration_attributes, context)
             runtime.server_active.end(self)
         except Exception as failure:
             report(failure)

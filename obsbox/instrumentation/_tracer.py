@@ -89,13 +89,14 @@ def detach_span(token: Token[Context]) -> None:
 class Sampler:
     """The standard samplers by their OTEL_TRACES_SAMPLER names (parentbased_always_on by default)."""
 
-    __slots__ = ("name", "ratio", "_parent_based", "_root", "_bound")
+    __slots__ = ("name", "ratio", "_parent_based", "_root", "_bound", "roots_on")
 
     def __init__(self, name: str = "parentbased_always_on", ratio: float = 1.0) -> None:
         self.name, self.ratio = name, ratio
         self._parent_based = name.startswith("parentbased_")
         root = name.removeprefix("parentbased_")
         self._root = root  # always_on, always_off or traceidratio
+        self.roots_on = root == "always_on"  # every new trace is sampled: callers may skip `sample` for roots
         # As the SDK's TraceIdRatioBased: compare the low 64 bits of the trace id with ratio × 2^64.
         self._bound = round(ratio * (1 << 64))
 
@@ -391,7 +392,8 @@ class Tracer(trace.Tracer):
             trace_id = _getrandbits(128) or 1
             state = _EMPTY_STATE
         span_id = _getrandbits(64) or 1
-        if not provider.sampler.sample(parent, trace_id):
+        sampler = provider.sampler
+        if (parent is not None or not sampler.roots_on) and not sampler.sample(parent, trace_id):
             return NonRecordingSpan(SpanContext(trace_id, span_id, False, _NOT_SAMPLED, state))
         return Span(
             name,
