@@ -5,9 +5,10 @@
 
 Method (docs/benchmarks.md explains it): one minimal endpoint under uvicorn pinned to the first core; wrk (one
 thread, fixed connections) and a real OTLP/HTTP receiver that decodes every export pinned to the second core.
-Each round runs every mode once, bare first, each in a fresh server process: start, warm up, measure, stop
-gracefully (the exporters flush), then count what the receiver got from it. The table reports medians over the
-rounds and each mode's ratio to bare's median in the same run.
+Each round runs every mode once, bare first (with --alternate, every other round in reverse order), each in a
+fresh server process: start, warm up, measure, stop gracefully (the exporters flush), then count what the
+receiver got from it. The table reports medians over the rounds and each mode's ratio to bare's median in the
+same run.
 """
 
 from __future__ import annotations
@@ -293,11 +294,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"modes to run, bare always included ({', '.join(MODES)})")  # fmt: skip
     parser.add_argument("--start-timeout", type=float, default=60.0)
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
+    parser.add_argument("--alternate", action="store_true",
+                        help="reverse the order of the modes every other round (bare first, then last), so a drift "
+                             "of the machine's speed within a round does not favour the same modes every round")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration < 1:
         parser.error("--rounds and --duration must be at least 1")
     args.modes = ["bare", *[m for m in dict.fromkeys(args.modes) if m != "bare"]]
     return args
+
+
+def round_order(modes: list[str], round_: int, alternate: bool) -> list[str]:
+    """The order of the modes in a round (counted from 1): as given, or with --alternate reversed in even rounds.
+
+    >>> round_order(["bare", "obsbox", "pfi"], 2, True)
+    ['pfi', 'obsbox', 'bare']
+    """
+    return modes[::-1] if alternate and round_ % 2 == 0 else modes
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -328,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with Receiver(info["cpus"][1]) as receiver:
         for round_ in range(1, args.rounds + 1):
-            for mode in args.modes:
+            for mode in round_order(args.modes, round_, args.alternate):
                 _progress(f"[round {round_}/{args.rounds}] {mode} ...")
                 run = measure(mode, round_, args, receiver)
                 runs.append(run)
