@@ -227,16 +227,16 @@ def encode_span(span: SpanData) -> bytes:
     trace_id = context[0]
     parent = span.parent
     state = context[4]
-    if state is not DEFAULT_TRACE_STATE and state:  # trace_state (3) goes between the span and parent ids
-        parts = [_pack_ids(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, context[1]),
-                 field_bytes(_S_STATE, state.to_header().encode())]
-        if parent is not None:
-            parts.append(_pack_parent(_S_PARENT, parent[1]))
-    elif parent is not None:
+    has_state = state is not DEFAULT_TRACE_STATE and bool(state)
+    if parent is not None and not has_state:  # the ids and the parent id in one run
         parts = [_pack_ids_parent(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, context[1],
                                   _S_PARENT, parent[1])]
-    else:
+    else:  # trace_state (3), if any, goes between the span id and the parent id
         parts = [_pack_ids(_S_TRACE_ID, trace_id >> 64, trace_id & _LOW64, _S_SPAN_ID, context[1])]
+        if has_state:
+            parts.append(field_bytes(_S_STATE, state.to_header().encode()))
+        if parent is not None:
+            parts.append(_pack_parent(_S_PARENT, parent[1]))
     parts += (
         _NAMES[span.name],
         _pack_times(_S_KIND_TAG, span.kind, _S_START_TAG, span.start_time, _S_END_TAG, span.end_time),

@@ -221,10 +221,10 @@ class Counter:
                       Sum(data_points=points, aggregation_temporality=_CUMULATIVE, is_monotonic=self.monotonic))
 
 
-class Request(Protocol):
-    """What InFlight counts: a request in flight, with its attribute set."""
+class ActiveRequest(Protocol):
+    """A request in flight as the active-requests recorders see it (InFlight, the runtime's fallback)."""
 
-    active: AttributeSet
+    active: AttributeSet  # the request's http.server.active_requests attributes
 
 
 class InFlight(Counter):
@@ -253,12 +253,12 @@ class InFlight(Counter):
         self.requests: dict[int, AttributeSet] = {}
         self._seen: dict[Key, None] = {}
 
-    def begin(self, request: Request) -> None:
+    def begin(self, request: ActiveRequest) -> None:
         attributes = self.requests[id(request)] = request.active
         if attributes.key not in self._seen:
             self._seen[attributes.key] = None
 
-    def end(self, request: Request) -> None:
+    def end(self, request: ActiveRequest) -> None:
         self.requests.pop(id(request), None)
 
     def _items(self) -> list[tuple[Key, int | float]]:

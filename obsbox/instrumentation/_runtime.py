@@ -13,7 +13,7 @@ from typing import Protocol
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanContext
 
-from obsbox.instrumentation._metrics import AttributeSet
+from obsbox.instrumentation._metrics import ActiveRequest
 from obsbox.instrumentation.catalogue import SEMCONV_METRICS
 
 AttributeValue = str | int
@@ -23,10 +23,6 @@ class DurationRecorder(Protocol):
     def record(
         self, seconds: float, attributes: Mapping[str, AttributeValue], span_context: SpanContext | None = None
     ) -> None: ...
-
-
-class ActiveRequest(Protocol):
-    active: AttributeSet  # the request's http.server.active_requests attributes
 
 
 class ActiveRecorder(Protocol):

@@ -10,8 +10,8 @@ makes it current and counts the request as active; `finish` names the span `METH
 `http.server.request.duration` with the span as exemplar and ends the span. Everything here follows the stable HTTP
 semantic conventions. A request's attributes come in shared blocks (SharedAttributes): what the connection and
 the request line give (method, host, client, user agent), the path, then the route and status. Each distinct block
-is built and encoded once and kept in a bounded table, so a request neither builds nor encodes them again. Each step guards itself: an error in telemetry is reported once and swallowed, so the
-application never sees it.
+is built and encoded once and kept in a bounded table, so a request neither builds nor encodes them again. Each
+step guards itself: an error in telemetry is reported once and swallowed, so the application never sees it.
 """
 
 from __future__ import annotations

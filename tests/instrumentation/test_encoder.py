@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -107,6 +108,29 @@ def test_spans_encode_to_the_same_bytes_as_the_official_encoder() -> None:
     server = spans[2]
     assert server.flags == 0x300 and server.trace_state == "vendor=x:1" and server.kind == 2
     assert {kv.key for kv in server.attributes} == set(ATTRIBUTE_KINDS)
+
+
+def test_every_layout_of_ids_state_and_parent_encodes_as_the_official_encoder() -> None:
+    """The encoder packs the ids with the parent id when there is no trace state: each combination of a trace state
+    and a parent (none, local, remote) must still give the official encoder's bytes."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource(RESOURCE_ATTRS))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("obsbox.test", "1.2.3")
+    for state in (TraceState(), TraceState([("vendor", "x:1")])):
+        remote = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,
+                             trace_flags=TraceFlags(1), trace_state=state)
+        incoming = trace.set_span_in_context(NonRecordingSpan(remote))
+        with tracer.start_as_current_span("remote parent", context=incoming), tracer.start_as_current_span("local"):
+            pass
+    with tracer.start_as_current_span("no parent", context=Context()):
+        pass
+    sdk_spans = exporter.get_finished_spans()
+    scope = _encode.encode_scope("obsbox.test", "1.2.3")
+    ours = _encode.encode_spans_request(_encode.encode_resource(RESOURCE_ATTRS),
+                                        [_lean_copy(s, scope) for s in sdk_spans])
+    assert ours == encode_spans(sdk_spans).SerializeToString()
+    assert len(sdk_spans) == 5
 
 
 def test_spans_from_the_lean_tracer_decode_as_recorded() -> None:
