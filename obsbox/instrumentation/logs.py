@@ -218,9 +218,9 @@ def configure_console(settings: Settings) -> None:
     if _console_id is not None:
         _remove(_console_id)
         _console_id = None
-    if settings.console:
-        _console_id = logger.add(_STDERR, level=settings.log_level, format=_console_format, colorize=None)
-    route_stdlib_logging(settings.log_level)
+    if settings.logs.console:
+        _console_id = logger.add(_STDERR, level=settings.logs.log_level, format=_console_format, colorize=None)
+    route_stdlib_logging(settings.logs.log_level)
 
 
 def attach_export(offer: Callable[[LogItem], None], level: str) -> None:

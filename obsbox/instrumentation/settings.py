@@ -3,14 +3,19 @@
 >>> from obsbox.instrumentation.settings import resolve
 >>> s = resolve({"service_name": "orders"}, environ={"OTEL_TRACES_SAMPLER": "traceidratio",
 ...                                                  "OTEL_TRACES_SAMPLER_ARG": "0.25"})
->>> (s.service_name, s.sampler, s.sample_ratio, s.endpoint)
+>>> (s.service_name, s.sampling.sampler, s.sampling.sample_ratio, s.export.otlp_endpoint)
 ('orders', 'traceidratio', 0.25, 'http://127.0.0.1:4318')
+
+The declaration is the `Settings` dataclass and its groups (export, batching, sampling, pull, logs, as logfire
+groups its options): each field says its default, parser, OTEL_* variables and doc (`_setting`). Everything else is
+derived from it: the table `SETTINGS` that resolution walks, docs/configuration.md
+(`python -m obsbox.instrumentation.settings`) and `configure()`'s typed keyword arguments in `_arguments.py`
+(`... --arguments`); tests keep both generated files in sync. A setting has ONE flat name: its keyword, and in
+capitals after `OBSBOX_` its variable, whatever group holds it.
 
 Precedence: the argument to `configure()` > the `OBSBOX_*` variable > the standard `OTEL_*` variable > the
 default. An invalid value never crashes the service: it produces one warning naming where it came from and the
-value used instead, and the next source in line (finally the default) applies. docs/configuration.md is generated
-from the table below (`python -m obsbox.instrumentation.settings`), and a test keeps the two in sync.
-"""
+value used instead, and the next source in line (finally the default) applies."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import logging
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 _log = logging.getLogger("obsbox")
@@ -165,9 +170,11 @@ def _port(v: Any) -> int:
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting: the `configure()` keyword, its environment variables and how to read them."""
+    """One setting as the table shows it: the `configure()` keyword, its environment variables and how to read
+    them. Made from the declaration (a field of `Settings` or of one of its groups), never written by hand."""
 
     name: str
+    group: str  # "" for the top level, else the attribute of `Settings` that holds the group
     type: str  # for the docs
     default: Any
     doc: str
@@ -175,136 +182,92 @@ class Setting:
     obsbox_env: str | None = None
     otel_env: tuple[str, ...] = ()
     env_in_ms: bool = False  # environment values are milliseconds (the OTEL_* convention), arguments seconds
+    argument: str = ""  # the keyword argument's type in configure()'s signature
 
     def parse_env(self, text: str) -> Any:
         return _seconds(text, from_ms=True) if self.env_in_ms else self.parse(text)
 
 
-def _env(name: str) -> str:
-    return "OBSBOX_" + name.upper()
+_DECLARATION = "obsbox.setting"
+_GROUP = "obsbox.group"
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("service_name", "str", "unknown_service:python",
-            "`service.name` of every span, metric and log (`service_name` in Prometheus and Loki).",
-            _nonempty, _env("service_name"), ("OTEL_SERVICE_NAME",)),
-    Setting("service_version", "str", None, "`service.version` resource attribute.",
-            _nonempty, _env("service_version")),
-    Setting("environment", "str", None,
-            "`deployment.environment.name` resource attribute (for example production, staging).",
-            _nonempty, _env("environment")),
-    Setting("resource_attributes", "key=value,...", {},
-            "Extra resource attributes; explicit service settings above win over the same keys here.",
-            _pairs, _env("resource_attributes"), ("OTEL_RESOURCE_ATTRIBUTES",)),
-    Setting("endpoint", "URL", None,
-            "OTLP base URL; /v1/traces, /v1/metrics and /v1/logs are appended for http/protobuf. Default "
-            "http://127.0.0.1:4318 (http/protobuf) or http://127.0.0.1:4317 (grpc).",
-            _url, _env("endpoint"), ("OTEL_EXPORTER_OTLP_ENDPOINT",)),
-    *(Setting(f"{signal}_endpoint", "URL", None,
-              f"OTLP URL for {signal} only, used as is (nothing appended; a URL without a path posts to /); "
-              "overrides `endpoint` for this signal.",
-              _url, _env(f"{signal}_endpoint"), (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",))
-      for signal in SIGNALS),
-    Setting("protocol", "http/protobuf or grpc", "http/protobuf",
-            "OTLP transport. grpc needs `pip install 'obsbox[grpc]'`; without it obsbox warns and uses "
-            "http/protobuf.",
-            _choice(PROTOCOLS), _env("protocol"), ("OTEL_EXPORTER_OTLP_PROTOCOL",)),
-    Setting("headers", "key=value,...", {}, "Headers sent with every export (for example an API key).",
-            _pairs, _env("headers"), ("OTEL_EXPORTER_OTLP_HEADERS",)),
-    *(Setting(f"{signal}_headers", "key=value,...", None,
-              f"Headers for {signal} exports only; when set they replace `headers` for this signal.",
-              _pairs, _env(f"{signal}_headers"), (f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",))
-      for signal in SIGNALS),
-    *(Setting(f"{signal}_exporter", "otlp or none", "otlp",
-              f"`none`: {signal} are not sent over OTLP at all (no connection, no drops, no warning)"
-              + {"traces": "; spans are still created and sampled, so trace ids still reach logs and exemplars.",
-                 "metrics": "; the /metrics pull endpoint still serves them.",
-                 "logs": "; the console still prints them."}[signal]
-              + " A comma list is accepted; other exporters (console, ...) are not supported: one warning, "
-              "then otlp.",
-              _exporter, _env(f"{signal}_exporter"), (f"OTEL_{signal.upper()}_EXPORTER",))
-      for signal in SIGNALS),
-    Setting("compression", "none or gzip", "none", "Compression of export bodies.",
-            _choice(("none", "gzip")), _env("compression"), ("OTEL_EXPORTER_OTLP_COMPRESSION",)),
-    Setting("export_timeout", "seconds", 3.0,
-            "Timeout of one export request (environment: milliseconds). Short on purpose: a slow collector "
-            "must not hold telemetry back.",
-            _seconds, _env("export_timeout"), ("OTEL_EXPORTER_OTLP_TIMEOUT",), env_in_ms=True),
-    Setting("sampler", "name", "parentbased_always_on",
-            "Trace sampler: " + ", ".join(SAMPLERS) + ".",
-            _choice(SAMPLERS), _env("sampler"), ("OTEL_TRACES_SAMPLER",)),
-    Setting("sample_ratio", "0..1", 1.0, "Ratio for the traceidratio samplers.",
-            _ratio, _env("sample_ratio"), ("OTEL_TRACES_SAMPLER_ARG",)),
-    Setting("disabled", "bool", False,
-            "Turn all telemetry off: configure() installs nothing and returns a no-op handle.",
-            _bool, _env("disabled"), ("OTEL_SDK_DISABLED",)),
-    Setting("metric_export_interval", "seconds", 15.0,
-            "Interval between metric exports (environment: milliseconds).",
-            _seconds, _env("metric_export_interval"), ("OTEL_METRIC_EXPORT_INTERVAL",), env_in_ms=True),
-    Setting("max_queue_size", "int", 2048,
-            "Spans (and, separately, log records) held for export at most; beyond it new ones are dropped "
-            "and counted in obsbox.export.items{export.outcome=\"dropped\"}.",
-            _int(1, 10_000_000), _env("max_queue_size"), ("OTEL_BSP_MAX_QUEUE_SIZE",)),
-    Setting("max_export_batch_size", "int", 512, "Spans or log records per export request at most.",
-            _int(1, 1_000_000), _env("max_export_batch_size"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",)),
-    Setting("schedule_delay", "seconds", 1.0,
-            "Longest wait before queued spans and logs are exported (environment: milliseconds).",
-            _seconds, _env("schedule_delay"), ("OTEL_BSP_SCHEDULE_DELAY",), env_in_ms=True),
-    Setting("batch_export_timeout", "seconds", 5.0,
-            "Time budget of one batch including its retry (environment: milliseconds).",
-            _seconds, _env("batch_export_timeout"), ("OTEL_BSP_EXPORT_TIMEOUT",), env_in_ms=True),
-    Setting("metrics_port", "port", None,
-            "Also serve Prometheus/OpenMetrics text at GET /metrics on this port (0: any free port).",
-            _port, _env("metrics_port")),
-    Setting("metrics_host", "host", "127.0.0.1",
-            "Address of the /metrics endpoint; 0.0.0.0 exposes it beyond this machine.",
-            _nonempty, _env("metrics_host")),
-    Setting("console", "bool", True,
-            "Print log records to stderr in loguru's readable format (with a short trace id).",
-            _bool, _env("console")),
-    Setting("log_level", "level", "INFO", "Lowest level printed and exported by the obsbox logger.",
-            _level, _env("log_level")),
-    Setting("export_logs", "bool", True, "Export log records over OTLP.", _bool, _env("export_logs")),
-)
+def _setting(default: Any, type_doc: str, parse: Callable[[Any], Any], doc: str, *, otel: tuple[str, ...] = (),
+             env_in_ms: bool = False, argument: str = "") -> Any:
+    """Declare one setting as a field: its default, how it reads, its OTEL_* variables and its doc.
 
-BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+    The `configure()` keyword is the field's name and the OBSBOX_* variable is its name in capitals, so a setting
+    has one name everywhere. `argument` overrides the keyword's type derived from the field's (see `_argument`).
+    """
+    spec = {"default": default, "type": type_doc, "parse": parse, "doc": doc, "otel": otel,
+            "env_in_ms": env_in_ms, "argument": argument}
+    return field(metadata={_DECLARATION: spec})
 
 
+def _group(cls: type) -> Any:
+    return field(metadata={_GROUP: cls})
+
+
+def _signal_endpoint(signal: str) -> Any:
+    return _setting(None, "URL", _url,
+                    f"OTLP URL for {signal} only, used as is (nothing appended; a URL without a path posts to /); "
+                    "overrides `endpoint` for this signal.",
+                    otel=(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",))
+
+
+def _signal_headers(signal: str) -> Any:
+    return _setting(None, "key=value,...", _pairs,
+                    f"Headers for {signal} exports only; when set they replace `headers` for this signal.",
+                    otel=(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",))
+
+
+def _signal_exporter(signal: str) -> Any:
+    return _setting("otlp", "otlp or none", _exporter,
+                    f"`none`: {signal} are not sent over OTLP at all (no connection, no drops, no warning)"
+                    + {"traces": "; spans are still created and sampled, so trace ids still reach logs and "
+                                 "exemplars.",
+                       "metrics": "; the /metrics pull endpoint still serves them.",
+                       "logs": "; the console still prints them."}[signal]
+                    + " A comma list is accepted; other exporters (console, ...) are not supported: one warning, "
+                    "then otlp. To add an exporter of your own, pass an OpenTelemetry SDK processor or reader "
+                    "(`span_processors`, `metric_readers`).",
+                    otel=(f"OTEL_{signal.upper()}_EXPORTER",))
+
+
+# --- the declaration: every setting once, in groups ------------------------------------------------------------
 @dataclass(frozen=True)
-class Settings:
-    """The resolved values (see SETTINGS for their meaning)."""
+class ExportSettings:
+    """Where and how telemetry is sent over OTLP."""
 
-    service_name: str
-    service_version: str | None
-    environment: str | None
-    resource_attributes: dict[str, str]
-    endpoint: str | None
-    traces_endpoint: str | None
-    metrics_endpoint: str | None
-    logs_endpoint: str | None
-    protocol: str
-    headers: dict[str, str]
-    traces_headers: dict[str, str] | None
-    metrics_headers: dict[str, str] | None
-    logs_headers: dict[str, str] | None
-    traces_exporter: str
-    metrics_exporter: str
-    logs_exporter: str
-    compression: str
-    export_timeout: float
-    sampler: str
-    sample_ratio: float
-    disabled: bool
-    metric_export_interval: float
-    max_queue_size: int
-    max_export_batch_size: int
-    schedule_delay: float
-    batch_export_timeout: float
-    metrics_port: int | None
-    metrics_host: str
-    console: bool
-    log_level: str
-    export_logs: bool
+    endpoint: str | None = _setting(
+        None, "URL", _url,
+        "OTLP base URL; /v1/traces, /v1/metrics and /v1/logs are appended for http/protobuf. Default "
+        "http://127.0.0.1:4318 (http/protobuf) or http://127.0.0.1:4317 (grpc).",
+        otel=("OTEL_EXPORTER_OTLP_ENDPOINT",))
+    traces_endpoint: str | None = _signal_endpoint("traces")
+    metrics_endpoint: str | None = _signal_endpoint("metrics")
+    logs_endpoint: str | None = _signal_endpoint("logs")
+    protocol: str = _setting(
+        "http/protobuf", "http/protobuf or grpc", _choice(PROTOCOLS),
+        "OTLP transport. grpc needs `pip install 'obsbox[grpc]'`; without it obsbox warns and uses http/protobuf.",
+        otel=("OTEL_EXPORTER_OTLP_PROTOCOL",))
+    headers: dict[str, str] = _setting(
+        {}, "key=value,...", _pairs, "Headers sent with every export (for example an API key).",
+        otel=("OTEL_EXPORTER_OTLP_HEADERS",))
+    traces_headers: dict[str, str] | None = _signal_headers("traces")
+    metrics_headers: dict[str, str] | None = _signal_headers("metrics")
+    logs_headers: dict[str, str] | None = _signal_headers("logs")
+    traces_exporter: str = _signal_exporter("traces")
+    metrics_exporter: str = _signal_exporter("metrics")
+    logs_exporter: str = _signal_exporter("logs")
+    export_logs: bool = _setting(True, "bool", _bool, "Export log records over OTLP.")
+    compression: str = _setting("none", "none or gzip", _choice(("none", "gzip")), "Compression of export bodies.",
+                                otel=("OTEL_EXPORTER_OTLP_COMPRESSION",))
+    export_timeout: float = _setting(
+        3.0, "seconds", _seconds,
+        "Timeout of one export request (environment: milliseconds). Short on purpose: a slow collector must not "
+        "hold telemetry back.",
+        otel=("OTEL_EXPORTER_OTLP_TIMEOUT",), env_in_ms=True)
 
     @property
     def otlp_endpoint(self) -> str:
@@ -329,6 +292,114 @@ class Settings:
         return self.headers if own is None else own
 
 
+@dataclass(frozen=True)
+class BatchSettings:
+    """How finished spans and log records wait for export, and how often metrics go."""
+
+    max_queue_size: int = _setting(
+        2048, "int", _int(1, 10_000_000),
+        "Spans (and, separately, log records) held for export at most; beyond it new ones are dropped and counted "
+        "in obsbox.export.items{export.outcome=\"dropped\"}.",
+        otel=("OTEL_BSP_MAX_QUEUE_SIZE",))
+    max_export_batch_size: int = _setting(
+        512, "int", _int(1, 1_000_000), "Spans or log records per export request at most.",
+        otel=("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",))
+    schedule_delay: float = _setting(
+        1.0, "seconds", _seconds,
+        "Longest wait before queued spans and logs are exported (environment: milliseconds).",
+        otel=("OTEL_BSP_SCHEDULE_DELAY",), env_in_ms=True)
+    batch_export_timeout: float = _setting(
+        5.0, "seconds", _seconds, "Time budget of one batch including its retry (environment: milliseconds).",
+        otel=("OTEL_BSP_EXPORT_TIMEOUT",), env_in_ms=True)
+    metric_export_interval: float = _setting(
+        15.0, "seconds", _seconds, "Interval between metric exports (environment: milliseconds).",
+        otel=("OTEL_METRIC_EXPORT_INTERVAL",), env_in_ms=True)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Which traces are recorded."""
+
+    sampler: str = _setting(
+        "parentbased_always_on", "name", _choice(SAMPLERS), "Trace sampler: " + ", ".join(SAMPLERS) + ".",
+        otel=("OTEL_TRACES_SAMPLER",))
+    sample_ratio: float = _setting(1.0, "0..1", _ratio, "Ratio for the traceidratio samplers.",
+                                   otel=("OTEL_TRACES_SAMPLER_ARG",))
+
+
+@dataclass(frozen=True)
+class PullSettings:
+    """The optional Prometheus /metrics endpoint."""
+
+    metrics_port: int | None = _setting(
+        None, "port", _port, "Also serve Prometheus/OpenMetrics text at GET /metrics on this port (0: any free port).")
+    metrics_host: str = _setting(
+        "127.0.0.1", "host", _nonempty, "Address of the /metrics endpoint; 0.0.0.0 exposes it beyond this machine.")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """What the obsbox logger prints and passes on."""
+
+    console: bool = _setting(True, "bool", _bool,
+                             "Print log records to stderr in loguru's readable format (with a short trace id).")
+    log_level: str = _setting("INFO", "level", _level, "Lowest level printed and exported by the obsbox logger.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved values, grouped; each field is the one declaration of its setting (see `_setting`)."""
+
+    service_name: str = _setting(
+        "unknown_service:python", "str", _nonempty,
+        "`service.name` of every span, metric and log (`service_name` in Prometheus and Loki).",
+        otel=("OTEL_SERVICE_NAME",))
+    service_version: str | None = _setting(None, "str", _nonempty, "`service.version` resource attribute.")
+    environment: str | None = _setting(
+        None, "str", _nonempty, "`deployment.environment.name` resource attribute (for example production, staging).")
+    resource_attributes: dict[str, str] = _setting(
+        {}, "key=value,...", _pairs,
+        "Extra resource attributes; explicit service settings above win over the same keys here.",
+        otel=("OTEL_RESOURCE_ATTRIBUTES",))
+    disabled: bool = _setting(False, "bool", _bool,
+                              "Turn all telemetry off: configure() installs nothing and returns a no-op handle.",
+                              otel=("OTEL_SDK_DISABLED",))
+    export: ExportSettings = _group(ExportSettings)
+    batching: BatchSettings = _group(BatchSettings)
+    sampling: SamplingSettings = _group(SamplingSettings)
+    pull: PullSettings = _group(PullSettings)
+    logs: LogSettings = _group(LogSettings)
+
+    def value(self, name: str) -> Any:
+        """A setting's value by its flat name (`settings.value("protocol")` is `settings.export.protocol`)."""
+        group = BY_NAME[name].group
+        return getattr(getattr(self, group) if group else self, name)
+
+
+def _argument(annotation: str) -> str:
+    """The keyword argument's type for a field's: optional, and any mapping where the field holds a dict."""
+    core = annotation.removesuffix(" | None")
+    return core.replace("dict[", "Mapping[") + " | None"
+
+
+def _table(cls: type, group: str) -> list[Setting]:
+    out: list[Setting] = []
+    for f in fields(cls):
+        if _GROUP in f.metadata:
+            out += _table(f.metadata[_GROUP], f.name)
+            continue
+        spec = f.metadata[_DECLARATION]
+        out.append(Setting(f.name, group, spec["type"], spec["default"], spec["doc"], spec["parse"],
+                           "OBSBOX_" + f.name.upper(), spec["otel"], spec["env_in_ms"],
+                           spec["argument"] or _argument(str(f.type))))
+    return out
+
+
+SETTINGS: tuple[Setting, ...] = tuple(_table(Settings, ""))
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+GROUPS: dict[str, type] = {f.name: f.metadata[_GROUP] for f in fields(Settings) if _GROUP in f.metadata}
+
+
 def _warn(source: str, value: Any, problem: str, fallback: str) -> None:
     shown = value if len(str(value)) <= 80 else str(value)[:77] + "..."
     _log.warning("obsbox: ignoring %s=%r (%s); using %s", source, shown, problem, fallback)
@@ -340,7 +411,7 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
     unknown = set(arguments) - set(BY_NAME)
     if unknown:
         raise TypeError(f"configure() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
-    values: dict[str, Any] = {}
+    grouped: dict[str, dict[str, Any]] = {}
     for setting in SETTINGS:
         candidates: list[tuple[str, Any, bool]] = []  # (source, raw value, from environment)
         if arguments.get(setting.name) is not None:
@@ -356,12 +427,13 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
             except InvalidSetting as err:
                 fallback = candidates[i + 1][0] if i + 1 < len(candidates) else f"the default {setting.default!r}"
                 _warn(source, raw, str(err), fallback)
-        values[setting.name] = chosen
-    return Settings(**values)
+        grouped.setdefault(setting.group, {})[setting.name] = chosen
+    top = grouped.pop("", {})
+    return Settings(**top, **{name: GROUPS[name](**values) for name, values in grouped.items()})
 
 
 def render_markdown() -> str:
-    """docs/configuration.md, generated from SETTINGS."""
+    """docs/configuration.md, generated from the declaration."""
     lines = [
         "# Configuration",
         "",
@@ -370,15 +442,18 @@ def render_markdown() -> str:
         "`obsbox.configure()` takes every setting below as a keyword argument. Each one can also come from the",
         "environment. Precedence: **argument > `OBSBOX_*` variable > standard `OTEL_*` variable > default**.",
         "An invalid value never stops the service: obsbox logs one warning naming the variable and the value it",
-        "uses instead.",
-        "",
-        "| setting | type | default | environment | meaning |",
-        "|---|---|---|---|---|",
+        "uses instead. In code, the resolved values are grouped as below (`telemetry.settings.export.endpoint`);",
+        "as arguments and variables each setting keeps its one flat name.",
     ]
-    for s in SETTINGS:
-        envs = ", ".join(f"`{v}`" for v in ((s.obsbox_env,) if s.obsbox_env else ()) + s.otel_env)
-        default = "—" if s.default in (None, {}) else f"`{s.default}`"
-        lines.append(f"| `{s.name}` | {s.type} | {default} | {envs} | {s.doc} |")
+    for group in ("", *GROUPS):
+        title = "General" if not group else f"`{group}`: " + (GROUPS[group].__doc__ or "").strip().rstrip(".")
+        lines += ["", f"## {title}", "", "| setting | type | default | environment | meaning |", "|---|---|---|---|---|"]
+        for s in SETTINGS:
+            if s.group != group:
+                continue
+            envs = ", ".join(f"`{v}`" for v in ((s.obsbox_env,) if s.obsbox_env else ()) + s.otel_env)
+            default = "—" if s.default in (None, {}) else f"`{s.default}`"
+            lines.append(f"| `{s.name}` | {s.type} | {default} | {envs} | {s.doc} |")
     lines += [
         "",
         "W3C `tracecontext` and `baggage` propagators are installed globally unless `OTEL_PROPAGATORS` names",
@@ -395,7 +470,31 @@ def render_markdown() -> str:
     return "\n".join(lines)
 
 
-assert {f.name for f in fields(Settings)} == set(BY_NAME), "Settings and SETTINGS must declare the same names"
+def render_arguments() -> str:
+    """obsbox/instrumentation/_arguments.py: configure()'s keyword arguments, typed, generated from the declaration."""
+    lines = [
+        '"""The keyword arguments of `obsbox.configure()`, one per setting (generated from settings.py; do not edit).',
+        "",
+        "Regenerate with `python -m obsbox.instrumentation.settings --arguments > obsbox/instrumentation/_arguments.py`;",
+        'a test keeps it in sync with the declaration."""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from collections.abc import Mapping",
+        "from typing import TypedDict",
+        "",
+        "",
+        "class SettingArguments(TypedDict, total=False):",
+        '    """Every setting as a keyword argument of `configure()`; None (or leaving it out) means not given."""',
+        "",
+    ]
+    lines += [f"    {s.name}: {s.argument}" for s in SETTINGS]
+    return "\n".join(lines) + "\n"
+
+
+assert len(BY_NAME) == len(SETTINGS), "every setting needs its own name (it is the flat keyword and variable)"
 
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    import sys
+
+    print(render_arguments() if sys.argv[1:] == ["--arguments"] else render_markdown(), end="")

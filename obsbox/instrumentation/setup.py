@@ -36,7 +36,8 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import _logs as logs_api
 from opentelemetry import metrics, propagate, trace
@@ -64,7 +65,12 @@ from obsbox.instrumentation._pipeline import LogItem, Pipeline
 from obsbox.instrumentation._tracer import Sampler, TracerProvider
 from obsbox.instrumentation._transport import GrpcSender, HttpSender, Sender, grpc_available
 from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, SEMCONV_METRICS
-from obsbox.instrumentation.settings import Settings, resolve
+from obsbox.instrumentation.settings import BY_NAME, Settings, resolve
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from obsbox.instrumentation._arguments import SettingArguments
 
 __all__ = ["Telemetry", "configure"]
 
@@ -298,63 +304,33 @@ def _deactivate(telemetry: Telemetry) -> None:
     logs.detach_export()
 
 
-def configure(
-    *,
-    service_name: str | None = None,
-    service_version: str | None = None,
-    environment: str | None = None,
-    endpoint: str | None = None,
-    protocol: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    traces_exporter: str | None = None,
-    metrics_exporter: str | None = None,
-    logs_exporter: str | None = None,
-    traces_endpoint: str | None = None,
-    metrics_endpoint: str | None = None,
-    logs_endpoint: str | None = None,
-    traces_headers: Mapping[str, str] | None = None,
-    metrics_headers: Mapping[str, str] | None = None,
-    logs_headers: Mapping[str, str] | None = None,
-    sampler: str | None = None,
-    sample_ratio: float | None = None,
-    metrics_port: int | None = None,
-    metric_export_interval: float | None = None,
-    console: bool | None = None,
-    disabled: bool | None = None,
-    resource_attributes: Mapping[str, str] | None = None,
-    compression: str | None = None,
-    export_timeout: float | None = None,
-    max_queue_size: int | None = None,
-    max_export_batch_size: int | None = None,
-    schedule_delay: float | None = None,
-    batch_export_timeout: float | None = None,
-    metrics_host: str | None = None,
-    log_level: str | None = None,
-    export_logs: bool | None = None,
-) -> Telemetry:
+def configure(**settings: Unpack[SettingArguments]) -> Telemetry:
     """Set up traces, metrics and logs for this process; see docs/configuration.md for every setting.
 
     >>> telemetry = configure(service_name="orders", endpoint="http://collector:4318")   # doctest: +SKIP
 
     Each argument overrides its `OBSBOX_*` variable, which overrides the standard `OTEL_*` one.
     """
-    arguments = {k: v for k, v in locals().items() if v is not None}
+    arguments = {k: v for k, v in settings.items() if v is not None}
+    unknown = set(arguments) - set(BY_NAME)
+    if unknown:  # as Python itself does for a misspelt keyword (mypy reports it before that)
+        raise TypeError(f"configure() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     try:
-        settings = resolve(arguments)
+        resolved = resolve(arguments)
     except Exception:  # noqa: BLE001 - resolve() warns about bad values; anything else must not crash either
         _log.warning("obsbox: could not read the settings; telemetry is off", exc_info=True)
         return Telemetry(resolve({"disabled": True}, environ={}))
     with _state.lock:
         current = _state.telemetry
-        if current is not None and current.enabled and current.settings == settings:
+        if current is not None and current.enabled and current.settings == resolved:
             return current
         if current is not None:
             current.shutdown()
         try:
-            telemetry = _build(settings)
+            telemetry = _build(resolved)
         except Exception:  # noqa: BLE001
             _log.warning("obsbox: telemetry setup failed; the service runs without it", exc_info=True)
-            telemetry = Telemetry(settings)
+            telemetry = Telemetry(resolved)
         _state.telemetry = telemetry if telemetry.enabled else None
         return telemetry
 
@@ -366,11 +342,10 @@ def _build(settings: Settings) -> Telemetry:
         _runtime.install(_runtime.Runtime(trace.NoOpTracer(), _NoopRecorder(), _NoopRecorder(), _NoopRecorder()))
         logs.configure_console(settings)
         return Telemetry(settings)
-    if settings.protocol == "grpc" and not grpc_available():
+    if settings.export.protocol == "grpc" and not grpc_available():
         _log.warning("obsbox: protocol grpc needs the grpc extra (pip install 'obsbox[grpc]'); "
                      "exporting with http/protobuf instead")
-        settings = _replace(settings, protocol="http/protobuf",
-                            endpoint=settings.endpoint if settings.endpoint else None)
+        settings = replace(settings, export=replace(settings.export, protocol="http/protobuf"))
     if _state.globals is None:
         _state.globals = _Globals()
     g = _state.globals
@@ -393,17 +368,17 @@ def _build(settings: Settings) -> Telemetry:
         resource=encode_resource(resource),
         collect_metrics=collect_metrics,
         export_items=g.instruments.export_items,
-        max_queue_size=settings.max_queue_size,
-        max_export_batch_size=settings.max_export_batch_size,
-        schedule_delay=settings.schedule_delay,
-        export_timeout=settings.export_timeout,
-        batch_export_timeout=settings.batch_export_timeout,
-        metric_export_interval=settings.metric_export_interval,
-        export_logs=settings.exports("logs"),
+        max_queue_size=settings.batching.max_queue_size,
+        max_export_batch_size=settings.batching.max_export_batch_size,
+        schedule_delay=settings.batching.schedule_delay,
+        export_timeout=settings.export.export_timeout,
+        batch_export_timeout=settings.batching.batch_export_timeout,
+        metric_export_interval=settings.batching.metric_export_interval,
+        export_logs=settings.export.exports("logs"),
     )
     telemetry.pipeline = pipeline
     tp = g.tracer_provider
-    tp.sampler = Sampler(settings.sampler, settings.sample_ratio)
+    tp.sampler = Sampler(settings.sampling.sampler, settings.sampling.sample_ratio)
     tp.resource = resource
     # Without trace export spans are still created and sampled (trace ids reach logs and exemplars), then dropped.
     tp.sink = pipeline.spans.offer if pipeline.export_traces else _discard
@@ -418,12 +393,12 @@ def _build(settings: Settings) -> Telemetry:
     ))
     logs.configure_console(settings)
     if pipeline.export_logs:
-        logs.attach_export(pipeline.logs.offer, settings.log_level)
+        logs.attach_export(pipeline.logs.offer, settings.logs.log_level)
     _integrations()
-    if settings.metrics_port is not None:
+    if settings.pull.metrics_port is not None:
         from obsbox.instrumentation import pull
 
-        telemetry.metrics_server = pull.serve(telemetry, settings.metrics_host, settings.metrics_port)
+        telemetry.metrics_server = pull.serve(telemetry, settings.pull.metrics_host, settings.pull.metrics_port)
     _register_process_hooks()
     return telemetry
 
@@ -433,16 +408,16 @@ def _senders(settings: Settings) -> dict[str, Sender]:
     senders: dict[str, Sender] = {}
     shared: dict[tuple[str, bool, tuple[tuple[str, str], ...]], Sender] = {}
     for signal in ("traces", "metrics", "logs"):
-        if not settings.exports(signal):
+        if not settings.export.exports(signal):
             continue
-        url, exact = settings.signal_endpoint(signal)
-        headers = settings.signal_headers(signal)
+        url, exact = settings.export.signal_endpoint(signal)
+        headers = settings.export.signal_headers(signal)
         key = (url, exact, tuple(sorted(headers.items())))
         if key not in shared:
-            if settings.protocol == "grpc":
-                shared[key] = GrpcSender(url, headers, settings.compression)
+            if settings.export.protocol == "grpc":
+                shared[key] = GrpcSender(url, headers, settings.export.compression)
             else:
-                shared[key] = HttpSender(url, headers, settings.compression, exact=exact)
+                shared[key] = HttpSender(url, headers, settings.export.compression, exact=exact)
         senders[signal] = shared[key]
     return senders
 
@@ -456,12 +431,6 @@ class _NoopRecorder:
 
     def end(self, request: object) -> None:
         return None
-
-
-def _replace(settings: Settings, **changes: Any) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, **changes)
 
 
 def _integrations() -> None:
@@ -555,7 +524,7 @@ def _after_fork_in_child() -> None:
         from obsbox.instrumentation import logs
 
         if telemetry.pipeline.export_logs:
-            logs.attach_export(telemetry.pipeline.logs.offer, telemetry.settings.log_level)
+            logs.attach_export(telemetry.pipeline.logs.offer, telemetry.settings.logs.log_level)
         # The parent keeps its /metrics port; a worker cannot serve the same one.
         telemetry.metrics_server = None
     except Exception:  # noqa: BLE001
