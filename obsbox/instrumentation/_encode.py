@@ -161,9 +161,9 @@ _SCOPE_NAME, _SCOPE_VERSION, _SCOPE_ATTR = _tag(1, 2), _tag(2, 2), _tag(3, 2)
 
 def encode_scope(name: str, version: str | None = None, attrs: Mapping[str, Any] | None = None) -> bytes:
     """An InstrumentationScope message (without its own tag)."""
-    out = field_bytes(_SCOPE_NAME, name.encode()) if name else b""
+    out = field_bytes(_SCOPE_NAME, name.encode("utf-8", "replace")) if name else b""
     if version:
-        out += field_bytes(_SCOPE_VERSION, version.encode())
+        out += field_bytes(_SCOPE_VERSION, version.encode("utf-8", "replace"))
     if attrs:
         out += b"".join(field_bytes(_SCOPE_ATTR, key_value(k, v)) for k, v in attrs.items())
     return out

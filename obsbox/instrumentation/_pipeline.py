@@ -32,6 +32,7 @@ from typing import Any
 
 from obsbox.instrumentation._encode import encode_batch, encode_log, encode_scope, encode_span
 from obsbox.instrumentation._metrics import Counter
+from obsbox.instrumentation._sanitize import clean_log, clean_span
 from obsbox.instrumentation._transport import ExportError, Sender
 
 _log = logging.getLogger("obsbox")
@@ -90,10 +91,10 @@ class Queue:
     cost more than the encoding itself.
     """
 
-    __slots__ = ("signal", "items", "max_size", "batch_size", "dropped", "failed", "_wake", "_encode")
+    __slots__ = ("signal", "items", "max_size", "batch_size", "dropped", "failed", "_wake", "_encode", "_clean")
 
     def __init__(self, signal: str, max_size: int, batch_size: int, wake: threading.Event,
-                 encode: Callable[[Any], bytes]) -> None:
+                 encode: Callable[[Any], bytes], clean: Callable[[Any], Any] = lambda item: item) -> None:
         self.signal = signal
         self.items: deque[tuple[bytes, bytes]] = deque()  # (encoded scope, encoded item)
         self.max_size = max_size
@@ -102,6 +103,7 @@ class Queue:
         self.failed = 0  # items that could not be encoded
         self._wake = wake
         self._encode = encode
+        self._clean = clean
 
     def offer(self, item: Any) -> None:
         """Queue a finished span or log record (anything with `scope` that `encode` takes); never raises."""
@@ -110,17 +112,29 @@ class Queue:
         if n >= self.max_size:
             self.dropped += 1
             return
+        encoded: bytes | None
         try:
-            items.append((item.scope, self._encode(item)))
+            encoded = self._encode(item)
+        except Exception:  # noqa: BLE001 - never raise into the application
+            encoded = self._encode_cleaned(item)
+            if encoded is None:
+                return
+        items.append((item.scope, encoded))
+        if n + 1 == self.batch_size:
+            self._wake.set()
+
+    def _encode_cleaned(self, item: Any) -> bytes | None:
+        """An item the encoder refused (a key that is not a str, a name None, a lone surrogate): exported as the
+        SDK would export it (see _sanitize); dropped and counted only if even that fails."""
+        try:
+            return self._encode(self._clean(item))
         except Exception:  # noqa: BLE001 - never raise into the application
             self.dropped += 1
             self.failed += 1
             if self.failed == 1:
                 _log.warning("obsbox: could not encode a %s item for export; it was dropped (later failures are "
                              "only counted in obsbox.export.items)", self.signal, exc_info=True)
-            return
-        if n + 1 == self.batch_size:
-            self._wake.set()
+            return None
 
     def take(self, limit: int) -> list[tuple[bytes, bytes]]:
         items = self.items
@@ -183,8 +197,8 @@ class Pipeline:
 
     def _init_state(self) -> None:
         self._wake = threading.Event()
-        self.spans = Queue("traces", self._max_queue_size, self._batch_size, self._wake, encode_span)
-        self.logs = Queue("logs", self._max_queue_size, self._batch_size, self._wake, encode_log)
+        self.spans = Queue("traces", self._max_queue_size, self._batch_size, self._wake, encode_span, clean_span)
+        self.logs = Queue("logs", self._max_queue_size, self._batch_size, self._wake, encode_log, clean_log)
         self._reported_drops = {"traces": 0, "logs": 0}
         self._flush_lock = threading.Condition()
         self._flush_requested = 0

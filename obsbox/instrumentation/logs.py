@@ -142,17 +142,65 @@ class InterceptHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            self._emit(record)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller (the stdlib's handlers don't)
+            self.handleError(record)
+
+    def _emit(self, record: logging.LogRecord) -> None:
+        try:
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - "%d" with a str, too few arguments: the text as written
+            message = str(record.msg)
         # Find the caller outside the logging module so loguru reports the library's own function and line.
         frame: FrameType | None = logging.currentframe()
         depth = 0
-        while frame is not None and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+        while frame is not None and (depth == 0 or frame.f_code.co_filename in (logging.__file__, __file__)):
             frame = frame.f_back
             depth += 1
         bound = logger.bind(**{"logger.name": record.name}) if record.name != "root" else logger
-        bound.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+        bound.opt(depth=depth, exception=record.exc_info).log(level, message)
+
+
+class _LenientMessage(str):
+    """A message whose `format()` falls back to the text as written when it does not fit the arguments.
+
+    loguru formats the message with the call's arguments whenever there are any, keyword fields included, so
+    `logger.info('payload {"a": 1}', user="u")` raised KeyError in the application.
+    """
+
+    __slots__ = ()
+
+    def format(self, *args: Any, **kwargs: Any) -> str:
+        try:
+            return str.format(self, *args, **kwargs)
+        except Exception:  # noqa: BLE001 - KeyError, IndexError, ValueError, AttributeError, TypeError...
+            return str(self)
+
+
+def _lenient_formatting() -> None:
+    """Make loguru's logger format leniently (idempotent); the only change to loguru obsbox makes."""
+    from loguru import _logger
+
+    log: Callable[..., None] = _logger.Logger._log
+    if getattr(log, "_obsbox_lenient", False):
+        return
+
+    def _log(self: Any, level: Any, from_decorator: bool, options: Any, message: Any, args: Any,
+             kwargs: Any) -> None:
+        if (args or kwargs) and type(message) is str:
+            message = _LenientMessage(message)
+        # options[1] is the depth of the caller loguru reports; this wrapper is one frame more to skip.
+        log(self, level, from_decorator, (options[0], options[1] + 1, *options[2:]), message, args, kwargs)
+
+    _log._obsbox_lenient = True  # type: ignore[attr-defined]
+    _logger.Logger._log = _log  # type: ignore[method-assign]
+
+
+_lenient_formatting()
 
 
 class _CurrentStderr:
