@@ -9,7 +9,7 @@
 |---|---|---|
 | FastAPI, Starlette | middleware added in place (keep using `app`) | `/items/{item_id}` |
 | Flask | `app.wsgi_app` wrapped in place + a before-request hook | `/items/<int:item_id>` |
-| Django WSGIHandler / ASGIHandler | returns a wrapped handler (use the return value) | `/items/<int:pk>/` |
+| Django WSGIHandler / ASGIHandler | instrumented in place (keep using `application`) | `/items/<int:pk>/` |
 | any other ASGI / WSGI callable | returns a wrapped app (use the return value) | none |
 
 Requests that match no route (404s, plain apps) carry no `http.route`: the span is named just `METHOD` and they
@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from obsbox.instrumentation._django import ObsboxDjangoMiddleware, hook_resolve_request
@@ -74,8 +74,9 @@ def instrument(app: App, *, excluded_paths: Iterable[str] | None = None) -> App:
     >>> app = obsbox.instrument(app, excluded_paths={"/ping"})         # doctest: +SKIP
 
     `excluded_paths` are exact paths that produce no telemetry (default: /health, /healthz, /ready, /readyz,
-    /livez, /metrics). Returns the app: the same object for FastAPI, Starlette and Flask (instrumented in place),
-    a wrapper for Django handlers and other ASGI/WSGI callables — always use the return value to be safe.
+    /livez, /metrics). Returns the app: the same object for FastAPI, Starlette, Flask and Django handlers
+    (instrumented in place, so `obsbox.instrument(application)` with the result discarded works), a wrapper for
+    other ASGI/WSGI callables (plain functions cannot be changed in place: use the return value).
     Raises TypeError for something that is not a web app.
     """
     if getattr(app, _MARK, False) or isinstance(app, ObsboxASGIMiddleware | ObsboxWSGIMiddleware):
@@ -88,10 +89,11 @@ def instrument(app: App, *, excluded_paths: Iterable[str] | None = None) -> App:
         _instrument_flask(app, excluded_paths)
     elif _is(app, "django.core.handlers.wsgi.WSGIHandler"):
         hook_resolve_request(app)
-        return _wrapped(app, ObsboxWSGIMiddleware(cast(Any, app), excluded_paths=excluded_paths))
+        _serve_through(app, lambda call: ObsboxWSGIMiddleware(call, excluded_paths=excluded_paths), asynchronous=False)
     elif _is(app, "django.core.handlers.asgi.ASGIHandler"):
         hook_resolve_request(app)
-        return _wrapped(app, ObsboxASGIMiddleware(cast(Any, app), excluded_paths=excluded_paths, routes="scope"))
+        _serve_through(app, lambda call: ObsboxASGIMiddleware(call, excluded_paths=excluded_paths, routes="scope"),
+                       asynchronous=True)
     elif _is_asgi(app):
         return _wrapped(app, ObsboxASGIMiddleware(cast(Any, app), excluded_paths=excluded_paths, routes="scope"))
     elif callable(app):
@@ -114,6 +116,32 @@ def _wrapped(app: App, wrapper: object) -> App:
     """A middleware standing in for the app it wraps (same protocol, so the caller's type is kept)."""
     _mark(wrapper)
     return cast(App, wrapper)
+
+
+_MIDDLEWARE_ATTR = "_obsbox_middleware"
+_in_place_classes: dict[type, type] = {}
+
+
+def _serve_through(handler: Any, wrap: Callable[[Any], Any], *, asynchronous: bool) -> None:
+    """Instrument a Django handler in place: its class becomes a subclass whose `__call__` goes through the obsbox
+    middleware (wrapped around the original `__call__`), so the object the user already holds is instrumented.
+
+    Servers call `application(...)`, which Python looks up on the class, so the instance's class is what changes.
+    """
+    cls = type(handler)
+    in_place = _in_place_classes.get(cls)
+    if in_place is None:
+        if asynchronous:
+            async def __call__(self: Any, scope: Any, receive: Any, send: Any) -> None:
+                await getattr(self, _MIDDLEWARE_ATTR)(scope, receive, send)
+        else:
+            def __call__(self: Any, environ: Any, start_response: Any) -> Any:  # type: ignore[misc]
+                return getattr(self, _MIDDLEWARE_ATTR)(environ, start_response)
+        in_place = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__,
+                                               "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+        _in_place_classes[cls] = in_place
+    setattr(handler, _MIDDLEWARE_ATTR, wrap(cls.__call__.__get__(handler, cls)))
+    handler.__class__ = in_place
 
 
 def _is_asgi(app: object) -> bool:

@@ -152,6 +152,18 @@ def test_asgi_handler_routes(capture: Captured) -> None:
     assert gone.name == "GET" and gone.status.status_code == StatusCode.UNSET
 
 
+def test_handlers_are_instrumented_in_place(capture: Captured) -> None:
+    wsgi, asgi = WSGIHandler(), ASGIHandler()
+    assert obsbox.instrument(wsgi) is wsgi and obsbox.instrument(asgi) is asgi  # the result need not be used
+    assert obsbox.instrument(wsgi) is wsgi  # twice: still one span per request
+    assert isinstance(wsgi, WSGIHandler) and isinstance(asgi, ASGIHandler)
+    assert wsgi_get(wsgi, "/items/3/")[0].startswith("200")
+    assert asgi_get(asgi, "/items/4/") == 200
+    assert [s.name for s in capture.spans()] == ["GET /items/<int:pk>/", "GET /items/<int:pk>/"]
+    untouched = WSGIHandler()
+    assert wsgi_get(untouched, "/items/5/")[0].startswith("200") and len(capture.spans()) == 2
+
+
 MIDDLEWARE = ["obsbox.instrumentation.frameworks.ObsboxDjangoMiddleware"]
 
 
