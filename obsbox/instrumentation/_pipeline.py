@@ -335,7 +335,8 @@ class Pipeline:
                 self._dropped(signal, items)
                 return
             except Exception as err:  # noqa: BLE001 - a transport bug must not kill the worker
-                self._failed(destination, ExportError(f"{type(err).__name__}: {err}", retryable=False))
+                # Only the type: the message of an unexpected error may quote a header (a credential).
+                self._failed(destination, ExportError(type(err).__name__, retryable=False))
                 self._dropped(signal, items)
                 return
             self._succeeded(destination)

@@ -85,6 +85,11 @@ class HttpSender:
                 conn.request("POST", path, body, self._headers)
                 response = conn.getresponse()
                 payload = response.read()
+            except (ValueError, UnicodeError):  # a header http.client refuses: its message quotes the value
+                conn.close()
+                self._conn = None
+                raise ExportError("a header cannot be sent (control or non-latin-1 characters in it)",
+                                  retryable=False) from None
             except (OSError, http.client.HTTPException) as err:
                 conn.close()
                 self._conn = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -39,7 +40,20 @@ _FALSE = {"false", "0", "no", "off", ""}
 
 
 class InvalidSetting(ValueError):
-    """A value that cannot be used; the message says what is expected."""
+    """A value that cannot be used; the message says what is expected. `secret`: the warning must not show the
+    value (headers carry credentials)."""
+
+    def __init__(self, message: str, *, secret: bool = False) -> None:
+        super().__init__(message)
+        self.secret = secret
+
+
+class PartlyInvalid(InvalidSetting):
+    """A value of which a part cannot be used: `usable` is the rest, used with a warning (never a fallback)."""
+
+    def __init__(self, message: str, usable: Any, *, secret: bool = False) -> None:
+        super().__init__(message, secret=secret)
+        self.usable = usable
 
 
 # --- parsers: text or Python value → typed value, or InvalidSetting -------------------------------------------
@@ -145,6 +159,27 @@ def _pairs(v: Any) -> dict[str, str]:
     return out
 
 
+# RFC 9110 field names are tokens; a value may hold visible latin-1 characters, spaces and tabs only (what
+# http.client and gRPC metadata send): CR, LF or NUL would split or break the request.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _headers(v: Any) -> dict[str, str]:
+    """Export headers: key=value pairs (see `_pairs`) that can be sent as they are; others are left out."""
+    try:
+        pairs = _pairs(v)
+    except InvalidSetting as err:
+        raise InvalidSetting(str(err), secret=True) from None
+    good = {k: x for k, x in pairs.items() if _HEADER_NAME.fullmatch(k) and _HEADER_VALUE.fullmatch(x)}
+    if len(good) < len(pairs):
+        bad = ", ".join(repr(k if _HEADER_NAME.fullmatch(k) else k.encode("unicode_escape").decode())
+                        for k in pairs if k not in good)
+        raise PartlyInvalid(f"header {bad} left out: a name must be a token, a value must not contain CR, LF "
+                            "or other control characters", good, secret=True)
+    return good
+
+
 def _exporter(v: Any) -> str:
     """OTEL_*_EXPORTER: a comma list of exporter names; obsbox knows `otlp` and `none` ("none" alone turns it off)."""
     names = {part.strip().lower() for part in _str(v).split(",") if part.strip()}
@@ -216,7 +251,7 @@ def _signal_endpoint(signal: str) -> Any:
 
 
 def _signal_headers(signal: str) -> Any:
-    return _setting(None, "key=value,...", _pairs,
+    return _setting(None, "key=value,...", _headers,
                     f"Headers for {signal} exports only; when set they replace `headers` for this signal.",
                     otel=(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",))
 
@@ -252,7 +287,7 @@ class ExportSettings:
         "OTLP transport. grpc needs `pip install 'obsbox[grpc]'`; without it obsbox warns and uses http/protobuf.",
         otel=("OTEL_EXPORTER_OTLP_PROTOCOL",))
     headers: dict[str, str] = _setting(
-        {}, "key=value,...", _pairs, "Headers sent with every export (for example an API key).",
+        {}, "key=value,...", _headers, "Headers sent with every export (for example an API key).",
         otel=("OTEL_EXPORTER_OTLP_HEADERS",))
     traces_headers: dict[str, str] | None = _signal_headers("traces")
     metrics_headers: dict[str, str] | None = _signal_headers("metrics")
@@ -400,9 +435,18 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 GROUPS: dict[str, type] = {f.name: f.metadata[_GROUP] for f in fields(Settings) if _GROUP in f.metadata}
 
 
-def _warn(source: str, value: Any, problem: str, fallback: str) -> None:
-    shown = value if len(str(value)) <= 80 else str(value)[:77] + "..."
-    _log.warning("obsbox: ignoring %s=%r (%s); using %s", source, shown, problem, fallback)
+def _warn(source: str, value: Any, err: InvalidSetting, fallback: str) -> None:
+    if isinstance(err, PartlyInvalid):
+        _log.warning("obsbox: %s: %s", source, err)
+        return
+    if err.secret:
+        _log.warning("obsbox: ignoring %s (%s; the value is not shown); using %s", source, err, fallback)
+        return
+    text = str(value)
+    if "@" in text:  # user:password@ in a URL
+        text = re.sub(r"//[^/@\s]*@", "//REDACTED@", text)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    _log.warning("obsbox: ignoring %s=%r (%s); using %s", source, shown, err, fallback)
 
 
 def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -424,9 +468,13 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
             try:
                 chosen = setting.parse_env(raw) if from_env else setting.parse(raw)
                 break
+            except PartlyInvalid as err:
+                _warn(source, raw, err, "")
+                chosen = err.usable
+                break
             except InvalidSetting as err:
                 fallback = candidates[i + 1][0] if i + 1 < len(candidates) else f"the default {setting.default!r}"
-                _warn(source, raw, str(err), fallback)
+                _warn(source, raw, err, fallback)
         grouped.setdefault(setting.group, {})[setting.name] = chosen
     top = grouped.pop("", {})
     return Settings(**top, **{name: GROUPS[name](**values) for name, values in grouped.items()})
