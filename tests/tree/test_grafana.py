@@ -123,18 +123,113 @@ def test_spans_link_to_their_logs_and_metrics() -> None:
     assert logs["query"] == '{service_name=~".+"} | trace_id="${__trace.traceId}"'
     metrics = json_data["tracesToMetrics"]
     assert metrics["datasourceUid"] == "prometheus"
-    assert metrics["tags"] == [{"key": "service.name", "value": "service_name"}]
+    assert metrics["tags"] == [{"key": "service.instance.id", "value": "service_instance_id"}]
     assert json_data["nodeGraph"] == {"enabled": True}
     assert {q["name"] for q in metrics["queries"]} == {"Request rate", "Error rate", "p95 duration (ms)"}
 
 
-@pytest.mark.parametrize("tags", ['service_name="orders"', ""], ids=["tag-found", "tag-missing"])
+@pytest.mark.parametrize("tags", ['service_instance_id="0f3c"', ""], ids=["tag-found", "tag-missing"])
 def test_traces_to_metrics_queries_are_valid_promql(tags: str) -> None:
     """Grafana replaces $__tags with the span's mapped tags (nothing when the span lacks them)."""
     for query in expanded(datasources()["jaeger"])["jsonData"]["tracesToMetrics"]["queries"]:
         assert "$__tags" in query["query"]
         promql_parser.parse(query["query"].replace("$__tags", tags))
         assert "traces_span_metrics_" in query["query"]
+
+
+# --- traces -> metrics: which tag of a span survives the way to Grafana --------------------------------------------
+
+
+def jaeger_process(resource: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """(serviceName, tags) of the span's process as Jaeger's API returns it. Jaeger v2 stores OTLP through the
+    Collector's jaeger translator (resourceToJaegerProtoProcess / appendTagsFromResourceAttributes): service.name
+    becomes the process's serviceName and is skipped in the tags; every other resource attribute is a tag."""
+    tags = [{"key": key, "value": value} for key, value in resource.items() if key != "service.name"]
+    return str(resource["service.name"]), tags
+
+
+def grafana_metric_tags(process_tags: list[dict[str, Any]], mapping: list[dict[str, str]]) -> str:
+    """What Grafana 13 puts for $__tags in a trace-to-metrics query (public/app/features/explore/TraceView:
+    createSpanLink.tsx -> crossSignalConfig.ts getFormattedTags(getSpanTags(span), tags)): the span's process tags,
+    then its own tags, then spanId/traceId/name/duration, each one the mapping names written as value="..." under
+    the mapped label name, joined by ", ". The service name is not among them: TraceSpan keeps it in
+    span.process.serviceName. (The Jaeger datasource reads Jaeger's v1 JSON API unless the experimental
+    jaegerEnableGrpcEndpoint feature toggle is on, which the box does not set.)"""
+    found = []
+    for tag in process_tags:
+        rule = next((m for m in mapping if m["key"] == tag["key"]), None)
+        if rule is not None:
+            found.append(f'{rule.get("value") or rule["key"]}="{tag["value"]}"')
+    return ", ".join(found)
+
+
+def test_the_mapped_tag_reaches_grafana_and_names_a_prometheus_label() -> None:
+    from obsbox.instrumentation.settings import resolve
+    from obsbox.instrumentation.setup import build_resource
+
+    resource = build_resource(resolve({"service_name": "orders"}, environ={}))
+    _, process_tags = jaeger_process(resource)
+    mapping = expanded(datasources()["jaeger"])["jsonData"]["tracesToMetrics"]["tags"]
+    assert grafana_metric_tags(process_tags, mapping) == f'service_instance_id="{resource["service.instance.id"]}"'
+    # the mapping this replaces expanded to nothing: `{}` in every query, i.e. every service
+    assert grafana_metric_tags(process_tags, [{"key": "service.name", "value": "service_name"}]) == ""
+    # the span metrics carry the label: Prometheus promotes the resource attribute (dots -> underscores)
+    prometheus = yaml.safe_load((ROOT / "backends/prometheus/prometheus.yml").read_text())
+    assert "service.instance.id" in prometheus["otlp"]["promote_resource_attributes"]
+    assert all(m["value"] == m["key"].replace(".", "_") for m in mapping)
+
+
+def _span_metrics_test(tmp_path: Path, tags: str) -> Path:
+    """A promtool unit test evaluating the trace-to-metrics queries, $__tags filled in as Grafana would, at 30m:
+    service alpha has instance a1 (1 call/s until 10m, then gone) and a2 (2 calls/s + 0.25 errors/s, all calls
+    between 50 and 100 ms); service beta has b1 (4 calls/s, all under 50 ms)."""
+    calls = "traces_span_metrics_calls_total"
+    buckets = "traces_span_metrics_duration_milliseconds_bucket"
+    unset, error = 'status_code="STATUS_CODE_UNSET"', 'status_code="STATUS_CODE_ERROR"'
+    series = [
+        (f'{calls}{{service_name="alpha", service_instance_id="a1", {unset}}}', "0+60x10"),
+        (f'{calls}{{service_name="alpha", service_instance_id="a2", {unset}}}', "0+120x30"),
+        (f'{calls}{{service_name="alpha", service_instance_id="a2", {error}}}', "0+15x30"),
+        (f'{calls}{{service_name="beta", service_instance_id="b1", {unset}}}', "0+240x30"),
+        (f'{buckets}{{service_name="alpha", service_instance_id="a2", le="50"}}', "0+0x30"),
+        (f'{buckets}{{service_name="alpha", service_instance_id="a2", le="100"}}', "0+135x30"),
+        (f'{buckets}{{service_name="alpha", service_instance_id="a2", le="+Inf"}}', "0+135x30"),
+        (f'{buckets}{{service_name="beta", service_instance_id="b1", le="50"}}', "0+240x30"),
+        (f'{buckets}{{service_name="beta", service_instance_id="b1", le="100"}}', "0+240x30"),
+        (f'{buckets}{{service_name="beta", service_instance_id="b1", le="+Inf"}}', "0+240x30"),
+    ]
+    expected = {"Request rate": {"alpha": 2.25, "beta": 4.0}, "Error rate": {"alpha": 0.25},
+                "p95 duration (ms)": {"alpha": 97.5, "beta": 47.5}}
+    selected = {"": {"alpha", "beta"}, 'service_instance_id="a1"': {"alpha"},
+                'service_instance_id="b1"': {"beta"}}[tags]
+    queries = expanded(datasources()["jaeger"])["jsonData"]["tracesToMetrics"]["queries"]
+    test = {
+        "rule_files": [], "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series],
+            "promql_expr_test": [
+                {"expr": q["query"].replace("$__tags", tags), "eval_time": "30m",
+                 "exp_samples": [{"labels": f'{{service_name="{name}"}}', "value": value}
+                                 for name, value in expected[q["name"]].items() if name in selected]}
+                for q in queries],
+        }],
+    }
+    path = tmp_path / "span-links.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    return path
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing: scripts/install-system-deps.sh")
+@pytest.mark.parametrize("tags", ['service_instance_id="a1"', 'service_instance_id="b1"', ""],
+                         ids=["instance-gone-20m-ago", "other-service", "tag-missing"])
+def test_span_links_show_the_whole_service_of_the_spans_instance(tmp_path: Path, tags: str) -> None:
+    """Evaluated by promtool's PromQL engine: a span of instance a1 (exited 20 minutes before) opens alpha's rate,
+    errors and p95 over all its instances, and nothing of beta; a span without the tag shows each service."""
+    path = _span_metrics_test(tmp_path, tags)
+    result = subprocess.run(["promtool", "test", "rules", path.name], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("path", sorted(PROVISIONING.rglob("*.yaml")), ids=lambda p: str(p.relative_to(PROVISIONING)))
@@ -205,7 +300,7 @@ def test_cross_link_queries_parse_with_grafanas_grammars() -> None:
     json_data = expanded(datasources()["jaeger"])["jsonData"]
     queries = [{"id": "logs", "lang": "logql",
                 "expr": json_data["tracesToLogsV2"]["query"].replace("${__trace.traceId}", "4bf92f3577b34da6")}]
-    queries += [{"id": q["name"], "lang": "promql", "expr": q["query"].replace("$__tags", 'service_name="orders"')}
+    queries += [{"id": q["name"], "lang": "promql", "expr": q["query"].replace("$__tags", 'service_instance_id="0f3c"')}
                 for q in json_data["tracesToMetrics"]["queries"]]
     queries.append({"id": "broken", "lang": "logql", "expr": '{service_name=~".+"} | trace_id="'})
     result = subprocess.run(["node", "parse-queries.mjs"], input=json.dumps(queries), cwd=JS_DIR,
