@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
@@ -48,10 +48,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Capture",
+    "InMemoryReceiver",
     "ExemplarRecord",
     "LogRecord",
     "MetricPoint",
     "OTLPReceiver",
+    "Received",
     "SpanRecord",
     "capture",
     "otlp_receiver",
@@ -281,58 +283,18 @@ _SIGNALS: dict[str, tuple[type[Any], type[Any]]] = {
 }
 
 
-class OTLPReceiver:
-    """A real OTLP/HTTP (protobuf) receiver on 127.0.0.1 with an ephemeral port, for tests.
+class Received:
+    """Export requests that arrived, decoded, and flattened views of them (what OTLPReceiver and InMemoryReceiver
+    share)."""
 
-    >>> with OTLPReceiver() as receiver:                    # doctest: +SKIP
-    ...     exporter = OTLPSpanExporter(endpoint=receiver.endpoint + "/v1/traces")
-    ...     receiver.wait_for(lambda: receiver.spans())
-
-    Set `fail_status` (e.g. 503) to answer every export with that status, `delay` (seconds) to answer slowly.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._traces: list[ExportTraceServiceRequest] = []
         self._metrics: list[ExportMetricsServiceRequest] = []
         self._logs: list[ExportLogsServiceRequest] = []
         self.headers: list[dict[str, str]] = []  # request headers of every accepted export, in arrival order
-        self.fail_status: int | None = None
-        self.delay: float = 0.0
         self.rejected = 0  # exports answered with fail_status or refused as undecodable
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle ------------------------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def endpoint(self) -> str:
-        """Base URL ("http://127.0.0.1:PORT"); exporters append /v1/traces, /v1/metrics, /v1/logs."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> OTLPReceiver:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> OTLPReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- what arrived ---------------------------------------------------------------------------------------
     @property
@@ -408,7 +370,6 @@ class OTLPReceiver:
             f"{len(self.logs())} log records, {self.rejected} rejected exports"
         )
 
-    # --- HTTP -----------------------------------------------------------------------------------------------
     def _store(self, path: str, message: Any, headers: dict[str, str]) -> None:
         with self._changed:
             stores: dict[str, list[Any]] = {"/v1/traces": self._traces, "/v1/metrics": self._metrics,
@@ -416,6 +377,56 @@ class OTLPReceiver:
             stores[path].append(message)
             self.headers.append(headers)
             self._changed.notify_all()
+
+
+class OTLPReceiver(Received):
+    """A real OTLP/HTTP (protobuf) receiver on 127.0.0.1 with an ephemeral port, for tests.
+
+    >>> with OTLPReceiver() as receiver:                    # doctest: +SKIP
+    ...     exporter = OTLPSpanExporter(endpoint=receiver.endpoint + "/v1/traces")
+    ...     receiver.wait_for(lambda: receiver.spans())
+
+    Set `fail_status` (e.g. 503) to answer every export with that status, `delay` (seconds) to answer slowly.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__()
+        self.fail_status: int | None = None
+        self.delay: float = 0.0
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL ("http://127.0.0.1:PORT"); exporters append /v1/traces, /v1/metrics, /v1/logs."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> OTLPReceiver:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> OTLPReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- HTTP -----------------------------------------------------------------------------------------------
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -480,22 +491,62 @@ def _arity(fn: Callable[..., Any]) -> int:
     return sum(1 for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
+class InMemoryReceiver(Received):
+    """obsbox's telemetry kept in this process, without HTTP or an export thread: what `capture(in_memory=True)`
+    reads.
+
+    Spans reach it through obsbox's span processor protocol (a `SpanCapture` on the tracer provider), log records
+    through the logger's export sink; `pull()` encodes them with obsbox's own encoder, as the OTLP export would,
+    and collects the metrics, so the records read here are the ones a collector would get.
+    """
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        super().__init__()
+        from obsbox.instrumentation._processors import SpanCapture
+
+        self.telemetry = telemetry
+        self.span_capture = SpanCapture()
+        self.log_items: list[Any] = []
+
+    def pull(self) -> None:
+        """Move what was captured since the last pull into the received requests; add a metrics collection."""
+        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+        from obsbox.instrumentation._encode import encode_logs_request, encode_resource, encode_spans_request
+
+        resource = encode_resource(self.telemetry.resource)
+        # (the lean span is what the encoder's SpanData protocol describes; its fields are lists where the
+        # protocol says Sequence, which mypy's invariance of mutable protocol members refuses)
+        spans = cast("list[Any]", self.span_capture.take())
+        if spans:
+            self._store("/v1/traces", ExportTraceServiceRequest.FromString(encode_spans_request(resource, spans)),
+                        {})
+        items, self.log_items = self.log_items, []
+        if items:
+            self._store("/v1/logs", ExportLogsServiceRequest.FromString(encode_logs_request(resource, items)), {})
+        data = self.telemetry.collect_metrics()
+        if any(sm.metrics for rm in data.resource_metrics for sm in rm.scope_metrics):
+            self._store("/v1/metrics", encode_metrics(data), {})
+
+
 class Capture:
-    """obsbox's telemetry of a block of code, exported for real to an in-process receiver.
+    """obsbox's telemetry of a block of code: exported for real to an in-process receiver, or kept in memory.
 
     >>> with capture(service_name="orders") as telemetry:   # doctest: +SKIP
     ...     obsbox.logger.info("hello")
     ...     assert telemetry.logs()[0].body == "hello"
 
-    Reading `spans()`, `metrics()` or `logs()` first flushes the pipeline, so what the code did is there.
+    Reading `spans()`, `metrics()` or `logs()` first flushes, so what the code did is there.
     """
 
-    def __init__(self, receiver: OTLPReceiver, telemetry: Telemetry) -> None:
+    def __init__(self, receiver: Received, telemetry: Telemetry) -> None:
         self.receiver = receiver
         self.telemetry = telemetry
 
     def flush(self) -> None:
         self.telemetry.force_flush()
+        if isinstance(self.receiver, InMemoryReceiver):
+            self.receiver.pull()
 
     def spans(self, name: str | None = None) -> list[SpanRecord]:
         self.flush()
@@ -519,16 +570,49 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(*, service_name: str = "test-service", **configure_kwargs: Any) -> Iterator[Capture]:
-    """Configure obsbox to export to a fresh in-process receiver for the block; shut it down afterwards."""
-    from obsbox.instrumentation.setup import configure
+def capture(*, service_name: str = "test-service", in_memory: bool = False,
+            **configure_kwargs: Any) -> Iterator[Capture]:
+    """Configure obsbox for the block and capture its telemetry; shut it down afterwards.
 
-    with OTLPReceiver() as receiver:
-        telemetry = configure(service_name=service_name, endpoint=receiver.endpoint, **configure_kwargs)
-        try:
-            yield Capture(receiver, telemetry)
-        finally:
-            telemetry.shutdown()
+    By default everything is exported over OTLP/HTTP to a fresh in-process `OTLPReceiver` (the real path).
+    `in_memory=True` exports nothing: spans are kept by an in-memory span processor, log records by the logger's
+    export sink and metrics collected when read, then encoded as the exporter would; no port, no thread, no wait:
+
+    >>> with capture(in_memory=True) as cap:                              # doctest: +SKIP
+    ...     with obsbox.configure().tracer.start_as_current_span("work"):
+    ...         obsbox.logger.info("working")
+    ...     (span,) = cap.spans("work")
+    ...     assert cap.logs()[0].trace_id == span.trace_id
+
+    (Log records emitted through the OpenTelemetry logs API, rather than loguru or stdlib logging, reach only the
+    receiver.)
+    """
+    from obsbox.instrumentation import logs
+    from obsbox.instrumentation.setup import configure, current_telemetry
+
+    if not in_memory:
+        with OTLPReceiver() as receiver:
+            telemetry = configure(service_name=service_name, endpoint=receiver.endpoint, **configure_kwargs)
+            try:
+                yield Capture(receiver, telemetry)
+            finally:
+                telemetry.shutdown()
+        return
+    telemetry = configure(service_name=service_name, traces_exporter="none", metrics_exporter="none",
+                          logs_exporter="none", **configure_kwargs)
+    try:
+        memory = InMemoryReceiver(telemetry)
+        if current_telemetry() is telemetry:
+            from opentelemetry import trace
+
+            provider = trace.get_tracer_provider()
+            add = getattr(provider, "add_processor", None)
+            if add is not None:
+                add(memory.span_capture)
+            logs.attach_export(memory.log_items.append, telemetry.settings.logs.log_level)
+        yield Capture(memory, telemetry)
+    finally:
+        telemetry.shutdown()
 
 
 # --- pytest plugin ----------------------------------------------------------------------------------------------

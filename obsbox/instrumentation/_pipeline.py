@@ -136,6 +136,8 @@ class Queue:
                              "only counted in obsbox.export.items)", self.signal, exc_info=True)
             return None
 
+    on_end = offer  # the span processor protocol (see _processors): the OTLP queue is one implementation
+
     def take(self, limit: int) -> list[tuple[bytes, bytes]]:
         items = self.items
         out = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import random
 import time
 import traceback
@@ -28,6 +29,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -41,12 +43,14 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 from obsbox.instrumentation._encode import SharedAttributes, encode_scope
+from obsbox.instrumentation._processors import ManagedProcessor, SdkBridge, SpanProcessor, join
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _EMPTY_STATE = DEFAULT_TRACE_STATE  # the API's empty TraceState; the encoder knows it by identity
 _KIND_TO_OTLP = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4,
                  SpanKind.CONSUMER: 5}
+_log = logging.getLogger("obsbox")
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
 _get_current_context = context_api.get_current
@@ -427,19 +431,30 @@ class Tracer(trace.Tracer):
 
 
 class TracerProvider(trace.TracerProvider):
-    """The global tracer provider obsbox installs; finished spans go to `sink`."""
+    """The global tracer provider obsbox installs; finished spans go to `sink`, which joins the processors.
+
+    `activate()` installs a configuration's sampler, resource and own processors in one step, `deactivate()` ends
+    it; in between, `add_span_processor()` adds an OpenTelemetry SDK span processor (shown SDK ReadableSpans) and
+    `add_processor()` one of obsbox's (shown the span itself). Processors added belong to the configuration in
+    force: flushed with it, shut down with it.
+    """
 
     def __init__(self, sink: Callable[[Span], None], sampler: Sampler | None = None,
                  resource: Mapping[str, Any] | None = None,
                  on_flush: Callable[[float], bool] | None = None,
                  on_shutdown: Callable[[], None] | None = None) -> None:
         self.sink = sink
+        self._discard = sink  # the sink with no processor
         self.sampler = sampler or Sampler()
         self.resource: dict[str, Any] = dict(resource or {})
         self.shutdown_done = False
         self._tracers: dict[tuple[str, str | None], Tracer] = {}
+        self._scopes: dict[bytes, InstrumentationScope] = {}
         self._on_flush = on_flush
         self._on_shutdown = on_shutdown
+        self._own: tuple[SpanProcessor, ...] = ()  # the configuration's (the OTLP queue)
+        self._added: list[ManagedProcessor] = []  # added by the user or by obsbox.testing
+        self._sdk: SdkBridge | None = None  # the user's SDK processors, behind one bridge
 
     def get_tracer(
         self,
@@ -453,8 +468,71 @@ class TracerProvider(trace.TracerProvider):
         if tracer is None:
             scope = encode_scope(instrumenting_module_name, instrumenting_library_version,
                                  dict(attributes) if attributes else None)
+            self._scopes.setdefault(scope, InstrumentationScope(
+                instrumenting_module_name, instrumenting_library_version, schema_url, attributes))
             tracer = self._tracers[key] = Tracer(self, scope)
+            self._hook_start(tracer)
         return tracer
+
+    # --- processors -------------------------------------------------------------------------------------------
+    def activate(self, sampler: Sampler, resource: dict[str, Any], processors: Sequence[SpanProcessor]) -> None:
+        """Install a configuration: its sampler, resource and own processors (the OTLP queue), in one step."""
+        self.sampler = sampler
+        self.resource = resource
+        self._own = tuple(processors)
+        self._refresh()
+        self.shutdown_done = False
+
+    def deactivate(self) -> None:
+        """End the configuration: record nothing more; shut down the processors that were added to it."""
+        self.shutdown_done = True
+        self._own = ()
+        added, self._added, self._sdk = self._added, [], None
+        self._refresh()
+        for processor in added:
+            try:
+                processor.shutdown()
+            except Exception:  # noqa: BLE001
+                _log.debug("obsbox: a span processor failed to shut down", exc_info=True)
+
+    def replace_own(self, processors: Sequence[SpanProcessor]) -> None:
+        """In a forked worker: the configuration's own processors are new objects (fresh queues)."""
+        self._own = tuple(processors)
+        self._refresh()
+
+    def add_span_processor(self, span_processor: Any) -> None:
+        """Add an OpenTelemetry SDK `SpanProcessor` (BatchSpanProcessor with any SDK exporter, ...): it is shown
+        every finished, sampled span as an SDK ReadableSpan, and on_start hooks are called as spans start."""
+        if self._sdk is None:
+            self._sdk = SdkBridge(lambda: self.resource, self._scopes)
+            self._added.append(self._sdk)
+        self._sdk.processors.append(span_processor)
+        self._refresh()
+
+    def add_processor(self, processor: ManagedProcessor) -> None:
+        """Add one of obsbox's processors (see _processors): shown the finished lean span itself."""
+        self._added.append(processor)
+        self._refresh()
+
+    def flush_processors(self, timeout: float) -> bool:
+        """Flush the processors added to this configuration (the OTLP queue is flushed by the pipeline)."""
+        done = True
+        for processor in list(self._added):
+            done = processor.force_flush(timeout) and done
+        return done
+
+    def _refresh(self) -> None:
+        self.sink = join((*self._own, *self._added), self._discard)
+        for tracer in self._tracers.values():
+            self._hook_start(tracer)
+
+    def _hook_start(self, tracer: Tracer) -> None:
+        # Only while an SDK processor does something at start does starting a span call it: the tracer then
+        # becomes a _StartHookTracer, so the usual path stays exactly as it is. (The request path only takes its
+        # shortcut for a plain Tracer: with a hook, a server span starts with all its attributes, as the hook
+        # expects, and the hook's own attributes are kept.)
+        bridge = self._sdk
+        tracer.__class__ = _StartHookTracer if bridge is not None and bridge.wants_start else Tracer
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._on_flush(timeout_millis / 1000) if self._on_flush else True
@@ -464,3 +542,14 @@ class TracerProvider(trace.TracerProvider):
             self.shutdown_done = True
             if self._on_shutdown:
                 self._on_shutdown()
+
+
+class _StartHookTracer(Tracer):
+    """A tracer that shows each span it starts to the SDK processors' on_start (see TracerProvider._hook_start)."""
+
+    def start(self, name: str, context: Context, *args: Any) -> trace.Span:
+        span = Tracer.start(self, name, context, *args)
+        bridge = self._provider._sdk
+        if type(span) is Span and bridge is not None:
+            bridge.on_start(span, context)
+        return span

@@ -14,8 +14,9 @@ settings it flushes the old pipeline and reconfigures the same global providers)
 - as OpenTelemetry globals: obsbox's lean TracerProvider (standard samplers; W3C tracecontext + baggage
   propagators), a MeterProvider backed by the SDK's (cumulative, the semantic-convention buckets for HTTP
   durations, exemplars from sampled spans) and an SDK LoggerProvider — so user code and libraries record into the
-  same pipeline. The TracerProvider implements the OpenTelemetry API, not the SDK: it takes no span processors;
-  to look at spans in tests use obsbox.testing;
+  same pipeline. The TracerProvider implements the OpenTelemetry API with lean spans; it still takes the SDK's
+  span processors (`configure(span_processors=...)`, `add_span_processor()`), shown each span as an SDK
+  ReadableSpan, and the MeterProvider side takes SDK metric readers (`configure(metric_readers=...)`);
 - the lean HTTP instruments the middleware uses (`_runtime.install`), the loguru logger's sinks, the outgoing HTTP
   client hooks, the process metrics, and optionally the /metrics pull endpoint;
 - one background export thread (restarted after fork) and an exit hook that flushes.
@@ -35,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +48,16 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     InMemoryMetricReader,
+    MetricReader,
     MetricsData,
     ResourceMetrics,
     ScopeMetrics,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor as SdkSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -141,6 +145,7 @@ class _Globals:
         self.logger_provider = LoggerProvider()
         self.logger_provider.add_log_record_processor(_LogForwarder())
         self.collect_lock = threading.Lock()
+        self.metric_readers: list[MetricReader] = []  # the user's, for the configuration in force
         self.installed_globally = self._install()
 
     def _install(self) -> bool:
@@ -178,6 +183,42 @@ class _Globals:
         if previous is not None:
             with contextlib.suppress(Exception):
                 previous.shutdown(timeout_millis=1000)
+
+    def add_metric_reader(self, reader: MetricReader, telemetry: Telemetry) -> None:
+        """Let an SDK MetricReader collect what obsbox exports: SDK instruments and obsbox's own, one resource.
+
+        obsbox plays the part of the SDK's MeterProvider towards the reader (it registers the reader's collect
+        callback, as the SDK's does), so the reader sees the HTTP metrics too, which are not SDK instruments. The
+        data is what obsbox exports: cumulative, obsbox's aggregations; a reader's own temporality and aggregation
+        preferences are not applied (a warning says so for a reader that prefers delta).
+        """
+        if any(t is AggregationTemporality.DELTA for t in reader._instrument_class_temporality.values()):
+            _log.warning("obsbox: %s prefers delta temporality; obsbox's metrics are cumulative and it gets them so",
+                         type(reader).__name__)
+
+        def collect(_reader: MetricReader, timeout_millis: float = 10_000) -> MetricsData:
+            return self.collect(_sdk_resource(telemetry.resource))
+
+        reader._set_collect_callback(collect)  # what the SDK's MeterProvider does with a reader it is given
+        self.metric_readers.append(reader)
+
+    def flush_metric_readers(self, timeout: float) -> bool:
+        done = True
+        for reader in list(self.metric_readers):
+            try:
+                done = reader.force_flush(timeout_millis=timeout * 1000) and done
+            except Exception:  # noqa: BLE001
+                _log.debug("obsbox: a metric reader failed to flush", exc_info=True)
+                done = False
+        return done
+
+    def retire_metric_readers(self) -> None:
+        readers, self.metric_readers = self.metric_readers, []
+        for reader in readers:
+            try:
+                reader.shutdown(timeout_millis=1000)
+            except Exception:  # noqa: BLE001
+                _log.debug("obsbox: a metric reader failed to shut down", exc_info=True)
 
     def retire_sdk_metrics(self) -> None:
         previous, self.sdk_meter_provider, self.reader = self.sdk_meter_provider, None, None
@@ -268,7 +309,12 @@ class Telemetry:
         if self.pipeline is None or self._shutdown:
             return True
         try:
-            return self.pipeline.force_flush(timeout)
+            done = self.pipeline.force_flush(timeout)
+            g = _state.globals
+            if g is not None and _state.telemetry is self:
+                done = g.tracer_provider.flush_processors(timeout) and done
+                done = g.flush_metric_readers(timeout) and done
+            return done
         except Exception:  # noqa: BLE001
             _log.debug("obsbox: flush failed", exc_info=True)
             return False
@@ -295,8 +341,8 @@ def _deactivate(telemetry: Telemetry) -> None:
     g = _state.globals
     if g is None or _state.telemetry is not telemetry:
         return
-    g.tracer_provider.shutdown_done = True
-    g.tracer_provider.sink = _discard
+    g.tracer_provider.deactivate()
+    g.retire_metric_readers()
     g.retire_sdk_metrics()
     _runtime.install(None)
     from obsbox.instrumentation import logs
@@ -304,12 +350,23 @@ def _deactivate(telemetry: Telemetry) -> None:
     logs.detach_export()
 
 
-def configure(**settings: Unpack[SettingArguments]) -> Telemetry:
+def configure(
+    *,
+    span_processors: Sequence[SdkSpanProcessor] = (),
+    metric_readers: Sequence[MetricReader] = (),
+    **settings: Unpack[SettingArguments],
+) -> Telemetry:
     """Set up traces, metrics and logs for this process; see docs/configuration.md for every setting.
 
     >>> telemetry = configure(service_name="orders", endpoint="http://collector:4318")   # doctest: +SKIP
 
-    Each argument overrides its `OBSBOX_*` variable, which overrides the standard `OTEL_*` one.
+    Each setting's argument overrides its `OBSBOX_*` variable, which overrides the standard `OTEL_*` one.
+
+    `span_processors`: OpenTelemetry SDK span processors (for example `BatchSpanProcessor(OTLPSpanExporter(...))`
+    for a second destination, `SimpleSpanProcessor(ConsoleSpanExporter())`), shown every sampled span as an SDK
+    ReadableSpan, besides obsbox's own export. `metric_readers`: SDK metric readers (`PeriodicExportingMetricReader`,
+    `InMemoryMetricReader`), each collecting every metric obsbox exports. Both belong to this configuration: flushed
+    and shut down with it. Later, `trace.get_tracer_provider().add_span_processor(...)` adds one too.
     """
     arguments = {k: v for k, v in settings.items() if v is not None}
     unknown = set(arguments) - set(BY_NAME)
@@ -322,12 +379,13 @@ def configure(**settings: Unpack[SettingArguments]) -> Telemetry:
         return Telemetry(resolve({"disabled": True}, environ={}))
     with _state.lock:
         current = _state.telemetry
-        if current is not None and current.enabled and current.settings == resolved:
+        if (current is not None and current.enabled and current.settings == resolved
+                and not span_processors and not metric_readers):
             return current
         if current is not None:
             current.shutdown()
         try:
-            telemetry = _build(resolved)
+            telemetry = _build(resolved, span_processors, metric_readers)
         except Exception:  # noqa: BLE001
             _log.warning("obsbox: telemetry setup failed; the service runs without it", exc_info=True)
             telemetry = Telemetry(resolved)
@@ -335,7 +393,8 @@ def configure(**settings: Unpack[SettingArguments]) -> Telemetry:
         return telemetry
 
 
-def _build(settings: Settings) -> Telemetry:
+def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
+           metric_readers: Sequence[MetricReader] = ()) -> Telemetry:
     from obsbox.instrumentation import logs
 
     if settings.disabled:
@@ -378,11 +437,14 @@ def _build(settings: Settings) -> Telemetry:
     )
     telemetry.pipeline = pipeline
     tp = g.tracer_provider
-    tp.sampler = Sampler(settings.sampling.sampler, settings.sampling.sample_ratio)
-    tp.resource = resource
-    # Without trace export spans are still created and sampled (trace ids reach logs and exemplars), then dropped.
-    tp.sink = pipeline.spans.offer if pipeline.export_traces else _discard
-    tp.shutdown_done = False
+    # Without trace export spans are still created and sampled (trace ids reach logs and exemplars), then dropped
+    # unless a processor of the user's takes them.
+    tp.activate(Sampler(settings.sampling.sampler, settings.sampling.sample_ratio), resource,
+                [pipeline.spans] if pipeline.export_traces else [])
+    for processor in span_processors:
+        tp.add_span_processor(processor)
+    for reader in metric_readers:
+        g.add_metric_reader(reader, telemetry)
     telemetry.tracer = tp.get_tracer(SCOPE, VERSION)
     telemetry.meter = g.meter_provider.get_meter(SCOPE, VERSION)
     _runtime.install(_runtime.Runtime(
@@ -519,8 +581,7 @@ def _after_fork_in_child() -> None:
         telemetry.resource = attrs
         g.tracer_provider.resource = attrs
         telemetry.pipeline.after_fork(encode_resource(attrs))
-        if telemetry.pipeline.export_traces:
-            g.tracer_provider.sink = telemetry.pipeline.spans.offer
+        g.tracer_provider.replace_own([telemetry.pipeline.spans] if telemetry.pipeline.export_traces else [])
         from obsbox.instrumentation import logs
 
         if telemetry.pipeline.export_logs:

@@ -132,3 +132,37 @@ def test_wait_for_times_out_with_a_summary(otlp_receiver: OTLPReceiver) -> None:
 def test_pytest_plugin_is_registered() -> None:
     plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
     assert plugins.get("obsbox") == "obsbox.testing"
+
+
+def test_in_memory_capture_needs_no_receiver_and_reads_as_the_receiver_does() -> None:
+    """capture(in_memory=True): spans through the span processor protocol, logs through the logger, metrics
+    collected on read — encoded by obsbox's exporter code and read back with the same records as a receiver's."""
+    from fastapi import FastAPI
+
+    import obsbox
+    from obsbox.testing import InMemoryReceiver, capture
+    from tests.instrumentation._served import get, served
+
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    async def order(order_id: int) -> dict[str, int]:
+        obsbox.logger.info("order read", order_id=order_id)
+        return {"order_id": order_id}
+
+    with capture(in_memory=True, service_name="memory", console=False) as cap:
+        assert isinstance(cap.receiver, InMemoryReceiver)
+        assert cap.telemetry.pipeline is not None and not cap.telemetry.pipeline.senders  # nothing sent anywhere
+        with served(obsbox.instrument(app)) as base:
+            assert get(base + "/orders/42") == 200
+        (span,) = cap.spans("GET /orders/{order_id}")
+        assert span.kind == 2 and span.attributes["http.route"] == "/orders/{order_id}"
+        assert span.resource["service.name"] == "memory"
+        (log,) = [r for r in cap.logs() if r.body == "order read"]
+        assert (log.trace_id, log.span_id) == (span.trace_id, span.span_id)
+        assert log.attributes["order_id"] == 42
+        (point,) = cap.latest("http.server.request.duration")
+        assert point.attributes["http.route"] == "/orders/{order_id}" and point.count == 1
+        assert point.exemplars[0].trace_id == span.trace_id
+        cap.clear()
+        assert cap.spans() == [] and cap.logs() == []
