@@ -41,8 +41,8 @@ install_into() {  # component version built-dir binary...
   for b in "$@"; do install -m 0755 "$from/$b" "$dir/.$b.tmp" && mv -f "$dir/.$b.tmp" "$dir/$b"; done
 }
 
-go_tools() {  # component version module-version ldflags package...  (one scratch module, `go get -tool`)
-  local comp="$1" ver="$2" modver="$3" ldflags="$4"; shift 4
+go_tools() {  # component version module-version ldflags tags package...  (one scratch module, `go get -tool`)
+  local comp="$1" ver="$2" modver="$3" ldflags="$4" tags="$5"; shift 5
   local mod="$work/$comp" out="$work/$comp/out" pkg bins=()
   for pkg in "$@"; do bins+=("$(basename "$pkg")"); done
   if done_already "$comp" "$ver" "${bins[@]}"; then say "$comp $ver: already built in $cache/$comp/$ver"; return; fi
@@ -55,7 +55,7 @@ go_tools() {  # component version module-version ldflags package...  (one scratc
   if [ "$comp" = alertmanager ]; then stub_alertmanager_ui "$mod" "$modver"; fi
   say "$comp $ver: compiling ${bins[*]} (several minutes on 2 cores)"
   for pkg in "$@"; do
-    (cd "$mod" && go build -ldflags "-s -w $ldflags" -o "$out/$(basename "$pkg")" "$pkg") \
+    (cd "$mod" && go build -tags "$tags" -ldflags "-s -w $ldflags" -o "$out/$(basename "$pkg")" "$pkg") \
       || { say "$comp: go build $pkg failed"; return 1; }
   done
   install_into "$comp" "$ver" "$out" "${bins[@]}"
@@ -94,20 +94,22 @@ build_prometheus() {
   local ver mv; ver="$(pin PROMETHEUS_IMAGE)"
   IFS=. read -r major minor patch <<<"$ver"
   mv="v0.$((major * 100 + minor)).$patch"
-  go_tools prometheus "$ver" "$mv" "-X github.com/prometheus/common/version.Version=$ver" \
+  # remove_all_sd: only the static and file service discovery the box uses (upstream's build tags; the cloud
+  # providers' SDKs would double the build time).
+  go_tools prometheus "$ver" "$mv" "-X github.com/prometheus/common/version.Version=$ver" remove_all_sd \
     github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
 }
 
 build_alertmanager() {
   local ver; ver="$(pin ALERTMANAGER_IMAGE)"
-  go_tools alertmanager "$ver" "v$ver" "-X github.com/prometheus/common/version.Version=$ver" \
+  go_tools alertmanager "$ver" "v$ver" "-X github.com/prometheus/common/version.Version=$ver" "" \
     github.com/prometheus/alertmanager/cmd/alertmanager github.com/prometheus/alertmanager/cmd/amtool
 }
 
 build_jaeger() {
   local ver major minor patch; ver="$(pin JAEGER_IMAGE)"
   IFS=. read -r major minor patch <<<"$ver"
-  go_tools jaeger "$ver" "v1.$((63 + minor)).$patch" "" github.com/jaegertracing/jaeger/cmd/jaeger
+  go_tools jaeger "$ver" "v1.$((63 + minor)).$patch" "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$ver" "" github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
 wanted=("$@"); [ ${#wanted[@]} -eq 0 ] && wanted=(collector prometheus alertmanager jaeger)

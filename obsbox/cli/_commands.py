@@ -13,7 +13,7 @@ import click
 
 from obsbox.cli._errors import GuardedGroup
 from obsbox.cli._output import print_status, print_up, say
-from obsbox.stack import engine
+from obsbox.stack import binaries, engine
 from obsbox.stack.components import BROWSABLE
 from obsbox.stack.errors import NotRunningError, StackError, UsageError
 
@@ -40,6 +40,18 @@ def up(runtime: engine.RuntimeChoice, samples: bool, download: bool) -> None:
     """
     report = engine.up(runtime=runtime, samples=samples, download=download, progress=say)
     print_up(report)
+
+
+@cli.command()
+@click.argument("components", nargs=-1, type=click.Choice(binaries.BUILDABLE))
+def build(components: tuple[str, ...]) -> None:
+    """Build the Collector, Prometheus 3, Alertmanager and Jaeger v2 from their Go modules (needs Go).
+
+    Builds the versions the box pins into the cache `obsbox up --runtime native` runs from
+    ($OBSBOX_CACHE_DIR, default ~/.cache/obsbox/bin); what is already built is kept. About 15-25 minutes on two
+    cores the first time. Loki and Grafana are not built (run them with Docker, or put their binaries on PATH).
+    """
+    binaries.build(components)
 
 
 @cli.command()

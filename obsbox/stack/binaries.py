@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from obsbox.stack.components import Component, Release
-from obsbox.stack.errors import DownloadError
+from obsbox.stack.errors import BuildError, DownloadError
 
 _CHUNK = 1 << 16
 _GITHUB = "https://github.com"
@@ -44,7 +44,18 @@ def cache_dir() -> Path:
 
 
 def find_binary(component: Component) -> Path | None:
-    """The component's executable on PATH (any of its names), else in the cache, else None."""
+    """The component's executable at its pinned version in the cache (built by scripts/build-components.sh or
+    downloaded), else on PATH (any of its names), else an unversioned one in the cache, else None.
+
+    The pinned version comes first: it is what the box ships and what the tests run, so an older package on PATH
+    (Debian's Prometheus 2.42) is only a fallback.
+    """
+    version = component.version
+    if version:
+        for name in component.binaries:
+            pinned = cache_dir() / component.name / version / name
+            if pinned.is_file() and os.access(pinned, os.X_OK):
+                return pinned
     for name in component.binaries:
         found = shutil.which(name)
         if found:
@@ -54,6 +65,54 @@ def find_binary(component: Component) -> Path | None:
         if cached.is_file() and os.access(cached, os.X_OK):
             return cached
     return None
+
+
+# The tools each component's build or release carries besides its server (their versions go together).
+_TOOLS = {"promtool": "prometheus", "amtool": "alertmanager"}
+
+
+def find_tool(name: str) -> Path | None:
+    """A component's server or tool ('prometheus', 'promtool', 'alertmanager', 'amtool', ...): the pinned build in
+    the cache first, then PATH (Debian names included).
+
+    >>> find_tool("promtool")          # doctest: +SKIP
+    PosixPath('/root/.cache/obsbox/bin/prometheus/3.14.0/promtool')
+    """
+    from obsbox.stack.components import COMPONENTS
+
+    owner = COMPONENTS.get(_TOOLS.get(name, name)) or next(
+        (c for c in COMPONENTS.values() if name in c.binaries), None)
+    if owner is not None and owner.version:
+        pinned = cache_dir() / owner.name / owner.version / name
+        if pinned.is_file() and os.access(pinned, os.X_OK):
+            return pinned
+    if owner is not None and name == owner.name:
+        return find_binary(owner)
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+BUILDABLE = ("collector", "prometheus", "alertmanager", "jaeger")
+
+
+def build(components: tuple[str, ...] = ()) -> None:
+    """Build the pinned versions of `components` (default: all of BUILDABLE) from their Go modules into the cache.
+
+    Runs the tree's scripts/build-components.sh (shipped in the wheel too), which prints its progress on stderr,
+    keeps what is already built, and says what it skips without a Go toolchain.
+    """
+    from obsbox.stack.tree import stack_root
+
+    script = stack_root() / "scripts" / "build-components.sh"
+    bash = shutil.which("bash")
+    if bash is None or not script.is_file():
+        raise BuildError(f"cannot build: {'bash is missing' if bash is None else f'{script} is missing'}",
+                         "reinstall obsbox, or use `obsbox up --download` / Docker")
+    env = {**os.environ, "OBSBOX_CACHE_DIR": str(cache_dir())}
+    code = subprocess.call([bash, str(script), *components], env=env)
+    if code != 0:
+        raise BuildError(f"the build of {' '.join(components) or 'the components'} failed (exit {code})",
+                         "see the messages above; `obsbox up --download` fetches official releases instead")
 
 
 def binary_version(binary: Path) -> str | None:
@@ -77,7 +136,7 @@ def download(
     release = _mirrored(release)
     say = progress or (lambda _m: None)
     expected = release.sha256 or _published_digest(release, timeout)
-    target_dir = cache_dir() / component.name
+    target_dir = cache_dir() / component.name / release.version
     target = target_dir / Path(release.member).name
     say(f"downloading {component.name} {release.version} from {release.url}")
     with tempfile.TemporaryDirectory(prefix="obsbox-dl-") as tmp:

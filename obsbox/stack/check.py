@@ -20,7 +20,6 @@ from __future__ import annotations
 import glob
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, Literal
 
 import yaml
 
+from obsbox.stack.binaries import find_tool as _tool
 from obsbox.stack.compose import StackTree
 from obsbox.stack.native_config import dump, render_alertmanager, render_prometheus
 
@@ -79,10 +79,11 @@ def check_compose(tree: StackTree) -> CheckResult:
 
 
 def _promtool() -> str | None:
-    return shutil.which("promtool")
+    found = _tool("promtool")
+    return str(found) if found else None
 
 
-_NO_PROMTOOL = "promtool not found (Debian: apt-get install prometheus)"
+_NO_PROMTOOL = "promtool not found (`obsbox build prometheus`, or Debian: apt-get install prometheus)"
 
 
 def check_prometheus_config(tree: StackTree, tmp: Path) -> list[CheckResult]:
@@ -130,10 +131,11 @@ def check_rule_tests(tree: StackTree) -> list[CheckResult]:
 
 
 def check_alertmanager(tree: StackTree, tmp: Path) -> CheckResult:
-    amtool = shutil.which("amtool")
+    found = _tool("amtool")
+    amtool = str(found) if found else None
     if amtool is None:
         return CheckResult("alertmanager config", "skip",
-                           "amtool not found (Debian: apt-get install prometheus-alertmanager)")
+                           "amtool not found (`obsbox build alertmanager`, or Debian: apt-get install prometheus-alertmanager)")
     rendered = dump(render_alertmanager(tree, ports={"alertmanager": 9093}), tmp / "alertmanager.yml")
     ok, text = _run([amtool, "check-config", str(rendered)])
     return CheckResult.of(f"alertmanager config (amtool {_tool_version(amtool)})", ok, text)

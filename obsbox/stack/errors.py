@@ -78,6 +78,10 @@ class DownloadError(StackError):
     exit_code = 7
 
 
+class BuildError(DownloadError):
+    """A component could not be built from its Go modules (same exit code as a failed download: nothing to run)."""
+
+
 class NotRunningError(StackError):
     """The command needs a running stack (or sample shop) and there is none."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
 import subprocess
 import time
@@ -22,6 +21,7 @@ from obsbox.instrumentation import _runtime
 from obsbox.instrumentation.catalogue import CATALOGUE, SEMCONV_METRICS
 from obsbox.instrumentation.pull import prometheus_name
 from obsbox.instrumentation.setup import Telemetry
+from obsbox.stack.binaries import find_tool as _tool
 from tests._processes import free_port, stop
 
 ATTRS = {"http.request.method": "GET", "url.scheme": "http", "http.route": "/items/{item_id}",
@@ -98,7 +98,7 @@ def test_openmetrics_with_exemplars(served: Telemetry) -> None:
 
 
 def test_promtool_accepts_the_exposition(served: Telemetry) -> None:
-    promtool = shutil.which("promtool")
+    promtool = _tool("promtool")
     if promtool is None:
         pytest.skip("promtool missing: scripts/install-system-deps.sh installs Debian's prometheus")
     body, _ = _get(f"http://127.0.0.1:{served.metrics_port}/metrics")
@@ -138,7 +138,7 @@ def _query(base: str, path: str, **params: str) -> dict[str, object]:
 
 @pytest.mark.stack
 def test_real_prometheus_scrapes_it(served: Telemetry, tmp_path: Path) -> None:
-    binary = shutil.which("prometheus")
+    binary = _tool("prometheus")
     if binary is None:
         pytest.skip("prometheus missing: scripts/install-system-deps.sh installs Debian's prometheus")
     config = tmp_path / "prometheus.yml"

@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from obsbox.cli import cli
+from obsbox.stack.binaries import find_tool as _tool
 from obsbox.stack.check import check_alertmanager, check_dashboards, check_rules
 from obsbox.stack.compose import StackTree
 from obsbox.stack.tree import stack_root
 
-needs_tools = pytest.mark.skipif(shutil.which("promtool") is None or shutil.which("amtool") is None,
+needs_tools = pytest.mark.skipif(_tool("promtool") is None or _tool("amtool") is None,
                                  reason="needs promtool and amtool (scripts/install-system-deps.sh installs them)")
 
 

@@ -69,9 +69,10 @@ def test_a_good_checksum_installs_the_binary_in_the_cache(server: tuple[str, Pat
     name, digest = _archive(root)
     said: list[str] = []
     assert binaries.find_binary(COMPONENTS["prometheus"]) is None
-    path = binaries.download(COMPONENTS["prometheus"], Release("9.9.9", f"{base}/{name}", MEMBER, sha256=digest),
+    pinned = str(COMPONENTS["prometheus"].version)
+    path = binaries.download(COMPONENTS["prometheus"], Release(pinned, f"{base}/{name}", MEMBER, sha256=digest),
                              progress=said.append)
-    assert path == cache / "prometheus" / "prometheus"
+    assert path == cache / "prometheus" / pinned / "prometheus"  # keyed by version, as the components build does
     assert os.access(path, os.X_OK)
     assert "9.9.9" in subprocess.run([str(path), "--version"], capture_output=True, text=True).stdout
     assert binaries.find_binary(COMPONENTS["prometheus"]) == path
@@ -115,7 +116,7 @@ def test_an_archive_without_the_binary_installs_nothing(server: tuple[str, Path]
     name, digest = _archive(root, member="something-else/prometheus")
     with pytest.raises(DownloadError, match="does not contain"):
         binaries.download(COMPONENTS["prometheus"], Release("9.9.9", f"{base}/{name}", MEMBER, sha256=digest))
-    assert not (cache / "prometheus" / "prometheus").exists()
+    assert not (cache / "prometheus" / "9.9.9" / "prometheus").exists()
 
 
 def test_an_unreachable_server_is_a_clear_error(cache: Path) -> None:

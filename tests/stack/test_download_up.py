@@ -102,9 +102,10 @@ def test_up_download_fetches_verifies_installs_and_runs(tmp_path: Path, mirror: 
         prometheus, alertmanager = component(report, "prometheus"), component(report, "alertmanager")
         assert prometheus["state"] == "healthy" and prometheus["version"] == COMPONENTS["prometheus"].release.version  # type: ignore[union-attr]
         assert alertmanager["state"] == "healthy"
-        assert (tmp_path / "cache" / "prometheus" / "prometheus").exists()
+        pinned = tmp_path / "cache" / "prometheus" / str(COMPONENTS["prometheus"].version) / "prometheus"
+        assert pinned.exists()
         argv = json.loads((tmp_path / "state" / "native" / "prometheus" / "supervisor.json").read_text())["argv"]
-        assert argv[0] == str(tmp_path / "cache" / "prometheus" / "prometheus")
+        assert argv[0] == str(pinned)
         assert "--web.enable-otlp-receiver" in argv  # a 3.x binary gets the 3.x flags
         rendered = (tmp_path / "state" / "native" / "prometheus" / "prometheus.yml").read_text()
         assert "otlp:" in rendered

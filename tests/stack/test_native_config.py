@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from obsbox.stack.binaries import find_tool as _tool
 from obsbox.stack.compose import StackTree
 from obsbox.stack.native import NativeRuntime
 from obsbox.stack.native_config import dump, render_alertmanager, render_prometheus
@@ -48,7 +48,7 @@ def test_prometheus_2_config_is_local_and_loadable(tree: StackTree, tmp_path: Pa
     assert sd_file.parent == tmp_path / "file_sd" and any(
         fnmatch.fnmatch(str(sd_file), f) for job in jobs.values()
         for sd in job.get("file_sd_configs", []) for f in sd["files"])
-    promtool = shutil.which("promtool")
+    promtool = _tool("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (scripts/install-system-deps.sh installs it)")
     out = subprocess.run([promtool, "check", "config", str(dump(config, tmp_path / "prometheus.yml"))],
@@ -78,7 +78,7 @@ def test_alertmanager_config_is_valid_for_the_local_amtool(tree: StackTree, tmp_
     assert all(t.startswith(str(tree.root)) for t in config.get("templates", []))
     hooks = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
     assert "http://127.0.0.1:9999/hook" in hooks
-    amtool = shutil.which("amtool")
+    amtool = _tool("amtool")
     if amtool is None:
         pytest.skip("amtool not installed (scripts/install-system-deps.sh installs it)")
     path = dump(config, tmp_path / "alertmanager.yml")

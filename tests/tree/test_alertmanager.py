@@ -4,7 +4,6 @@ messages that link to the dashboard and the runbook — checked with Debian's re
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from obsbox.stack.binaries import find_tool as _tool
 from obsbox.stack.render import NOTIFICATION_VARIABLES, render_alertmanager_config
 from obsbox.stack.tree import stack_root
 from tests._processes import free_port, stop
@@ -34,9 +34,9 @@ EVERY_CHANNEL = {
     "OBSBOX_ALERT_SMTP_USERNAME": "obsbox",
     "OBSBOX_ALERT_SMTP_PASSWORD": "secret",
 }
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+ALERTMANAGER = _tool("alertmanager")
 needs_amtool = pytest.mark.skipif(
-    shutil.which("amtool") is None, reason="amtool missing: scripts/install-system-deps.sh installs it"
+    _tool("amtool") is None, reason="amtool missing: scripts/install-system-deps.sh installs it"
 )
 
 

@@ -17,13 +17,13 @@ CURRENT = {
     "receivers": {"otlp"},
     "processors": {"memory_limiter", "batch"},
     "exporters": {"otlp_grpc", "otlp_http", "debug"},
-    "connectors": {"span_metrics", "servicegraph"},
+    "connectors": {"span_metrics", "service_graph"},
     "extensions": {"health_check"},
 }
 # Deprecated aliases (they log warnings) and removed components.
 OUTDATED = {
     "exporters": {"otlp", "otlphttp", "logging", "loki"},
-    "connectors": {"spanmetrics"},
+    "connectors": {"spanmetrics", "servicegraph"},
 }
 
 
@@ -82,8 +82,8 @@ def test_memory_limiter_first_then_batch_in_every_pipeline() -> None:
 def test_signals_flow_to_their_backends() -> None:
     pipelines = config()["service"]["pipelines"]
     assert pipelines["traces"]["receivers"] == ["otlp"]
-    assert pipelines["traces"]["exporters"] == ["otlp_grpc/jaeger", "span_metrics", "servicegraph"]
-    assert pipelines["metrics"]["receivers"] == ["otlp", "span_metrics", "servicegraph"]
+    assert pipelines["traces"]["exporters"] == ["otlp_grpc/jaeger", "span_metrics", "service_graph"]
+    assert pipelines["metrics"]["receivers"] == ["otlp", "span_metrics", "service_graph"]
     assert pipelines["metrics"]["exporters"] == ["otlp_http/prometheus"]
     assert pipelines["logs"]["exporters"] == ["otlp_http/loki"]
 
@@ -116,13 +116,14 @@ def test_exporters_point_at_the_right_service_and_port() -> None:
     loki = yaml.safe_load((ROOT / "backends/loki/config.yaml").read_text())
     compose = yaml.safe_load((ROOT / "stack.yml").read_text())
 
-    assert exporters["otlp_grpc/jaeger"] == {"endpoint": "jaeger:4317", "tls": {"insecure": True}}
+    assert exporters["otlp_grpc/jaeger"]["endpoint"] == "jaeger:4317"
+    assert exporters["otlp_grpc/jaeger"]["tls"] == {"insecure": True}
     assert jaeger["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
 
-    assert exporters["otlp_http/loki"] == {"endpoint": "http://loki:3100/otlp"}
+    assert exporters["otlp_http/loki"]["endpoint"] == "http://loki:3100/otlp"
     assert loki["server"]["http_listen_port"] == 3100
 
-    assert exporters["otlp_http/prometheus"] == {"endpoint": "http://prometheus:9090/api/v1/otlp"}
+    assert exporters["otlp_http/prometheus"]["endpoint"] == "http://prometheus:9090/api/v1/otlp"
     assert "--web.listen-address=0.0.0.0:9090" in compose["services"]["prometheus"]["command"]
     assert "--web.enable-otlp-receiver" in compose["services"]["prometheus"]["command"]
 
@@ -175,7 +176,7 @@ def test_span_metrics_carry_exemplars_and_expire() -> None:
 
 
 def test_service_graph_is_bounded() -> None:
-    graph = config()["connectors"]["servicegraph"]
+    graph = config()["connectors"]["service_graph"]
     assert graph["store"]["max_items"] > 0 and graph["store"]["ttl"] == "10s"
 
 
@@ -192,3 +193,14 @@ def test_native_rendering_points_exporters_at_localhost_and_keeps_names() -> Non
     }
     assert set(rendered["exporters"]) == set(config()["exporters"])
     assert rendered["service"] == config()["service"]
+
+
+def test_every_exporter_queues_and_retries_so_a_backend_restart_loses_nothing() -> None:
+    """A backend restarting for a few minutes must not lose data (shown for Jaeger in tests/stack/test_box_e2e.py):
+    each exporter queues in memory and retries with backoff for five minutes, within memory_limiter's bounds."""
+    for name, exporter in config()["exporters"].items():
+        if kind(name) == "debug":
+            continue
+        assert exporter["sending_queue"]["enabled"] is True and exporter["sending_queue"]["queue_size"] >= 100, name
+        retry = exporter["retry_on_failure"]
+        assert retry["enabled"] is True and retry["max_elapsed_time"] == "300s", name

@@ -34,11 +34,11 @@ def service(name: str) -> dict[str, Any]:
 # --- Versions: the ones the facts below were read for -------------------------------------------------------------
 
 FACT_VERSIONS = {
-    "OTELCOL_IMAGE": "otel/opentelemetry-collector-contrib:0.159.0",  # tags have no "v"
+    "OTELCOL_IMAGE": "otel/opentelemetry-collector-contrib:0.159.0",  # tags have no "v"; built and run in tests/stack/test_box_e2e.py
     "PROMETHEUS_IMAGE": "prom/prometheus:v3.14.0",
     "ALERTMANAGER_IMAGE": "prom/alertmanager:v0.34.0",
     "LOKI_IMAGE": "grafana/loki:3.7.6",
-    "JAEGER_IMAGE": "jaegertracing/jaeger:2.20.0",  # v2; v1 all-in-one is no longer published
+    "JAEGER_IMAGE": "jaegertracing/jaeger:2.12.0",  # v2 (Go module v1.75.0); built and run in test_box_e2e.py
     "GRAFANA_IMAGE": "grafana/grafana:13.2.0",
 }
 
@@ -53,10 +53,10 @@ def test_pinned_images_are_the_versions_these_facts_were_checked_for() -> None:
 
 # exporter/otlpexporter + otlphttpexporter: types renamed otlp -> otlp_grpc and otlphttp -> otlp_http (0.144.0);
 # connector/spanmetricsconnector/metadata.yaml: `type: span_metrics`, `deprecated_type: spanmetrics`;
-# connector/servicegraphconnector/metadata.yaml: `type: servicegraph` (the rename to service_graph is not in a
-# release this box pins, so the old name is the one that surely loads). The OpenTelemetry demo's Helm chart 0.41.0
-# runs otelcol-contrib 0.156.0 with `span_metrics` and `otlp_http` (and starts), an earlier release than ours.
-COLLECTOR_TYPES = {"otlp_grpc", "otlp_http", "span_metrics", "servicegraph", "otlp", "memory_limiter", "batch",
+# connector/servicegraphconnector: the built 0.159.0 binary lists `service_graph` (`otelcol-contrib components`)
+# and logs '"servicegraph" alias is deprecated; use "service_graph" instead' for the old name; the real binary
+# checks all of these in tests/tree/test_collector_build.py and tests/stack/test_box_e2e.py.
+COLLECTOR_TYPES = {"otlp_grpc", "otlp_http", "span_metrics", "service_graph", "otlp", "memory_limiter", "batch",
                    "health_check"}
 # connector/spanmetricsconnector/config.go and connector/servicegraphconnector/config.go (mapstructure tags).
 SPAN_METRICS_KEYS = {
@@ -85,8 +85,8 @@ def test_connector_settings_are_keys_the_connectors_define() -> None:
     assert set(connectors["span_metrics"]) <= SPAN_METRICS_KEYS
     assert set(connectors["span_metrics"]["histogram"]) <= SPAN_METRICS_HISTOGRAM_KEYS
     assert set(connectors["span_metrics"]["exemplars"]) <= {"enabled", "max_per_data_point"}
-    assert set(connectors["servicegraph"]) <= SERVICE_GRAPH_KEYS
-    assert set(connectors["servicegraph"]["store"]) <= {"max_items", "ttl"}
+    assert set(connectors["service_graph"]) <= SERVICE_GRAPH_KEYS
+    assert set(connectors["service_graph"]["store"]) <= {"max_items", "ttl"}
 
 
 def test_collector_listeners_are_explicit_because_the_default_is_localhost() -> None:

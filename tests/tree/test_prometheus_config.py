@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from obsbox.stack.binaries import find_tool as _tool
 from obsbox.stack.render import render_prometheus_config
 from obsbox.stack.tree import stack_root
 from tests._processes import free_port, stop
@@ -34,10 +34,10 @@ STACK_JOBS = {
 }
 
 needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool missing: scripts/install-system-deps.sh installs it"
+    _tool("promtool") is None, reason="promtool missing: scripts/install-system-deps.sh installs it"
 )
 needs_prometheus = pytest.mark.skipif(
-    shutil.which("prometheus") is None, reason="prometheus missing: scripts/install-system-deps.sh installs it"
+    _tool("prometheus") is None, reason="prometheus missing: scripts/install-system-deps.sh installs it"
 )
 
 

@@ -10,7 +10,6 @@ exist. Faults make some requests fail and slow, so the error, retry and breaker 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -25,11 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
+from obsbox.stack.binaries import find_tool as _tool
 from tests._processes import free_port, stop
 from tests.tree.test_queries import PROM_RULE_FILES, Query, dashboard_queries, metric_names, substitute
 
-PROMETHEUS = shutil.which("prometheus")
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+PROMETHEUS = _tool("prometheus")
+ALERTMANAGER = _tool("alertmanager")
 
 SCRAPE_INTERVAL = "2s"
 # What Grafana would put in for $__rate_interval with a 2 s scrape interval and a short time range (at least four
