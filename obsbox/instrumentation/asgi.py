@@ -147,6 +147,20 @@ class _Request(ServerRequest):
             return None
 
 
+def _flushing_at_shutdown(send: Send) -> Send:
+    """The lifespan's `send`, exporting what is queued when the app reports its shutdown: uvicorn re-raises
+    SIGTERM with the default handler after its graceful shutdown, so no exit hook would run after this."""
+
+    async def send_and_flush(message: MutableMapping[str, Any]) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            from obsbox.instrumentation.setup import flush_before_exit
+
+            flush_before_exit()
+        await send(message)
+
+    return send_and_flush
+
+
 class ObsboxASGIMiddleware:
     """ASGI middleware producing one SERVER span and the HTTP server metrics per request (see the module doc).
 
@@ -170,6 +184,8 @@ class ObsboxASGIMiddleware:
         if scope["type"] != "http" or REQUEST_KEY in scope:
             if scope["type"] == "lifespan":  # the server is starting the app: its logging is set up by now
                 reclaim_server_loggers()
+                await self.app(scope, receive, _flushing_at_shutdown(send))
+                return
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]

@@ -19,7 +19,10 @@ settings it flushes the old pipeline and reconfigures the same global providers)
   ReadableSpan, and the MeterProvider side takes SDK metric readers (`configure(metric_readers=...)`);
 - the lean HTTP instruments the middleware uses (`_runtime.install`), the loguru logger's sinks, the outgoing HTTP
   client hooks, the process metrics, and optionally the /metrics pull endpoint;
-- one background export thread (restarted after fork) and an exit hook that flushes.
+- one background export thread (restarted after fork) and an exit hook that flushes; where SIGTERM would end the
+  process without exit hooks (its default action), a handler that flushes first, then lets it die as before; the
+  ASGI middleware also flushes at the lifespan's shutdown (uvicorn re-raises SIGTERM with the default handler).
+  Each waits EXIT_TIMEOUT seconds at most.
 
 Nothing here raises into the application: a failure to set up logs a warning and returns a handle that does nothing.
 """
@@ -31,6 +34,7 @@ import contextlib
 import logging
 import os
 import platform
+import signal as signals
 import socket
 import sys
 import threading
@@ -462,6 +466,7 @@ def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
 
         telemetry.metrics_server = pull.serve(telemetry, settings.pull.metrics_host, settings.pull.metrics_port)
     _register_process_hooks()
+    _chain_sigterm()
     return telemetry
 
 
@@ -556,10 +561,41 @@ def _register_process_hooks() -> None:
         os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+EXIT_TIMEOUT = 3.0  # seconds a stopping process waits for its last export at most
+
+
 def _at_exit() -> None:
     telemetry = _state.telemetry
     if telemetry is not None:
-        telemetry.shutdown(timeout=3.0)
+        telemetry.shutdown(timeout=EXIT_TIMEOUT)
+
+
+def flush_before_exit() -> None:
+    """The server is stopping (an ASGI lifespan shutdown): export what is queued now, waiting EXIT_TIMEOUT at most."""
+    telemetry = _state.telemetry
+    if telemetry is not None:
+        telemetry.force_flush(EXIT_TIMEOUT)
+
+
+def _chain_sigterm() -> None:
+    """Flush before SIGTERM's default action ends the process, which skips exit hooks (servers that do not handle
+    SIGTERM themselves: Django's runserver --noreload, flask run). A handler already in place (gunicorn's,
+    uvicorn's, the application's) is left alone: those exit normally and the exit hook flushes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signals.getsignal(signals.SIGTERM) is signals.SIG_DFL:
+            signals.signal(signals.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        return
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    try:
+        _at_exit()
+    finally:
+        signals.signal(signals.SIGTERM, signals.SIG_DFL)
+        signals.raise_signal(signals.SIGTERM)
 
 
 def _after_fork_in_child() -> None:
