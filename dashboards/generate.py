@@ -43,6 +43,11 @@ HTTP_DURATION = "http_server_request_duration_seconds"
 CLIENT_DURATION = "http_client_request_duration_seconds"
 ERRORS_5XX = 'http_response_status_code=~"5.."'
 ERROR_LEVELS = 'severity_text=~"ERROR|CRITICAL|FATAL"'
+# Every OTLP log line carries its trace_id / span_id as structured metadata, and a LogQL range aggregation keeps
+# each line's labels: without this stage each request would be a series of its own. (Loki pushes the grouping of
+# a `sum by` down into the extraction, so the sums below were right already; dropping the ids keeps every query
+# bounded whatever wraps it, an edited panel or Explore included.)
+DROP_IDS = "drop trace_id, span_id"
 
 Panel = dict[str, Any]
 
@@ -612,15 +617,15 @@ def logs() -> dict[str, Any]:
     panels = [
         row("Volume"),
         timeseries("Log lines by service", "Log records per second per service.",
-                   [loki(f"sum by (service_name) (rate({stream} [$__auto]))", "{{service_name}}")],
+                   [loki(f"sum by (service_name) (rate({stream} | {DROP_IDS} [$__auto]))", "{{service_name}}")],
                    unit="short", datasource=LOKI, w=12, bars=True, stack=True),
         timeseries("Log lines by level", "Log records per second by severity (severity_text, structured "
                    "metadata of the OTLP log records).",
-                   [loki(f"sum by (severity_text) (rate({stream} [$__auto]))", "{{severity_text}}")],
+                   [loki(f"sum by (severity_text) (rate({stream} | {DROP_IDS} [$__auto]))", "{{severity_text}}")],
                    unit="short", datasource=LOKI, w=12, bars=True, stack=True),
         timeseries("Error lines by service", "ERROR, CRITICAL and FATAL records per second per service. The "
                    "ErrorLogSpike rule (Loki ruler) fires on a sudden rise.",
-                   [loki(f"sum by (service_name) (rate({stream} | {ERROR_LEVELS} [$__auto]))",
+                   [loki(f"sum by (service_name) (rate({stream} | {ERROR_LEVELS} | {DROP_IDS} [$__auto]))",
                          "{{service_name}}")], unit="short", datasource=LOKI, w=24, h=7,
                    thresholds_=thresholds((None, "green"), (0.2, "red"))),
         row("Records"),

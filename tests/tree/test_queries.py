@@ -216,3 +216,21 @@ def test_loki_rules_filter_otlp_severity_metadata_per_service() -> None:
             assert '{service_name=~".+"}' in q.expr
             assert 'severity_text=~"ERROR|CRITICAL|FATAL"' in q.expr
             assert "sum by (service_name)" in q.expr
+
+
+LOG_RANGE_AGGREGATION = re.compile(r"(?P<selector>\{[^}]*\})(?P<pipeline>[^\[]*)\[[^\]]+\]")
+
+
+def test_log_metric_queries_drop_the_per_line_ids_before_aggregating() -> None:
+    """OTLP lines carry trace_id / span_id as structured metadata, which a LogQL range aggregation keeps as labels
+    (one series per request) unless a `drop` stage removes them first (pkg/logql/log/drop_labels.go: Del() removes
+    a name from every label category, structured metadata included)."""
+    metric_queries = [q for q in dashboard_queries() + rule_queries()
+                      if q.lang == "logql" and LOG_RANGE_AGGREGATION.search(substitute(q.expr))]
+    assert len(metric_queries) >= 4
+    for q in metric_queries:
+        for match in LOG_RANGE_AGGREGATION.finditer(substitute(q.expr)):
+            stages = [stage.strip() for stage in match["pipeline"].split("|")]
+            assert "drop trace_id, span_id" in stages, f"{q.id}: {match[0]}"
+    # a log query (no range) is left alone: its lines should show their trace ids
+    assert LOG_RANGE_AGGREGATION.search('{service_name=~".+"} | trace_id="x"') is None

@@ -122,6 +122,94 @@ def test_promtool_unit_tests_catch_a_wrong_expectation(tmp_path: Path) -> None:
     assert "HTTPServerHighErrorRate" in result.stdout + result.stderr
 
 
+# --- the Loki rule, through its PromQL twin --------------------------------------------------------------------
+#
+# No Loki runs here, but the Loki ruler is Prometheus' rule manager (pkg/ruler/base: rules.NewManager with a LogQL
+# QueryFunc and ExternalURL = ruler.external_url): `for`, binary operators, `unless` and the annotation templates
+# behave as in Prometheus. Only the log range aggregations differ, so each `rate({...} | ... [W] offset O)` becomes
+# `sum_over_time(error_log_lines[W] offset O) / W` over a series holding the number of error lines logged in each
+# 2-minute step, with no sample where none was logged: like LogQL's rate, the count of lines in the window per
+# second, and no series at all when the window holds no line. The steps and evaluations fall on even minutes, so
+# no window boundary (odd minutes) lands on a sample: Prometheus 2 (closed windows) and 3 (left-open) agree.
+
+LOG_RANGE = re.compile(r'rate\(\{service_name=~"\.\+"\}[^\[]*\[(?P<range>\d+[mh])\](?P<offset>\s+offset\s+\d+[mh])?\)')
+
+
+def _promql_twin(expr: str) -> str:
+    def twin(match: re.Match[str]) -> str:
+        return (f"(sum_over_time(error_log_lines[{match['range']}]{match['offset'] or ''})"
+                f" / {_duration_seconds(match['range'])})")
+
+    translated, count = LOG_RANGE.subn(twin, expr)
+    assert count == 3 and "{" not in translated, translated
+    return translated
+
+
+def _error_log_spike_test_file(tmp_path: Path) -> Path:
+    (rule,) = [r for r in _alerts(LOKI_RULES) if r["alert"] == "ErrorLogSpike"]
+    twin = {**rule, "expr": _promql_twin(rule["expr"])}
+    (tmp_path / "twin.rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "twin", "rules": [twin]}]}))
+
+    def firing(service: str, per_second: str) -> dict[str, Any]:
+        return {"exp_labels": {"severity": "warning", "service_name": service}, "exp_annotations": {
+            "summary": rule["annotations"]["summary"],
+            "description": f"{service} logs {per_second} error lines per second over the last 5 minutes: more than "
+                           "three times its rate of the hour before, or it logged no error line in that hour.",
+            "runbook_url": rule["annotations"]["runbook_url"],
+            "dashboard_url": f"http://127.0.0.1:3000/d/obsbox-logs?var-service_name={service}"}}
+
+    tests = {
+        "rule_files": ["twin.rules.yml"], "evaluation_interval": "2m",
+        "tests": [{
+            "interval": "2m", "external_url": "http://127.0.0.1:3000",
+            "input_series": [
+                # new: silent for an hour, then 100 error lines every 2 minutes - no hour before to compare with
+                {"series": 'error_log_lines{service_name="new"}', "values": "_x30 100x20"},
+                # steady: 40 lines every 2 minutes (0.4/s, above 0.2) for two hours, then ten times as many
+                {"series": 'error_log_lines{service_name="steady"}', "values": "40x60 400x10"},
+                # trickle: new, but 10 lines every 2 minutes (0.1/s): under the floor
+                {"series": 'error_log_lines{service_name="trickle"}', "values": "_x30 10x20"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "60m", "alertname": "ErrorLogSpike", "exp_alerts": []},  # new: pending
+                {"eval_time": "62m", "alertname": "ErrorLogSpike", "exp_alerts": [firing("new", "0.67")]},
+                {"eval_time": "64m", "alertname": "ErrorLogSpike", "exp_alerts": [firing("new", "1.00")]},
+                {"eval_time": "120m", "alertname": "ErrorLogSpike", "exp_alerts": []},  # steady: as before
+                {"eval_time": "122m", "alertname": "ErrorLogSpike", "exp_alerts": []},  # steady: pending
+                {"eval_time": "124m", "alertname": "ErrorLogSpike", "exp_alerts": [firing("steady", "2.80")]},
+            ],
+        }],
+    }
+    path = tmp_path / "twin.test.yml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    return path
+
+
+@needs_promtool
+def test_error_log_spike_fires_without_a_baseline_or_on_three_times_it_and_says_so(tmp_path: Path) -> None:
+    """A service's first errors fire it (no hour before: the text says so), a steady error rate does not, ten
+    times the steady rate does, 0.1/s never does; `for: 2m` holds it one evaluation; the value reads 0.67, not
+    "666.7m"; the dashboard link starts with the ruler's external_url."""
+    test_file = _error_log_spike_test_file(tmp_path)
+    result = subprocess.run([str(promtool), "test", "rules", test_file.name], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_the_twin_test_would_catch_humanize_and_a_missing_external_url(tmp_path: Path) -> None:
+    test_file = _error_log_spike_test_file(tmp_path)
+    rules = tmp_path / "twin.rules.yml"
+    good = rules.read_text()
+    for broken in (good.replace('printf \"%.2f\" $value', "$value | humanize"),
+                   good.replace("{{ $externalURL }}", "")):
+        assert broken != good
+        rules.write_text(broken)
+        result = subprocess.run([str(promtool), "test", "rules", test_file.name], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0, broken
+
+
 # --- the shape of the unit tests ------------------------------------------------------------------------------
 
 
@@ -184,7 +272,7 @@ def test_every_alert_carries_severity_summary_description_runbook_and_dashboard(
     if rule in _alerts(PROM_RULES):
         assert match["base"] == GRAFANA_BASE, "Prometheus alerts take Grafana's address from grafana_url"
     else:
-        assert match["base"] == "http://127.0.0.1:3000"
+        assert match["base"] == "{{ $externalURL }}", "Loki alerts take Grafana's address from ruler.external_url"
     expr = rule["expr"]
     keyed_on_service = "service_name" in expr and name != "Watchdog" and " by (job" not in expr
     if keyed_on_service:
