@@ -48,6 +48,12 @@ ERROR_LEVELS = 'severity_text=~"ERROR|CRITICAL|FATAL"'
 # a `sum by` down into the extraction, so the sums below were right already; dropping the ids keeps every query
 # bounded whatever wraps it, an edited panel or Explore included.)
 DROP_IDS = "drop trace_id, span_id"
+# The search box as a case-insensitive "line contains". Left to itself Grafana's Loki datasource inserts a
+# single-value textbox as typed; an explicit format replaces that: ${search:regex} escapes every regex
+# metacharacter (and nothing else), and the backtick-quoted LogQL string takes the result as it is - in a
+# double-quoted string the escapes (`\(`) would be invalid string escapes. A backtick in the box still ends the
+# string: LogQL raw strings cannot contain one, and no Grafana format escapes it.
+SEARCH_FILTER = "`(?i)${search:regex}`"
 
 Panel = dict[str, Any]
 
@@ -631,8 +637,9 @@ def logs() -> dict[str, Any]:
         row("Records"),
         logs_panel("Errors", "Error records; those written inside a request carry trace_id — open the "
                    "record and follow 'View trace' to Jaeger.", f"{stream} | {ERROR_LEVELS}", h=10),
-        logs_panel("All records", "Every record of the selected services, filtered by the search box "
-                   "(a regular expression on the line).", f'{stream} |~ "(?i)$search"', h=14),
+        logs_panel("All records", "Every record of the selected services whose line contains the text of the "
+                   "search box, ignoring case. The text is taken literally: ( \" \\ . * and the like match "
+                   "themselves; only a backtick cannot be searched for.", f"{stream} |~ {SEARCH_FILTER}", h=14),
     ]
     variables = [
         {"name": "service_name", "label": "Service", "type": "query", "datasource": LOKI,

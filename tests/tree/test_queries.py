@@ -98,6 +98,16 @@ def rule_queries() -> list[Query]:
     return queries
 
 
+def grafana_escape_regex(value: str) -> str:
+    r"""Grafana's `${var:regex}` for a single value: @grafana/scenes formatRegistry (VariableFormatID.Regex) calls
+    escapeRegex of packages/grafana-data/src/text/string.ts, `value.replace(/[\\^$*+?.()|[\]{}\/]/g, '\\$&')`."""
+    return re.sub(r"[\\^$*+?.()|\[\]{}/]", lambda m: "\\" + m[0], value)
+
+
+# The formats the dashboards use; a format not listed here fails the substitution (so its escaping gets pinned).
+FORMATS = {"": lambda value: value, "raw": lambda value: value, "regex": grafana_escape_regex}
+
+
 def substitute(expr: str, values: dict[str, str] | None = None) -> str:
     """Replaces $var, ${var} and ${var:format} as Grafana would; fails on a variable it does not know."""
     known = {**INTERVALS, **PARSE_VALUES, **(values or {})}
@@ -106,9 +116,9 @@ def substitute(expr: str, values: dict[str, str] | None = None) -> str:
         name = match["braced"] or match["bare"]
         if name not in known:
             raise KeyError(f"unknown Grafana variable ${name} in {expr!r}")
-        return known[name]
+        return FORMATS[match["format"] or ""](known[name])
 
-    return re.sub(r"\$\{(?P<braced>\w+)(?::\w+)?\}|\$(?P<bare>\w+)", replace, expr)
+    return re.sub(r"\$\{(?P<braced>\w+)(?::(?P<format>\w+))?\}|\$(?P<bare>\w+)", replace, expr)
 
 
 def parse_promql(expr: str) -> Any:
@@ -234,3 +244,42 @@ def test_log_metric_queries_drop_the_per_line_ids_before_aggregating() -> None:
             assert "drop trace_id, span_id" in stages, f"{q.id}: {match[0]}"
     # a log query (no range) is left alone: its lines should show their trace ids
     assert LOG_RANGE_AGGREGATION.search('{service_name=~".+"} | trace_id="x"') is None
+
+
+SEARCHES = ['a(b', 'say "hi"', "C:\\temp\\new", "x[1]{2}", "$^.*+?|/", "it's", "naïve ÜNICODE", "50%", ""]
+
+
+def _search_query() -> Query:
+    (query,) = [q for q in dashboard_queries() if q.lang == "logql" and q.panel == "All records"]
+    return query
+
+
+def _searched(search: str) -> str:
+    return substitute(_search_query().expr, {"search": search})
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_the_search_box_is_a_case_insensitive_line_contains_for_any_text(search: str) -> None:
+    """The regex Loki gets (the backtick string is raw: its content as it is) matches exactly the lines that
+    contain the text, whatever its case. Python's re stands in for Go's RE2: for escaped literals and (?i) they
+    agree."""
+    expr = _searched(search)
+    pattern = re.search(r"\|~ `(?P<regex>[^`]*)`", expr)
+    assert pattern is not None, expr
+    regex = re.compile(pattern["regex"])
+    assert regex.search(f"before {search.upper()} after") and regex.search(f"x{search.lower()}")
+    if search:  # taken literally: ".*" or "|" as a pattern would match this line too
+        assert not regex.search("an unrelated line"), pattern["regex"]
+
+
+@needs_grammars
+def test_every_search_text_gives_a_query_lokis_grammar_accepts() -> None:
+    queries = [Query("logs.json", "All records", str(i), "logql", _searched(s)) for i, s in enumerate(SEARCHES)]
+    assert not lezer_errors(queries), json.dumps(lezer_errors(queries), indent=1)
+    # what the raw form `|~ "(?i)$search"` did (Loki answered HTTP 400): a `"` broke the query's syntax, a `(` its
+    # regular expression
+    assert lezer_errors([Query("logs.json", "raw", "A", "logql", '{service_name=~".+"} |~ "(?i)say "hi""')])
+    with pytest.raises(re.error):
+        re.compile("(?i)a(b")
+    # the one character no format escapes: a backtick still ends the string (docs/dashboards.md says so)
+    assert lezer_errors([Query("logs.json", "backtick", "A", "logql", _searched("a`b"))])
