@@ -100,11 +100,15 @@ def key_value(key: str, value: Any) -> bytes:
 # over its items, without a line of Python per attribute; other sets take the general path, which keeps
 # 1, True and 1.0 (equal as dict keys) apart. Values partly come from requests (url.path), so tables are bounded.
 _CACHE_LIMIT = 4096
+# Only encodings up to this size are kept (a 100 kB attribute is encoded each time): each table holds at most
+# _CACHE_LIMIT x (_CACHED_BYTES + its key) bytes, a few MB, whatever the values.
+_CACHED_BYTES = 512
 _PLAIN = frozenset((str, int))
 
 
 def _item_cache(tag: bytes) -> Interned[tuple[str, Any], bytes]:
-    return Interned(lambda item: field_bytes(tag, key_value(*item)), limit=_CACHE_LIMIT)
+    return Interned(lambda item: field_bytes(tag, key_value(*item)), limit=_CACHE_LIMIT, size=len,
+                    max_size=_CACHED_BYTES)
 
 
 _CACHES: Interned[bytes, Interned[tuple[str, Any], bytes]] = Interned(_item_cache)  # one per tag; tags are few
@@ -202,7 +206,8 @@ _STATUS_UNSET = field_bytes(_S_STATUS, b"")
 
 # Span names repeat ("GET /items/{item_id}"): their encoded field is cached.
 _NAMES: Interned[str, bytes] = Interned(
-    lambda name: field_bytes(_S_NAME, name.encode("utf-8", "replace")), limit=_CACHE_LIMIT
+    lambda name: field_bytes(_S_NAME, name.encode("utf-8", "replace")), limit=_CACHE_LIMIT, size=len,
+    max_size=_CACHED_BYTES,
 )
 
 

@@ -115,7 +115,8 @@ _active_attrs: Interned[tuple[str, str], AttributeSet] = Interned(
 )
 _span_names: Interned[tuple[str, str | None], str] = Interned(_span_name)
 # url.path, per distinct path; paths come from clients, so the table is bounded (full, it starts over).
-paths: Interned[str, SharedAttributes] = Interned(lambda path: SharedAttributes({"url.path": path}), limit=4096)
+paths: Interned[str, SharedAttributes] = Interned(lambda path: SharedAttributes({"url.path": path}), limit=4096,
+                                                  size=lambda block: len(block.encoded), max_size=1024)
 
 
 def span_name(method: str, route: str | None) -> str:

@@ -42,6 +42,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
+from obsbox.instrumentation import _limits
 from obsbox.instrumentation._encode import SharedAttributes, encode_scope
 from obsbox.instrumentation._processors import ManagedProcessor, SdkBridge, SpanProcessor, join
 
@@ -114,6 +115,13 @@ class Sampler:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self._bound
 
 
+def _own_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    limits = _limits.current
+    if limits.value_length is None and len(attributes) <= limits.attributes:
+        return dict(attributes)
+    return _limits.bounded(attributes, limits.attributes, limits.value_length)
+
+
 class Span(trace.Span):
     """A recording span; after end() it is immutable and goes to the export queue as it is."""
 
@@ -145,7 +153,7 @@ class Span(trace.Span):
         self.end_time = 0
         # Attributes are `shared` blocks (see SharedAttributes; the request path sets them) and then this dict.
         self.shared: list[SharedAttributes] | None = None
-        self.attributes: dict[str, Any] | None = dict(attributes) if attributes else None
+        self.attributes: dict[str, Any] | None = _own_attributes(attributes) if attributes else None
         self.events: list[tuple[str, int, Mapping[str, Any]]] | None = None
         self.links: list[tuple[int, int, str, Mapping[str, Any], int]] | None = None
         if links:
@@ -170,20 +178,40 @@ class Span(trace.Span):
             return
         if self.shared is not None and any(key in block for block in self.shared):
             self._unshare()
-        if self.attributes is None:
-            self.attributes = {key: value}
-        else:
-            self.attributes[key] = value
+        limits = _limits.current
+        if limits.value_length is not None:
+            value = _limits.truncate(value, limits.value_length)
+        attrs = self.attributes
+        if attrs is None:
+            if limits.attributes:
+                self.attributes = {key: value}
+            return
+        # As the SDK's BoundedAttributes: a key set again moves to the end, and a full span drops its oldest.
+        if key in attrs:
+            del attrs[key]
+        elif len(attrs) >= limits.attributes:
+            if not attrs:
+                return
+            del attrs[next(iter(attrs))]
+        attrs[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self.end_time:
             return
         if self.shared is not None and any(key in block for block in self.shared for key in attributes):
             self._unshare()
-        if self.attributes is None:
-            self.attributes = {k: v for k, v in attributes.items() if v is not None}
-        else:
-            self.attributes.update((k, v) for k, v in attributes.items() if v is not None)
+        limits = _limits.current
+        attrs = self.attributes
+        if attrs is None:
+            if limits.value_length is None and len(attributes) <= limits.attributes:
+                self.attributes = {k: v for k, v in attributes.items() if v is not None}
+                return
+        elif (limits.value_length is None and len(attributes) + len(attrs) <= limits.attributes
+              and attrs.keys().isdisjoint(attributes)):
+            attrs.update((k, v) for k, v in attributes.items() if v is not None)
+            return
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
 
     def all_attributes(self) -> dict[str, Any]:
         """Every attribute of the span, shared blocks included, in the order they are encoded."""
@@ -202,11 +230,17 @@ class Span(trace.Span):
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         if self.end_time:
             return
-        event = (name, timestamp or _time_ns(), dict(attributes) if attributes else {})
+        limits = _limits.current
+        own = _limits.bounded(attributes, limits.event_attributes, limits.value_length) if attributes else {}
+        event = (name, timestamp or _time_ns(), own)
         if self.events is None:
-            self.events = [event]
+            if limits.events:
+                self.events = [event]
         else:
-            self.events.append(event)
+            if len(self.events) >= limits.events:  # as the SDK: the newest are kept
+                del self.events[:len(self.events) - limits.events + 1]
+            if limits.events:
+                self.events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if not self.end_time:
@@ -217,11 +251,17 @@ class Span(trace.Span):
             return
         state = context.trace_state.to_header() if context.trace_state else ""
         flags = 0x100 | (0x200 if context.is_remote else 0)  # as the official encoder: no trace flags
-        link = (context.trace_id, context.span_id, state, dict(attributes) if attributes else {}, flags)
+        limits = _limits.current
+        own = _limits.bounded(attributes, limits.link_attributes, limits.value_length) if attributes else {}
+        link = (context.trace_id, context.span_id, state, own, flags)
         if self.links is None:
-            self.links = [link]
+            if limits.links:
+                self.links = [link]
         else:
-            self.links.append(link)
+            if len(self.links) >= limits.links:  # as the SDK: the newest are kept
+                del self.links[:len(self.links) - limits.links + 1]
+            if limits.links:
+                self.links.append(link)
 
     def update_name(self, name: str) -> None:
         if not self.end_time:

@@ -26,6 +26,7 @@ _GRPC_METHODS = {
     "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
 }
 _RETRYABLE_STATUS = {408, 429, 502, 503, 504}
+MAX_RESPONSE_BODY = 64 * 1024  # bytes of a response read at most
 
 
 class ExportError(Exception):
@@ -84,7 +85,9 @@ class HttpSender:
             try:
                 conn.request("POST", path, body, self._headers)
                 response = conn.getresponse()
-                payload = response.read()
+                # The body of an OTLP response is a few bytes (partial success at most); a broken or hostile
+                # collector's is read only this far, and the connection is then dropped rather than drained.
+                payload = response.read(MAX_RESPONSE_BODY)
             except (ValueError, UnicodeError):  # a header http.client refuses: its message quotes the value
                 conn.close()
                 self._conn = None
@@ -98,7 +101,7 @@ class HttpSender:
                     continue
                 raise ExportError(f"{type(err).__name__}: {err}", retryable=True) from None
             self._conn = conn
-            if response.will_close:
+            if response.will_close or not response.isclosed():
                 conn.close()
                 self._conn = None
             status = response.status

@@ -68,7 +68,8 @@ def _request_block(key: RequestKey) -> SharedAttributes:
 
 # Method, host, client, user agent and protocol repeat across requests: one block per distinct set. They come from
 # clients, so the table is bounded (full, it starts over).
-_request_blocks: Interned[RequestKey, SharedAttributes] = Interned(_request_block, limit=1024)
+_request_blocks: Interned[RequestKey, SharedAttributes] = Interned(
+    _request_block, limit=1024, size=lambda block: len(block.encoded), max_size=2048)
 
 
 def _header_mapping(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

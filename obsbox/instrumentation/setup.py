@@ -65,7 +65,7 @@ from opentelemetry.sdk.trace import SpanProcessor as SdkSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from obsbox.instrumentation import _runtime
+from obsbox.instrumentation import _limits, _runtime
 from obsbox.instrumentation._encode import encode_resource
 from obsbox.instrumentation._meters import SwitchableMeterProvider
 from obsbox.instrumentation._metrics import Counter, Histogram, InFlight
@@ -440,6 +440,7 @@ def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
         export_logs=settings.export.exports("logs"),
     )
     telemetry.pipeline = pipeline
+    _limits.install(_limits.SpanLimits.from_env())
     tp = g.tracer_provider
     # Without trace export spans are still created and sampled (trace ids reach logs and exemplars), then dropped
     # unless a processor of the user's takes them.
