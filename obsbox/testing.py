@@ -386,12 +386,14 @@ class OTLPReceiver(Received):
     ...     exporter = OTLPSpanExporter(endpoint=receiver.endpoint + "/v1/traces")
     ...     receiver.wait_for(lambda: receiver.spans())
 
-    Set `fail_status` (e.g. 503) to answer every export with that status, `delay` (seconds) to answer slowly.
+    Set `fail_status` (e.g. 503) to answer every export with that status (with `retry_after`, a Retry-After header),
+    `delay` (seconds) to answer slowly.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()
         self.fail_status: int | None = None
+        self.retry_after: str | None = None  # the Retry-After header sent with fail_status
         self.delay: float = 0.0
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -437,9 +439,12 @@ class OTLPReceiver(Received):
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: tests read the data
                 return None
 
-            def _answer(self, status: int, body: bytes = b"", content_type: str = "application/x-protobuf") -> None:
+            def _answer(self, status: int, body: bytes = b"", content_type: str = "application/x-protobuf",
+                        retry_after: str | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the exporter gave up waiting
@@ -457,7 +462,7 @@ class OTLPReceiver(Received):
                 if receiver.fail_status is not None:
                     with receiver._lock:
                         receiver.rejected += 1
-                    self._answer(receiver.fail_status, b"failing on purpose", "text/plain")
+                    self._answer(receiver.fail_status, b"failing on purpose", "text/plain", receiver.retry_after)
                     return
                 request_type, response_type = route
                 try:

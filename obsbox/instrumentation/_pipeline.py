@@ -17,7 +17,10 @@ Faults: a failing export is retried once (when a retry can help) within the batc
 dropped and counted in `obsbox.export.items{signal, export.outcome="dropped"}`. The first failure logs ONE warning
 per destination; while it stays unreachable the worker only probes it twice a second; meanwhile items wait in the
 bounded queue (new ones beyond its size are dropped and counted at once), so a short outage loses little. The first
-success afterwards logs one "recovered" message. Nothing here ever raises into the application.
+success afterwards logs one "recovered" message. A queue that overflows while the collector answers (it is slower
+than the service) logs one warning a minute at most. A 429 or 503 with Retry-After is retried after that delay
+within the batch budget, else the destination is left alone that long (up to MAX_RETRY_AFTER). Nothing here ever
+raises into the application.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from obsbox.instrumentation._transport import ExportError, Sender
 _log = logging.getLogger("obsbox")
 
 PROBE_INTERVAL = 0.5  # seconds between export attempts while the collector is unreachable
+MAX_RETRY_AFTER = 60.0  # a collector's Retry-After is honoured up to this many seconds
+OVERFLOW_WARNING_INTERVAL = 60.0  # seconds between two "queue full" warnings at least
 RETRY_BACKOFF = 0.2
 
 
@@ -202,6 +207,8 @@ class Pipeline:
         self.spans = Queue("traces", self._max_queue_size, self._batch_size, self._wake, encode_span, clean_span)
         self.logs = Queue("logs", self._max_queue_size, self._batch_size, self._wake, encode_log, clean_log)
         self._reported_drops = {"traces": 0, "logs": 0}
+        self._overflow_unwarned = {"traces": 0, "logs": 0}
+        self._overflow_quiet_until = {"traces": 0.0, "logs": 0.0}
         self._flush_lock = threading.Condition()
         self._flush_requested = 0
         self._flush_done = 0
@@ -318,6 +325,22 @@ class Pipeline:
             if new > 0:
                 self._reported_drops[queue.signal] = queue.dropped
                 self._dropped(queue.signal, new)
+                self._warn_overflow(queue, new)
+
+    def _warn_overflow(self, queue: Queue, new: int) -> None:
+        """A full queue loses items like a failed export: say so, once a minute at most. (While the collector is
+        unreachable the outage's warning has said it already.)"""
+        self._overflow_unwarned[queue.signal] += new
+        now = time.monotonic()
+        if not self._destinations[queue.signal].healthy or now < self._overflow_quiet_until[queue.signal]:
+            return
+        _log.warning(
+            "obsbox: the %s export queue is full (max_queue_size=%d): %d new items were dropped and counted in "
+            "obsbox.export.items; the collector takes them slower than this process makes them",
+            queue.signal, queue.max_size, self._overflow_unwarned[queue.signal],
+        )
+        self._overflow_unwarned[queue.signal] = 0
+        self._overflow_quiet_until[queue.signal] = now + OVERFLOW_WARNING_INTERVAL
 
     def _send(self, signal: str, items: int, body: Callable[[], bytes]) -> None:
         destination = self._destinations[signal]
@@ -329,9 +352,10 @@ class Pipeline:
             try:
                 destination.sender.send(signal, encoded, timeout)
             except ExportError as err:
-                if err.retryable and retries and time.monotonic() + RETRY_BACKOFF + 0.05 < deadline:
+                wait = RETRY_BACKOFF if err.retry_after is None else min(err.retry_after, MAX_RETRY_AFTER)
+                if err.retryable and retries and time.monotonic() + wait + 0.05 < deadline:
                     retries -= 1
-                    time.sleep(RETRY_BACKOFF)
+                    time.sleep(wait)
                     continue
                 self._failed(destination, err)
                 self._dropped(signal, items)
@@ -352,7 +376,9 @@ class Pipeline:
             destination.dropped_while_down += items
 
     def _failed(self, destination: _Destination, err: ExportError) -> None:
-        destination.next_probe = time.monotonic() + PROBE_INTERVAL
+        # The collector's Retry-After (429, 503) says when to come back; the queue holds what comes meanwhile.
+        wait = PROBE_INTERVAL if err.retry_after is None else max(PROBE_INTERVAL, min(err.retry_after, MAX_RETRY_AFTER))
+        destination.next_probe = time.monotonic() + wait
         if destination.healthy:
             destination.healthy = False
             destination.dropped_while_down = 0

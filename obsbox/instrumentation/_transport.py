@@ -11,10 +11,12 @@ gateway errors) or not (other 4xx: the collector refuses the data or the credent
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import http.client
 import importlib
 import socket
+import time
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -30,9 +32,12 @@ MAX_RESPONSE_BODY = 64 * 1024  # bytes of a response read at most
 
 
 class ExportError(Exception):
-    def __init__(self, message: str, retryable: bool) -> None:
+    """A failed export: whether a retry may help, and after how many seconds the collector asked for one."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class Sender(Protocol):
@@ -108,7 +113,9 @@ class HttpSender:
             if 200 <= status < 300:
                 return
             text = payload[:200].decode("utf-8", "replace").strip()
-            raise ExportError(f"HTTP {status} {response.reason}: {text}", retryable=status in _RETRYABLE_STATUS)
+            retry_after = parse_retry_after(response.getheader("Retry-After")) if status in (429, 503) else None
+            raise ExportError(f"HTTP {status} {response.reason}: {text}", retryable=status in _RETRYABLE_STATUS,
+                              retry_after=retry_after)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -160,6 +167,26 @@ class GrpcSender:
     def forget(self) -> None:
         """After fork: a channel of the child's own (gRPC channels do not survive fork)."""
         self._open()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delay-seconds or an HTTP date (RFC 9110); None when absent or unreadable.
+
+    >>> parse_retry_after("30"), parse_retry_after("soon")
+    (30.0, None)
+    """
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def display_endpoint(url: str) -> str:
