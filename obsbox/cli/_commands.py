@@ -15,7 +15,7 @@ from obsbox.cli._errors import GuardedGroup
 from obsbox.cli._output import print_status, print_up, say
 from obsbox.stack import binaries, engine
 from obsbox.stack.components import BROWSABLE
-from obsbox.stack.errors import NotRunningError, StackError, UsageError
+from obsbox.stack.errors import DownloadError, NotRunningError, StackError, UsageError
 
 _RUNTIMES = click.Choice(["auto", "docker", "native"])
 
@@ -40,6 +40,11 @@ def up(runtime: engine.RuntimeChoice, samples: bool, download: bool) -> None:
     """
     report = engine.up(runtime=runtime, samples=samples, download=download, progress=say)
     print_up(report)
+    if report.failed_downloads:
+        # The rest runs (above), but what was asked for did not all arrive: the documented exit code says so.
+        raise DownloadError("could not download " + ", ".join(report.failed_downloads) + " (nothing of them was "
+                            "installed; the rest runs)", "see the reasons above; retry `obsbox up --download` later, "
+                            "or install the binaries yourself")
 
 
 @cli.command()
@@ -85,8 +90,10 @@ def status(as_json: bool) -> None:
 def logs(component: str | None, follow: bool, lines: int) -> None:
     """Show the logs of one component (or all)."""
     from obsbox.stack.docker import DockerRuntime
-    from obsbox.stack.logs import tail
+    from obsbox.stack.logs import known_components, tail
 
+    if component is not None and component not in known_components():
+        raise UsageError(f"unknown component {component!r}", "the components are: " + ", ".join(known_components()))
     runtime = engine.current()
     if runtime is None:
         raise NotRunningError("obsbox is not running, so there are no logs", "start it with `obsbox up`")

@@ -11,6 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def known_components() -> list[str]:
+    """Every name `obsbox logs` takes: the box's components and the sample services."""
+    from obsbox.samples._services import SERVICES
+    from obsbox.stack.components import COMPONENTS
+
+    return [*COMPONENTS, *SERVICES]
+
+
 def tail(files: list[tuple[str, str]], *, lines: int, follow: bool, write: Callable[[str], None],
          poll: float = 0.5, stop: Callable[[], bool] = lambda: False) -> None:
     """Print the last `lines` of each (name, path); prefix lines with the name when there are several files."""

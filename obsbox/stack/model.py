@@ -136,6 +136,7 @@ class UpReport:
     password_is_new: bool = False
     note: str | None = None      # why this runtime (e.g. no Docker engine answers)
     notes: list[str] = field(default_factory=list)  # one line each, worth knowing about what was started
+    failed_downloads: list[str] = field(default_factory=list)  # `up --download`: components whose download failed
 
 
 class Runtime(Protocol):

@@ -47,6 +47,7 @@ SAMPLE_ORDER = ("inventory", "payments", "orders", "gateway")
 class _Plan:
     run: dict[str, Path]          # component → binary
     unavailable: dict[str, str]   # component → why, and how to get it
+    failed_downloads: list[str]   # components `--download` could not fetch (named in `unavailable` too)
 
 
 SAMPLES_OTLP_OFF_NOTE = ("no collector: the sample services' OTLP export is off (OTEL_*_EXPORTER=none); "
@@ -115,6 +116,7 @@ class NativeRuntime:
     def plan(self, progress: Progress) -> _Plan:
         run: dict[str, Path] = {}
         unavailable: dict[str, str] = {}
+        failed_downloads: list[str] = []
         for comp in COMPONENTS.values():
             binary = binaries.find_binary(comp)
             failed: DownloadError | None = None
@@ -129,6 +131,8 @@ class NativeRuntime:
                 run[comp.name] = binary
             else:
                 unavailable[comp.name] = f"download failed: {failed.message}" if failed else self._why(comp, binary)
+                if failed:
+                    failed_downloads.append(comp.name)
         missing = [n for n in BACKEND_ORDER if n not in run]
         if "prometheus" in missing:
             raise StackError(
@@ -136,7 +140,7 @@ class NativeRuntime:
                 f"{binaries.cache_dir()}",
                 COMPONENTS["prometheus"].install_hint,
             )
-        return _Plan(run, unavailable)
+        return _Plan(run, unavailable, failed_downloads)
 
     def _why(self, comp: Component, binary: Path | None) -> str:
         if binary is not None:
@@ -165,7 +169,8 @@ class NativeRuntime:
             to_start.append(name)
         check_ports({n: ports[n] for n in to_start})
 
-        report = UpReport("native", unavailable=dict(plan.unavailable), note=self.docker_reason)
+        report = UpReport("native", unavailable=dict(plan.unavailable), note=self.docker_reason,
+                          failed_downloads=plan.failed_downloads)
         for name in want:
             comp = COMPONENTS[name]
             url = f"http://127.0.0.1:{ports[name]}"

@@ -121,17 +121,23 @@ def snapshot(prometheus: str, alertmanager: str | None, *, window: str = "1m", h
 
 
 def _history(prometheus: str, query: str, minutes: int) -> dict[str, list[float]]:
-    end = time.time()
-    start = end - minutes * 60
+    """Each service's value of `query` at `points` evenly spaced times over the last `minutes` (NaN: no value)."""
+    end = int(time.time())
     step = max(5, minutes * 60 // 30)
+    start = end - minutes * 60
+    points = (end - start) // step + 1
     body = get_json(f"{prometheus}/api/v1/query_range",
-                    {"query": query, "start": f"{start:.0f}", "end": f"{end:.0f}", "step": str(step)})
+                    {"query": query, "start": str(start), "end": str(end), "step": str(step)})
     out: dict[str, list[float]] = {}
     for series in body.get("data", {}).get("result", []):
         name = str(series.get("metric", {}).get("service_name", ""))
-        by_time = {int(float(t)): float(v) for t, v in series.get("values", [])}
-        points = [by_time.get(int(start) + i * step, math.nan) for i in range(int((end - start) // step) + 1)]
-        out[name] = points
+        row = [math.nan] * points
+        for t, v in series.get("values", []):
+            # Prometheus evaluates at start + k*step; place each value by its offset, not by an exact timestamp.
+            slot = round((float(t) - start) / step)
+            if 0 <= slot < points:
+                row[slot] = float(v)
+        out[name] = row
     return out
 
 

@@ -152,6 +152,16 @@ def test_logs_prints_the_last_lines_of_a_component(state: Path) -> None:
     assert missing.exit_code == 8 and "no log for 'loki'" in missing.output
 
 
+def test_logs_of_an_unknown_component_is_bad_input_as_documented(state: Path) -> None:
+    assert invoke("logs", "nosuch").exit_code == 2  # nothing runs: the name is still checked first
+    record_native(state, {"prometheus": "http://127.0.0.1:19090"})
+    result = invoke("logs", "nosuch")
+    assert result.exit_code == 2, result.output
+    assert "unknown component 'nosuch'" in result.output and "prometheus" in result.output
+    assert "| 2 | bad input (unknown service, error rate outside 0..1, a fault and `--reset` together, unknown " \
+           "component)" in (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+
+
 def test_a_bad_port_setting_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OBSBOX_PROMETHEUS_PORT", "ninety")
     result = invoke("up", "--runtime", "native")

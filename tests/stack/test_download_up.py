@@ -94,10 +94,13 @@ def test_up_download_fetches_verifies_installs_and_runs(tmp_path: Path, mirror: 
     try:
         without = obsbox(env, "up", check=False)
         assert without.returncode == 1 and "needs Prometheus" in without.stderr and "--download" in without.stderr
-        up = obsbox(env, "up", "--download")
+        up = obsbox(env, "up", "--download", check=False)
         assert "verified" in up.stderr and "installed in" in up.stderr
-        # The mirror has no collector release: that one is named as unavailable, and the rest runs.
+        # The mirror has no collector release: that one is named as unavailable, the rest runs, and the command
+        # exits 7 as docs/cli.md documents for a failed download.
         assert "collector" in up.stdout and "download failed" in up.stdout
+        assert up.returncode == 7, up.stderr
+        assert "could not download collector" in up.stderr and "hint:" in up.stderr
         report = status(env)
         prometheus, alertmanager = component(report, "prometheus"), component(report, "alertmanager")
         assert prometheus["state"] == "healthy" and prometheus["version"] == COMPONENTS["prometheus"].release.version  # type: ignore[union-attr]

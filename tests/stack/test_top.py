@@ -4,9 +4,15 @@ a real Prometheus and Alertmanager in test_native_e2e.py)."""
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 
+import pytest
+
+from obsbox.stack.health import prometheus_query
 from obsbox.stack.model import Alert
-from obsbox.stack.top import Breaker, Pool, ServiceRow, Snapshot, render, sparkline
+from obsbox.stack.top import Breaker, Pool, ServiceRow, Snapshot, _history, render, sparkline
+from tests.tree.test_queries_e2e import PROMETHEUS, prometheus
 
 
 def test_sparkline_scales_between_min_and_max() -> None:
@@ -42,3 +48,24 @@ def test_render_shows_services_breakers_pools_and_alerts() -> None:
 def test_an_empty_box_says_what_to_do() -> None:
     text = render(Snapshot(errors=["prometheus at http://127.0.0.1:1: refused"]), colour=False)
     assert "obsbox up --samples" in text and "none reported" in text and "! prometheus at" in text
+
+
+@pytest.mark.stack
+@pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus (scripts/install-system-deps.sh)")
+def test_the_rate_history_is_drawn_whatever_the_clock_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real Prometheus scraping itself; `top` reads the history with the clock in the second half of a second (it
+    sent the start rounded and looked the values up truncated, so every point missed on those refreshes)."""
+    with prometheus(tmp_path, []) as url:
+        query = 'sum by (service_name) (label_replace(up{job="prometheus"}, "service_name", "self", "", ""))'
+        deadline = time.monotonic() + 30
+        while not prometheus_query(url, query) and time.monotonic() < deadline:  # the first scrape
+            time.sleep(0.5)
+        time.sleep(1.5)
+        real = time.time
+        for fraction in (0.2, 0.7):
+            now = math.floor(real()) - 1 + fraction  # a moment after the first scrape
+            monkeypatch.setattr("obsbox.stack.top.time.time", lambda now=now: now)
+            history = _history(url, query, 10)
+            assert len(history["self"]) == 31
+            assert history["self"][-1] == 1.0, (fraction, history)
+            assert sparkline(history["self"]).strip() == "▁"
