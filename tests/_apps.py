@@ -32,9 +32,14 @@ def app_env(receiver: OTLPReceiver, **extra: str) -> dict[str, str]:
 
 def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
     """GET `path` on a new connection (so a multi-worker server spreads the requests)."""
+    return request(port, "GET", path, timeout)
+
+
+def request(port: int, method: str, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    """`method` `path` on a new connection; the status and the body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
+        conn.request(method, path, headers={"Connection": "close", "Content-Length": "0"})
         response = conn.getresponse()
         return response.status, response.read()
     finally:

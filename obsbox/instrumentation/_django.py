@@ -31,7 +31,7 @@ from obsbox.instrumentation.wsgi import begin_environ
 def _route_of(request: Any) -> str | None:
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
-    return django_route(route) if isinstance(route, str) and route else None
+    return django_route(route) if isinstance(route, str) else None
 
 
 def _carrier(request: Any) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def hook_resolve_request(handler: Any) -> None:
         match = original(request)
         try:
             route = getattr(match, "route", None)
-            if isinstance(route, str) and route:
+            if isinstance(route, str):  # "" is the root: path("", view)
                 _carrier(request)[ROUTE_KEY] = django_route(route)
         except Exception as exc:
             report(exc)

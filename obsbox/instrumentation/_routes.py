@@ -87,5 +87,10 @@ def starlette_route(scope: MutableMapping[str, Any], entry_root_path: str) -> st
 
 
 def django_route(route: str) -> str:
-    """Django's `resolver_match.route` ("items/<int:pk>/") as an absolute template ("/items/<int:pk>/")."""
+    """Django's `resolver_match.route` ("items/<int:pk>/") as an absolute template ("/items/<int:pk>/"); the root
+    route, `path("", view)`, is "" in Django and "/" here.
+
+    >>> django_route("items/<int:pk>/"), django_route("")
+    ('/items/<int:pk>/', '/')
+    """
     return route if route.startswith("/") else "/" + route

@@ -41,6 +41,9 @@ REQUEST_KEY = "obsbox.request"
 ROUTE_KEY = "obsbox.route"
 # Where framework hooks leave an exception the framework turned into a 500 response itself (for error.type).
 EXCEPTION_KEY = "obsbox.exception"
+# An exception that ended a request carries that request's span context here, so the server's own log of it
+# ("Exception in ASGI application", after the span has ended and is no longer current) is correlated too.
+EXCEPTION_SPAN_CONTEXT = "__obsbox_span_context__"
 
 _log = logging.getLogger("obsbox")
 R = TypeVar("R", bound="ServerRequest")
@@ -276,6 +279,8 @@ class ServerRequest:
                     span.set_attributes(span_attributes)
             if error is not None and span.is_recording():
                 mark_error(span, error, exc)
+            if exc is not None and not hasattr(exc, EXCEPTION_SPAN_CONTEXT):
+                setattr(exc, EXCEPTION_SPAN_CONTEXT, context)  # the innermost request that saw it keeps it
             runtime = self.runtime
             runtime.server_duration.record(elapsed, duration_attributes, context)
             runtime.server_active.end(self)

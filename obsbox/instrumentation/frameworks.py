@@ -12,8 +12,11 @@
 | Django WSGIHandler / ASGIHandler | instrumented in place (keep using `application`) | `/items/<int:pk>/` |
 | any other ASGI / WSGI callable | returns a wrapped app (use the return value) | none |
 
-Requests that match no route (404s, plain apps) carry no `http.route`: the span is named just `METHOD` and they
-all share one metric series per method/status, so raw paths never become labels. Instrumenting twice is harmless
+Span names follow the HTTP semantic conventions: `METHOD route` whenever the framework matched a route — also when
+its handler answered 404 (an unknown id) or the route exists for other methods only (405; Flask keeps no rule for
+those, so it is looked up again for them) — and just `METHOD` with no `http.route` when nothing matched, since the
+conventions forbid the raw path as route or name. Those share one metric series per method/status, so raw paths
+never become labels. Django's root route, `path("")`, is "/". Instrumenting twice is harmless
 (one span per request). For Django there is also a MIDDLEWARE entry, `ObsboxDjangoMiddleware` (see below).
 
 FastAPI 0.16x and later has telemetry of its own that switches on when global OpenTelemetry providers exist. On an
@@ -174,6 +177,17 @@ def _instrument_starlette(app: Any, excluded_paths: Iterable[str] | None, routes
         app.middleware_stack = ObsboxASGIMiddleware(app.middleware_stack, excluded_paths=excluded_paths, routes=routes)
 
 
+def _rule_without_the_method(app: Any, request: Any) -> Any:
+    """The rule whose path a request matched when its method did not (a 405): Flask knows the route, but does not
+    keep it; matching again with an allowed method finds it. Only 405s pay for this."""
+    allowed = getattr(request.routing_exception, "valid_methods", None)
+    if not allowed:
+        return None
+    adapter = app.create_url_adapter(request)  # as Flask made the one that matched (subdomains, SERVER_NAME)
+    rule, _ = adapter.match(method=next(iter(allowed)), return_rule=True)
+    return rule
+
+
 def _instrument_flask(app: Any, excluded_paths: Iterable[str] | None) -> None:
     flask = require("flask")
 
@@ -181,6 +195,8 @@ def _instrument_flask(app: Any, excluded_paths: Iterable[str] | None) -> None:
         try:
             request = flask.request
             rule = request.url_rule
+            if rule is None and request.routing_exception is not None:
+                rule = _rule_without_the_method(app, request)
             if rule is not None:
                 request.environ[ROUTE_KEY] = rule.rule
         except Exception as exc:

@@ -11,7 +11,10 @@
 - the export sink: each record becomes an OTLP log record — severity number and text, the message as body, the
   keyword fields (`extra`) as attributes, the trace and span ids on the record, and for exceptions
   exception.type / exception.message / exception.stacktrace;
-- stdlib `logging` (libraries, uvicorn, gunicorn) routed into loguru, so those records take the same path.
+- stdlib `logging` (libraries, uvicorn, gunicorn) routed into loguru, so those records take the same path, their
+  `extra=` fields included (plain values: str, numbers, bools, lists of those, dates, UUIDs, decimals, enums, paths);
+- the log of an exception that ended a request (uvicorn's "Exception in ASGI application", gunicorn's "Error
+  handling request"), written once the request's span is no longer current, carries that request's trace and span.
 
 Fields named like password, token, secret, api_key, authorization or cookie are exported as "REDACTED".
 """
@@ -19,19 +22,26 @@ Fields named like password, token, secret, api_key, authorization or cookie are 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import decimal
+import enum
 import logging
 import sys
 import traceback
+import uuid
 from collections.abc import Callable
+from pathlib import PurePath
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 
 from obsbox.instrumentation._encode import encode_scope
 from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._pipeline import LogItem
+from obsbox.instrumentation._server import EXCEPTION_SPAN_CONTEXT
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -77,9 +87,15 @@ def _patch(record: Record) -> None:
     if "trace_id" in extra:
         return
     ctx = _get_current_span().get_span_context()
-    if ctx.is_valid:
-        extra["trace_id"] = format(ctx.trace_id, "032x")
-        extra["span_id"] = format(ctx.span_id, "016x")
+    if not ctx.is_valid:
+        # A server logging the exception that ended a request, once the request's span is no longer current.
+        exc = record["exception"]
+        kept = getattr(exc.value, EXCEPTION_SPAN_CONTEXT, None) if exc is not None else None
+        if not isinstance(kept, SpanContext) or not kept.is_valid:
+            return
+        ctx = kept
+    extra["trace_id"] = format(ctx.trace_id, "032x")
+    extra["span_id"] = format(ctx.span_id, "016x")
 
 
 def _console_format(record: Record) -> str:
@@ -161,8 +177,32 @@ class InterceptHandler(logging.Handler):
         while frame is not None and (depth == 0 or frame.f_code.co_filename in (logging.__file__, __file__)):
             frame = frame.f_back
             depth += 1
-        bound = logger.bind(**{"logger.name": record.name}) if record.name != "root" else logger
+        fields = _extra_fields(record)
+        if record.name != "root":
+            fields["logger.name"] = record.name
+        bound = logger.bind(**fields) if fields else logger
         bound.opt(depth=depth, exception=record.exc_info).log(level, message)
+
+
+# What every LogRecord has; anything else on a record came from the call's `extra=`. uvicorn's `color_message` is
+# the message again with colour codes, not a field.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message"}
+# Values kept as fields besides str/int/float/bool (and lists of those): data with a faithful text form. Other
+# objects (Django's `request`, sockets) are left out: they are not fields, and their text may carry a raw URL.
+_TEXT_VALUES = (datetime.date, datetime.time, datetime.timedelta, decimal.Decimal, uuid.UUID, enum.Enum, PurePath)
+
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The `extra=` fields of a stdlib record (redacted on export by name, as obsbox.logger's fields are)."""
+    fields: dict[str, Any] = {}
+    for name, value in record.__dict__.items():
+        if name in _RECORD_ATTRIBUTES:
+            continue
+        if isinstance(value, (str, int, float, bool, *_TEXT_VALUES)) or (
+                isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value)):
+            fields[name] = value
+    return fields
 
 
 class _LenientMessage(str):

@@ -1,6 +1,7 @@
 import logging
 
 from django.http import Http404, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
 
 log = logging.getLogger("catalog")
 BOOKS = {1: "Dune", 2: "Solaris"}
@@ -10,6 +11,7 @@ def index(request):
     return HttpResponse("bookshelf")
 
 
+@require_GET
 def book(request, pk):
     if pk not in BOOKS:
         raise Http404("no such book")
