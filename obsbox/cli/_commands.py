@@ -204,7 +204,8 @@ def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: boo
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--service-name", help="service.name of the program (default: OBSBOX_SERVICE_NAME/OTEL_SERVICE_NAME).")
+@click.option("--service-name", help="service.name of the program (default: OBSBOX_SERVICE_NAME, OTEL_SERVICE_NAME, "
+              "else derived from the command: Django project, Flask app, app module, working directory).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(service_name: str | None, command: tuple[str, ...]) -> None:
     """Run a Python program instrumented, unchanged.
@@ -212,10 +213,16 @@ def run(service_name: str | None, command: tuple[str, ...]) -> None:
     e.g. `obsbox run -- uvicorn app:app`: configure() from the environment, FastAPI/Starlette/Flask/Django apps
     instrumented as they are created.
     """
-    from obsbox.instrumentation.auto import command_environment
+    from obsbox.instrumentation.auto import command_environment, service_name_for
 
     if not command:
         raise UsageError("give the command to run", "e.g. `obsbox run -- uvicorn app:app`")
+    if service_name:
+        source = "--service-name"
+    else:
+        service_name, source = service_name_for(command)
+    click.echo(f"obsbox run: service.name is {service_name!r} ({source}); to change it: "
+               "obsbox run --service-name NAME -- ..., or OBSBOX_SERVICE_NAME=NAME", err=True)
     env = command_environment(os.environ, service_name=service_name)
     try:
         os.execvpe(command[0], list(command), env)
