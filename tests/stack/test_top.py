@@ -60,7 +60,7 @@ def test_the_rate_history_is_drawn_whatever_the_clock_shows(tmp_path: Path, monk
         deadline = time.monotonic() + 30
         while not prometheus_query(url, query) and time.monotonic() < deadline:  # the first scrape
             time.sleep(0.5)
-        time.sleep(1.5)
+        time.sleep(3)  # so that the times below (at most 2 s ago) come after the first scrape
         real = time.time
         for fraction in (0.2, 0.7):
             now = math.floor(real()) - 1 + fraction  # a moment after the first scrape
