@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import threading
 import time
 import webbrowser
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from obsbox.cli._errors import GuardedGroup
-from obsbox.cli._output import print_status, print_up, say
+from obsbox.cli._output import print_silences, print_status, print_up, say
 from obsbox.stack import binaries, engine
 from obsbox.stack.components import BROWSABLE
 from obsbox.stack.errors import DownloadError, NotRunningError, StackError, UsageError
 
 _RUNTIMES = click.Choice(["auto", "docker", "native"])
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from obsbox.stack.alertmanager_api import Matcher, Silence
+    from obsbox.stack.model import StatusReport
 
 
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,15 +80,32 @@ def down(purge: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in docs/cli.md).")
 def status(as_json: bool) -> None:
-    """Show components and firing alerts.
+    """Show components, firing alerts and active silences.
 
     One line per component (state, URL, version, pid); `--json` gives the documented schema (docs/cli.md).
     """
     report = engine.status()
+    silences, silences_error = _active_silences(report)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        click.echo(json.dumps({**report.to_json(), "silences": [s.to_json() for s in silences],
+                               "silences_error": silences_error}, indent=2))
     else:
         print_status(report)
+        if report.runtime is not None:
+            print_silences(silences, error=silences_error)
+
+
+def _active_silences(report: StatusReport) -> tuple[list[Silence], str | None]:
+    """Alertmanager's active and pending silences when it runs (empty, with the error, when it cannot be asked)."""
+    from obsbox.stack.alertmanager_api import AlertmanagerAPI, AlertmanagerAPIError
+
+    alertmanager = report.component("alertmanager")
+    if alertmanager is None or alertmanager.url is None or alertmanager.state not in ("healthy", "running"):
+        return [], None
+    try:
+        return AlertmanagerAPI(alertmanager.url, timeout=5.0).silences(), None
+    except AlertmanagerAPIError as e:
+        return [], str(e)
 
 
 @cli.command()
@@ -250,3 +275,82 @@ def check(tree: str | None) -> None:
         failed += result.outcome == "fail"
     if failed:
         raise StackError(f"{failed} check(s) failed", "fix the files named above and run `obsbox check` again")
+
+
+@cli.group()
+def silence() -> None:
+    """Silence alerts in Alertmanager: add, list, expire.
+
+    Matchers use Alertmanager's syntax: `alertname=HTTPServerHighErrorRate`, `service_name=~"orders|payments"`,
+    `severity!=info`; several matchers must all match.
+    """
+
+
+@silence.command(name="add")
+@click.argument("matchers", nargs=-1, required=True)
+@click.option("--for", "duration", default="2h", show_default=True, help="How long: 30m, 2h, 1h30m, 1d ...")
+@click.option("--comment", required=True, help="Why (shown to everyone who sees the silence).")
+@click.option("--author", help="Who silences (default: $USER).")
+def silence_add(matchers: tuple[str, ...], duration: str, comment: str, author: str | None) -> None:
+    """Silence the alerts that match every MATCHER, from now for --for; prints the silence id."""
+    from obsbox.stack import alertmanager_api as am
+
+    parsed, seconds = _silence_input(matchers, duration, comment)
+    api = am.AlertmanagerAPI(engine.url_of("alertmanager"))
+    created_by = author or os.environ.get("USER") or "obsbox"
+    silence_id = _alertmanager_call(lambda: api.add_silence(parsed, seconds=seconds, comment=comment.strip(),
+                                                            created_by=created_by))
+    click.echo(silence_id)
+    say(f"silenced {' '.join(str(m) for m in parsed)} for {duration} (`obsbox silence expire {silence_id}` ends it)")
+
+
+@silence.command(name="list")
+@click.option("--all", "everything", is_flag=True, help="Expired silences too.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def silence_list(everything: bool, as_json: bool) -> None:
+    """List the active and pending silences (--all: expired ones too)."""
+    from obsbox.stack import alertmanager_api as am
+
+    api = am.AlertmanagerAPI(engine.url_of("alertmanager"))
+    found = _alertmanager_call(lambda: api.silences(states=() if everything else ("active", "pending")))
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in found], indent=2))
+    else:
+        print_silences(found, empty="no silences" if everything else "no active silences")
+
+
+@silence.command(name="expire")
+@click.argument("silence_ids", nargs=-1, required=True)
+def silence_expire(silence_ids: tuple[str, ...]) -> None:
+    """End silences now (their alerts notify again)."""
+    from obsbox.stack import alertmanager_api as am
+
+    api = am.AlertmanagerAPI(engine.url_of("alertmanager"))
+    for silence_id in silence_ids:
+        _alertmanager_call(functools.partial(api.expire_silence, silence_id))
+        click.echo(f"expired {silence_id}")
+
+
+def _silence_input(matchers: tuple[str, ...], duration: str, comment: str) -> tuple[list[Matcher], float]:
+    from obsbox.stack import alertmanager_api as am
+
+    try:
+        parsed = am.parse_matchers(matchers)
+    except am.MatcherError as e:
+        raise UsageError(str(e), "matchers use Alertmanager's syntax; see `obsbox silence add --help`") from None
+    try:
+        seconds = am.parse_duration(duration)
+    except ValueError as e:
+        raise UsageError(f"--for: {e}", "e.g. --for 2h") from None
+    if not comment.strip():
+        raise UsageError("--comment is empty", "say why the alerts are silenced, e.g. --comment 'deploy of orders'")
+    return parsed, seconds
+
+
+def _alertmanager_call(call: Callable[[], T]) -> T:
+    from obsbox.stack import alertmanager_api as am
+
+    try:
+        return call()
+    except am.AlertmanagerAPIError as e:
+        raise StackError(str(e), "is Alertmanager up? `obsbox status` shows it") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from obsbox.stack.alertmanager_api import Silence
 from obsbox.stack.model import StatusReport, UpReport
 
 _COLOURS = {"healthy": "green", "running": "yellow", "starting": "yellow", "exited": "red", "stopped": "white",
@@ -66,3 +67,17 @@ def print_status(report: StatusReport) -> None:
                        f"since {a.since or '?'}  {a.summary or ''}".rstrip())
     else:
         click.echo("firing alerts: none")
+
+
+def print_silences(silences: list[Silence], *, error: str | None = None, empty: str = "silences: none") -> None:
+    if error:
+        click.echo(f"silences: unknown ({error})")
+        return
+    if not silences:
+        click.echo(empty)
+        return
+    click.echo("silences:")
+    for s in silences:
+        state = click.style(f"{s.state:<8}", fg="yellow" if s.state == "active" else None)
+        click.echo(f"  {s.id}  {state} until {s.ends_at}  {' '.join(str(m) for m in s.matchers)}"
+                   f"  by {s.created_by}: {s.comment}")
