@@ -194,8 +194,12 @@ def render_alertmanager(tree: StackTree, *, ports: dict[str, int]) -> dict[str, 
 
 
 def dump(config: dict[str, Any], path: Path) -> Path:
+    """Write a rendered config readable by its owner only: the Alertmanager one may hold notification secrets."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Rendered by obsbox for the native runtime; edit the stack tree, not this file.\n"
-                    + yaml.safe_dump(config, sort_keys=False))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("# Rendered by obsbox for the native runtime; edit the stack tree, not this file.\n"
+                  + yaml.safe_dump(config, sort_keys=False))
     return path
 

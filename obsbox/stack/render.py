@@ -15,9 +15,8 @@ Every function takes the file's text and returns new text; nothing here touches 
 
 from __future__ import annotations
 
-import copy
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,11 @@ CONTAINER_HOSTNAMES = ("collector", "prometheus", "alertmanager", "loki", "jaege
 #: 4317/4318 (OTLP), 13133 (health) and 8888 (self-metrics); on one host the collector keeps them and Jaeger moves.
 NATIVE_JAEGER_PORTS: Mapping[int, int] = {4317: 14317, 4318: 14318, 13133: 13134, 8888: 8889}
 
-#: Environment variables read by render_alertmanager_config(), with what each one does.
+#: Environment variables read by render_alertmanager_config(), with what each one does (docs/stack.md).
 NOTIFICATION_VARIABLES: Mapping[str, str] = {
-    "OBSBOX_ALERT_RECEIVERS": "which receivers notify: 'page,ticket' (default), 'page' or 'ticket'",
-    "OBSBOX_ALERT_WEBHOOK_URL": "POST every notification as JSON to this URL",
+    "OBSBOX_ALERT_RECEIVERS": "receivers the unprefixed settings apply to: every notifying receiver (default) or a "
+                              "comma-separated list of team, oncall, incident, escalation",
+    "OBSBOX_ALERT_WEBHOOK_URL": "POST every notification as JSON (Alertmanager's webhook format) to this URL",
     "OBSBOX_ALERT_SLACK_WEBHOOK_URL": "post to this Slack incoming-webhook URL",
     "OBSBOX_ALERT_SLACK_CHANNEL": "Slack channel (optional; the webhook's own channel otherwise)",
     "OBSBOX_ALERT_EMAIL_TO": "send e-mail to this address (needs the next two)",
@@ -55,7 +55,40 @@ NOTIFICATION_VARIABLES: Mapping[str, str] = {
     "OBSBOX_ALERT_SMTP_USERNAME": "SMTP login (optional)",
     "OBSBOX_ALERT_SMTP_PASSWORD": "SMTP password (optional)",
     "OBSBOX_ALERT_SMTP_REQUIRE_TLS": "'true' (default) or 'false'",
+    "OBSBOX_ALERT_WECHAT_CORP_ID": "WeChat Work (WeCom) corp id (needs the API secret, the agent id and a target)",
+    "OBSBOX_ALERT_WECHAT_API_SECRET": "the WeCom application's secret",
+    "OBSBOX_ALERT_WECHAT_AGENT_ID": "the WeCom application's agent id",
+    "OBSBOX_ALERT_WECHAT_TO_USER": "WeCom users to notify ('@all', or ids joined by '|')",
+    "OBSBOX_ALERT_WECHAT_TO_PARTY": "WeCom departments to notify (ids joined by '|')",
+    "OBSBOX_ALERT_WECHAT_TO_TAG": "WeCom tags to notify (ids joined by '|')",
+    "OBSBOX_ALERT_WECHAT_API_URL": "WeCom API base URL (default Alertmanager's, https://qyapi.weixin.qq.com/cgi-bin/)",
+    "OBSBOX_ALERT_<RECEIVER>_<SETTING>": "any setting above for one receiver only, e.g. "
+                                         "OBSBOX_ALERT_TEAM_SLACK_WEBHOOK_URL; wins over the unprefixed one",
+    "OBSBOX_ALERT_<SECRET>_FILE": "read a secret (WEBHOOK_URL, SLACK_WEBHOOK_URL, SMTP_PASSWORD, WECHAT_API_SECRET; "
+                                  "also per receiver) from a file only its owner can read (mode 0600 or 0400)",
+    "OBSBOX_ALERT_<GRADE>_GROUP_WAIT": "how long the first notification of a new group waits, for GRADE critical "
+                                       "(oncall, incident, escalation) or warning (team)",
+    "OBSBOX_ALERT_<GRADE>_GROUP_INTERVAL": "how long before a changed group is notified again",
+    "OBSBOX_ALERT_<GRADE>_REPEAT_INTERVAL": "how long before an unchanged, still firing group is notified again",
+    "OBSBOX_ALERT_MAINTENANCE": "recurring quiet periods, ';'-separated, e.g. 'sat,sun 02:00-04:00 Europe/Berlin; "
+                                "daily 12:00-12:15'",
+    "OBSBOX_ALERT_MAINTENANCE_RECEIVERS": "whose routes the quiet periods mute: every notifying receiver (default) "
+                                          "or a comma-separated list",
 }
+
+#: Settings that may be given per receiver, and those of them that are secrets (readable from a 0600 file).
+_RECEIVER_SETTINGS = ("WEBHOOK_URL", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "EMAIL_TO", "EMAIL_FROM", "SMTP_SMARTHOST",
+                      "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_REQUIRE_TLS", "WECHAT_CORP_ID", "WECHAT_API_SECRET",
+                      "WECHAT_AGENT_ID", "WECHAT_TO_USER", "WECHAT_TO_PARTY", "WECHAT_TO_TAG", "WECHAT_API_URL")
+_SECRET_SETTINGS = ("WEBHOOK_URL", "SLACK_WEBHOOK_URL", "SMTP_PASSWORD", "WECHAT_API_SECRET")
+_GRADES = {"CRITICAL": 'severity="critical"', "WARNING": 'severity="warning"'}
+_INTERVALS = ("GROUP_WAIT", "GROUP_INTERVAL", "REPEAT_INTERVAL")
+#: The receiver that notifies nobody: it never gets an integration.
+SILENT_RECEIVER = "blackhole"
+#: The name of the time interval OBSBOX_ALERT_MAINTENANCE renders.
+MAINTENANCE_INTERVAL = "maintenance"
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_PROM_DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
 # Keys Prometheus 3 reads that Prometheus 2.x rejects ("field ... not found in type config.plain").
 _PROMETHEUS_3_ONLY_KEYS = ("otlp",)
@@ -191,33 +224,45 @@ def render_alertmanager_config(
     *,
     templates_dir: Path | None = None,
 ) -> str:
-    """Return backends/alertmanager/alertmanager.yml with the notification integrations ``env`` asks for.
+    """Return backends/alertmanager/alertmanager.yml with the notifications ``env`` asks for.
 
-    >>> text = render_alertmanager_config("receivers: [{name: page}, {name: ticket}]",
+    >>> text = render_alertmanager_config("receivers: [{name: team}, {name: oncall}]",
     ...                                   {"OBSBOX_ALERT_WEBHOOK_URL": "http://127.0.0.1:9000/hook"})
     >>> yaml.safe_load(text)["receivers"][0]["webhook_configs"][0]["url"]
     'http://127.0.0.1:9000/hook'
 
     Alertmanager does not expand environment variables in its config, hence this step. With no OBSBOX_ALERT_*
-    variable set the receivers stay silent (the shipped default). ``templates_dir`` replaces the container
-    path /etc/alertmanager/templates for a native Alertmanager. Raises ValueError, naming the variable, for an
-    incomplete or malformed setting.
+    variable set the receivers stay silent (the shipped default). The unprefixed settings apply to every
+    notifying receiver (all but ``blackhole``) or those OBSBOX_ALERT_RECEIVERS lists; ``OBSBOX_ALERT_<RECEIVER>_*``
+    settings apply to one receiver and win. Secrets may come from ``*_FILE`` variables naming files only their
+    owner can read. ``OBSBOX_ALERT_<GRADE>_*`` set the group/repeat intervals of the critical and warning routes,
+    OBSBOX_ALERT_MAINTENANCE renders recurring quiet periods that mute the notifying routes. ``templates_dir``
+    replaces the container path /etc/alertmanager/templates for a native Alertmanager. Raises ValueError, naming
+    the variable, for an unknown, incomplete or malformed setting.
     """
     config: dict[str, Any] = yaml.safe_load(source)
-    integrations = _integrations_from_env(env)
-    wanted = _receivers_from_env(env)
     receivers = config.get("receivers", [])
-    known = {receiver["name"] for receiver in receivers}
-    missing = wanted - known
-    if missing:
-        raise ValueError(
-            f"OBSBOX_ALERT_RECEIVERS names {', '.join(sorted(missing))}, which the Alertmanager config does not "
-            f"define (it has {', '.join(sorted(known))})"
-        )
+    notifying = [r["name"] for r in receivers if r["name"] != SILENT_RECEIVER]
+    _check_variable_names(env, notifying)
+    shared = _receivers_from_env(env, "OBSBOX_ALERT_RECEIVERS", notifying)
     for receiver in receivers:
-        if receiver["name"] in wanted:
+        if receiver["name"] in notifying:
+            integrations = _integrations_from_env(env, receiver["name"], shared=receiver["name"] in shared)
             for key, entries in integrations.items():
-                receiver[key] = copy.deepcopy(entries)
+                receiver[key] = entries
+    routes = list(_walk_routes(config.get("route") or {}))
+    _apply_intervals(env, routes)
+    windows = _maintenance_windows(env)
+    if windows:
+        muted = _receivers_from_env(env, "OBSBOX_ALERT_MAINTENANCE_RECEIVERS", notifying)
+        config["time_intervals"] = [
+            *[t for t in config.get("time_intervals") or [] if t.get("name") != MAINTENANCE_INTERVAL],
+            {"name": MAINTENANCE_INTERVAL, "time_intervals": windows},
+        ]
+        for route in routes:
+            if route.get("receiver") in muted:
+                names = [n for n in route.get("mute_time_intervals") or [] if n != MAINTENANCE_INTERVAL]
+                route["mute_time_intervals"] = [*names, MAINTENANCE_INTERVAL]
     if templates_dir is not None:
         config["templates"] = [
             _replace_prefix(t, _CONTAINER_TEMPLATES_DIR, templates_dir) for t in config.get("templates", [])
@@ -231,51 +276,121 @@ def _replace_prefix(path: str, container_dir: str, host_dir: Path) -> str:
     return path
 
 
-def _receivers_from_env(env: Mapping[str, str]) -> set[str]:
-    names = {name.strip() for name in env.get("OBSBOX_ALERT_RECEIVERS", "page,ticket").split(",")}
+def _env_name(receiver: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", receiver).upper()
+
+
+def _check_variable_names(env: Mapping[str, str], notifying: list[str]) -> None:
+    """A misspelt OBSBOX_ALERT_* variable would silently notify nobody: refuse every name this file does not read."""
+    known = {name for name in NOTIFICATION_VARIABLES if "<" not in name}
+    settings = set(_RECEIVER_SETTINGS) | {f"{s}_FILE" for s in _SECRET_SETTINGS}
+    known |= {f"OBSBOX_ALERT_{s}" for s in settings}
+    known |= {f"OBSBOX_ALERT_{_env_name(r)}_{s}" for r in notifying for s in settings}
+    known |= {f"OBSBOX_ALERT_{g}_{i}" for g in _GRADES for i in _INTERVALS}
+    unknown = sorted(n for n in env if n.startswith("OBSBOX_ALERT_") and n not in known)
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)}: no such notification setting (receivers here: {', '.join(notifying)}; "
+            "the settings are listed in docs/stack.md)"
+        )
+
+
+def _receivers_from_env(env: Mapping[str, str], variable: str, notifying: list[str]) -> set[str]:
+    if variable not in env:
+        return set(notifying)
+    names = {name.strip() for name in env[variable].split(",")}
     names.discard("")
     if not names:
-        raise ValueError("OBSBOX_ALERT_RECEIVERS is empty; use 'page,ticket', 'page' or 'ticket'")
+        raise ValueError(f"{variable} is empty; name receivers ({', '.join(notifying)}) or unset it")
+    missing = names - set(notifying)
+    if missing:
+        raise ValueError(
+            f"{variable} names {', '.join(sorted(missing))}, which the Alertmanager config does not define as a "
+            f"notifying receiver (it has {', '.join(notifying)})"
+        )
     return names
 
 
-def _url(env: Mapping[str, str], name: str) -> str:
-    value = env[name].strip()
+def _setting(env: Mapping[str, str], receiver: str, key: str, *, shared: bool) -> str | None:
+    """A receiver's setting: OBSBOX_ALERT_<RECEIVER>_<KEY>, else (for a receiver the shared settings apply to)
+    OBSBOX_ALERT_<KEY>; a secret may come from the same name + _FILE."""
+    names = [f"OBSBOX_ALERT_{_env_name(receiver)}_{key}"] + ([f"OBSBOX_ALERT_{key}"] if shared else [])
+    for name in names:
+        value = env.get(name)
+        from_file = env.get(f"{name}_FILE") if key in _SECRET_SETTINGS else None
+        if value and from_file:
+            raise ValueError(f"{name} and {name}_FILE are both set; keep one")
+        if from_file:
+            return _read_secret_file(f"{name}_FILE", from_file)
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _read_secret_file(variable: str, path_text: str) -> str:
+    path = Path(path_text).expanduser()
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ValueError(f"{variable}: cannot read {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(
+            f"{variable}: {path} is readable by others (mode {mode & 0o777:o}); a secret file must be private: "
+            f"chmod 600 {path}"
+        )
+    if not text:
+        raise ValueError(f"{variable}: {path} is empty")
+    return text
+
+
+def _url(value: str, name: str) -> str:
     if not re.match(r"https?://[^\s/]+", value):
         raise ValueError(f"{name} must be an http:// or https:// URL, got {value!r}")
     return value
 
 
-def _integrations_from_env(env: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+def _integrations_from_env(env: Mapping[str, str], receiver: str, *, shared: bool) -> dict[str, list[dict[str, Any]]]:
+    def get(key: str) -> str | None:
+        return _setting(env, receiver, key, shared=shared)
+
+    def name(key: str) -> str:
+        own = f"OBSBOX_ALERT_{_env_name(receiver)}_{key}"
+        return own if own in env or f"{own}_FILE" in env or not shared else f"OBSBOX_ALERT_{key}"
+
     title = '{{ template "obsbox.title" . }}'
     text = '{{ template "obsbox.text" . }}'
     integrations: dict[str, list[dict[str, Any]]] = {}
-    if env.get("OBSBOX_ALERT_WEBHOOK_URL"):
-        integrations["webhook_configs"] = [{"url": _url(env, "OBSBOX_ALERT_WEBHOOK_URL"), "send_resolved": True}]
-    if env.get("OBSBOX_ALERT_SLACK_WEBHOOK_URL"):
+    webhook = get("WEBHOOK_URL")
+    if webhook:
+        integrations["webhook_configs"] = [{"url": _url(webhook, name("WEBHOOK_URL")), "send_resolved": True}]
+    slack_url = get("SLACK_WEBHOOK_URL")
+    if slack_url:
         slack: dict[str, Any] = {
-            "api_url": _url(env, "OBSBOX_ALERT_SLACK_WEBHOOK_URL"),
+            "api_url": _url(slack_url, name("SLACK_WEBHOOK_URL")),
             "send_resolved": True,
             "title": title,
+            "title_link": '{{ template "obsbox.dashboard_url" . }}',
             "text": text,
         }
-        if env.get("OBSBOX_ALERT_SLACK_CHANNEL"):
-            slack["channel"] = env["OBSBOX_ALERT_SLACK_CHANNEL"].strip()
+        channel = get("SLACK_CHANNEL")
+        if channel:
+            slack["channel"] = channel
         integrations["slack_configs"] = [slack]
-    if env.get("OBSBOX_ALERT_EMAIL_TO"):
-        needed = ("OBSBOX_ALERT_EMAIL_FROM", "OBSBOX_ALERT_SMTP_SMARTHOST")
-        absent = [name for name in needed if not env.get(name)]
+    email_to = get("EMAIL_TO")
+    if email_to:
+        absent = [name(k) for k in ("EMAIL_FROM", "SMTP_SMARTHOST") if not get(k)]
         if absent:
-            raise ValueError(f"OBSBOX_ALERT_EMAIL_TO is set but {' and '.join(absent)} is not")
-        smarthost = env["OBSBOX_ALERT_SMTP_SMARTHOST"].strip()
+            raise ValueError(f"{name('EMAIL_TO')} is set but {' and '.join(absent)} is not")
+        smarthost = str(get("SMTP_SMARTHOST"))
         if not re.fullmatch(r"[^\s:]+:\d+", smarthost):
-            raise ValueError(f"OBSBOX_ALERT_SMTP_SMARTHOST must be host:port, got {smarthost!r}")
-        require_tls = env.get("OBSBOX_ALERT_SMTP_REQUIRE_TLS", "true").strip().lower()
+            raise ValueError(f"{name('SMTP_SMARTHOST')} must be host:port, got {smarthost!r}")
+        require_tls = (get("SMTP_REQUIRE_TLS") or "true").lower()
         if require_tls not in ("true", "false"):
-            raise ValueError(f"OBSBOX_ALERT_SMTP_REQUIRE_TLS must be true or false, got {require_tls!r}")
+            raise ValueError(f"{name('SMTP_REQUIRE_TLS')} must be true or false, got {require_tls!r}")
         email: dict[str, Any] = {
-            "to": env["OBSBOX_ALERT_EMAIL_TO"].strip(),
-            "from": env["OBSBOX_ALERT_EMAIL_FROM"].strip(),
+            "to": email_to,
+            "from": str(get("EMAIL_FROM")),
             "smarthost": smarthost,
             "require_tls": require_tls == "true",
             "send_resolved": True,
@@ -283,9 +398,106 @@ def _integrations_from_env(env: Mapping[str, str]) -> dict[str, list[dict[str, A
             "html": '{{ template "obsbox.email.html" . }}',
             "text": text,
         }
-        if env.get("OBSBOX_ALERT_SMTP_USERNAME"):
-            email["auth_username"] = env["OBSBOX_ALERT_SMTP_USERNAME"]
-        if env.get("OBSBOX_ALERT_SMTP_PASSWORD"):
-            email["auth_password"] = env["OBSBOX_ALERT_SMTP_PASSWORD"]
+        username, password = get("SMTP_USERNAME"), get("SMTP_PASSWORD")
+        if username:
+            email["auth_username"] = username
+        if password:
+            email["auth_password"] = password
         integrations["email_configs"] = [email]
+    corp_id = get("WECHAT_CORP_ID")
+    if corp_id:
+        absent = [name(k) for k in ("WECHAT_API_SECRET", "WECHAT_AGENT_ID") if not get(k)]
+        if absent:
+            raise ValueError(f"{name('WECHAT_CORP_ID')} is set but {' and '.join(absent)} is not")
+        targets = {k: get(f"WECHAT_{k.upper()}") for k in ("to_user", "to_party", "to_tag")}
+        if not any(targets.values()):
+            raise ValueError(f"{name('WECHAT_CORP_ID')} is set but none of {name('WECHAT_TO_USER')}, "
+                             f"{name('WECHAT_TO_PARTY')} or {name('WECHAT_TO_TAG')} says who hears it")
+        wechat: dict[str, Any] = {
+            "corp_id": corp_id,
+            "api_secret": str(get("WECHAT_API_SECRET")),
+            "agent_id": str(get("WECHAT_AGENT_ID")),
+            **{k: v for k, v in targets.items() if v},
+            "message_type": "text",
+            "message": '{{ template "obsbox.message" . }}',
+            "send_resolved": True,
+        }
+        api_url = get("WECHAT_API_URL")
+        if api_url:
+            wechat["api_url"] = _url(api_url, name("WECHAT_API_URL")).rstrip("/") + "/"
+        integrations["wechat_configs"] = [wechat]
     return integrations
+
+
+def _walk_routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield route
+    for child in route.get("routes") or []:
+        yield from _walk_routes(child)
+
+
+def _apply_intervals(env: Mapping[str, str], routes: list[dict[str, Any]]) -> None:
+    for grade, matcher in _GRADES.items():
+        for interval in _INTERVALS:
+            variable = f"OBSBOX_ALERT_{grade}_{interval}"
+            value = env.get(variable, "").strip()
+            if not value:
+                continue
+            if not _PROM_DURATION.fullmatch(value) or not re.search(r"[1-9]", value):
+                raise ValueError(f"{variable} must be a duration such as 30s, 5m or 4h, got {value!r}")
+            for route in routes:
+                matchers = route.get("matchers") or []
+                escalation = grade == "CRITICAL" and 'alertname="CriticalAlertEscalated"' in matchers
+                if matcher in matchers or escalation:
+                    route[interval.lower()] = value
+
+
+def _maintenance_windows(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """OBSBOX_ALERT_MAINTENANCE -> Alertmanager time intervals.
+
+    Each ';'-separated window is ``[DAYS] [HH:MM-HH:MM] [LOCATION]``: DAYS ``daily`` (alone: all day) or weekday names
+    and ranges joined by ',' (``mon-fri``, ``saturday,sunday``); the times in 24-hour form, ``24:00`` allowed as an
+    end; LOCATION an IANA zone such as ``Europe/Berlin`` (default UTC).
+    """
+    text = env.get("OBSBOX_ALERT_MAINTENANCE", "").strip()
+    windows = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        window: dict[str, Any] = {}
+        daily = False
+        for word in part.split():
+            lowered = word.lower()
+            times = re.fullmatch(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})", word)
+            if times:
+                start, end = (int(times[1]), int(times[2])), (int(times[3]), int(times[4]))
+                if start[0] > 23 or end > (24, 0) or start[1] > 59 or end[1] > 59 or start >= end:
+                    raise ValueError(f"OBSBOX_ALERT_MAINTENANCE: {word!r} is not a time range within one day "
+                                     "(HH:MM-HH:MM, start before end; a window over midnight is two windows)")
+                window["times"] = [{"start_time": f"{start[0]:02d}:{start[1]:02d}",
+                                    "end_time": f"{end[0]:02d}:{end[1]:02d}"}]
+            elif lowered == "daily":
+                daily = True
+            elif "/" in word or word in ("UTC", "Local"):
+                window["location"] = word
+            else:
+                window["weekdays"] = [_weekday_range(w, part) for w in lowered.split(",")]
+        if set(window) <= {"location"} and not daily:
+            raise ValueError(f"OBSBOX_ALERT_MAINTENANCE: {part!r} names no days and no times")
+        windows.append(window)
+    return windows
+
+
+def _weekday_range(text: str, window: str) -> str:
+    def day(name: str) -> str:
+        found = [d for d in _WEEKDAYS if len(name) >= 3 and d.startswith(name)]
+        if len(found) != 1:
+            raise ValueError(f"OBSBOX_ALERT_MAINTENANCE: {name!r} in {window!r} is not a weekday (mon, tue, ..., "
+                             "sunday, or a range such as mon-fri)")
+        return found[0]
+
+    parts = re.split(r"[-:]", text)
+    if len(parts) == 1:
+        return day(parts[0])
+    if len(parts) != 2:
+        raise ValueError(f"OBSBOX_ALERT_MAINTENANCE: {text!r} is not a weekday range such as mon-fri")
+    return f"{day(parts[0])}:{day(parts[1])}"

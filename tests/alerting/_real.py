@@ -1,16 +1,11 @@
 """Real programs and endpoints for the alerting tests: the box's pinned Alertmanager/Prometheus when the components
-build put them in the cache (else Debian's), a started Alertmanager, and recording HTTP/SMTP endpoints that stand in
-for a webhook, Slack, WeCom and a mail server.
-
->>> binary("alertmanager", "alertmanager", "prometheus-alertmanager")     # doctest: +SKIP
-PosixPath('/root/.cache/obsbox/bin/alertmanager/0.34.0/alertmanager')
+build put them in the cache (else Debian's; obsbox.stack.binaries.find_tool), a started Alertmanager, and recording
+HTTP/SMTP endpoints that stand in for a webhook, Slack, WeCom and a mail server.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socketserver
 import subprocess
 import threading
@@ -27,37 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
-from obsbox.stack.tree import stack_root
+from obsbox.stack.binaries import find_tool
 from tests._processes import free_port, stop
 
-
-def pinned_version(component: str) -> str | None:
-    """The version the box pins for a component in the tree's .env (ALERTMANAGER_IMAGE=prom/alertmanager:v0.34.0)."""
-    for line in (stack_root() / ".env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == f"{component.upper()}_IMAGE":
-            return value.rpartition(":")[2].lstrip("v")
-    return None
-
-
-def binary(component: str, *names: str) -> Path | None:
-    """The pinned build in the components cache (~/.cache/obsbox/bin/<component>/<version>/), else PATH."""
-    version = pinned_version(component)
-    base = Path(os.environ.get("OBSBOX_CACHE_DIR") or Path.home() / ".cache" / "obsbox" / "bin")
-    for name in names:
-        candidate = base / component / str(version) / name
-        if version and candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    return None
-
-
-ALERTMANAGER = binary("alertmanager", "alertmanager", "prometheus-alertmanager")
-AMTOOL = binary("alertmanager", "amtool")
-PROMTOOL = binary("prometheus", "promtool")
+ALERTMANAGER = find_tool("alertmanager")
+AMTOOL = find_tool("amtool")
+PROMTOOL = find_tool("promtool")
 needs_alertmanager = pytest.mark.skipif(
     ALERTMANAGER is None, reason="alertmanager missing: scripts/install-system-deps.sh installs Debian's")
 needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool missing: scripts/install-system-deps.sh installs it")
@@ -80,6 +50,7 @@ def wait_until(check: Any, timeout: float, what: str, step: float = 0.2) -> Any:
 def running_alertmanager(config: dict[str, Any] | str, tmp: Path) -> Iterator[str]:
     """Start the real Alertmanager on 127.0.0.1 with `config`; yields its base URL."""
     assert ALERTMANAGER is not None
+    tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "alertmanager.yml"
     path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
     port = free_port()

@@ -85,6 +85,7 @@ def test_alertmanager_config_is_valid_for_the_local_amtool(tree: StackTree, tmp_
     out = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert yaml.safe_load(path.read_text()) == config
+    assert path.stat().st_mode & 0o777 == 0o600, "the rendered config may hold notification secrets"
 
 
 FULL = {"prometheus": 19090, "alertmanager": 19093, "loki": 3100, "jaeger": 16686, "collector": 4318,

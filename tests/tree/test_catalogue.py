@@ -55,6 +55,8 @@ STACK_METRICS: dict[str, str] = {
     "otelcol_exporter_queue_capacity": "OpenTelemetry Collector exporter sending queue",
     # Span metrics connector of the collector (STACK-FACTS.md: namespace traces.span.metrics)
     "traces_span_metrics_calls_total": "OpenTelemetry Collector span_metrics connector",
+    # `obsbox drill` serves it while a drill runs (obsbox/alerting/drill.py); alerts/prometheus/drill.rules.yml
+    "obsbox_drill": "obsbox drill: the drill's own short-lived endpoint",
     # Loki 3.x (dskit HTTP middleware and distributor)
     "loki_request_duration_seconds_count": "Loki HTTP server (route, status_code)",
     "loki_distributor_lines_received_total": "Loki distributor",

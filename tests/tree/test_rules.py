@@ -289,9 +289,12 @@ def test_the_error_rate_alert_the_end_to_end_test_waits_for() -> None:
 
 
 def test_alert_names_are_unique_per_meaning() -> None:
-    # one name may cover several tiers (SLOErrorBudgetBurn); every other alert name is defined once
-    names = [r["alert"] for r in ALL_ALERTS if r["alert"] != "SLOErrorBudgetBurn"]
+    # one name may cover several tiers (SLOErrorBudgetBurn) or severities (AlertDrill, one rule per severity a
+    # drill can ask for); every other alert name is defined once
+    names = [r["alert"] for r in ALL_ALERTS if r["alert"] not in ("SLOErrorBudgetBurn", "AlertDrill")]
     assert len(names) == len(set(names))
+    drills = sorted(r["labels"]["severity"] for r in ALL_ALERTS if r["alert"] == "AlertDrill")
+    assert drills == ["critical", "warning"]
     tiers = {(r["labels"]["slo"], r["labels"]["long_window"], r["labels"]["short_window"], r["labels"]["severity"])
              for r in ALL_ALERTS if r["alert"] == "SLOErrorBudgetBurn"}
     expected = {("1h", "5m", "critical"), ("6h", "30m", "critical"), ("1d", "2h", "warning"), ("3d", "6h", "warning")}
