@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from obsbox.cli._errors import GuardedGroup
-from obsbox.cli._output import print_silences, print_status, print_up, say
+from obsbox.cli._output import print_drill, print_silences, print_status, print_up, say
 from obsbox.stack import binaries, engine
 from obsbox.stack.components import BROWSABLE
 from obsbox.stack.errors import DownloadError, NotRunningError, StackError, UsageError
@@ -354,3 +354,31 @@ def _alertmanager_call(call: Callable[[], T]) -> T:
         return call()
     except am.AlertmanagerAPIError as e:
         raise StackError(str(e), "is Alertmanager up? `obsbox status` shows it") from None
+
+
+@cli.command()
+@click.option("--severity", type=click.Choice(["warning", "critical"]), default="critical", show_default=True,
+              help="The grade to drill: its receivers are the ones that must hear it.")
+@click.option("--timeout", default=180.0, show_default=True,
+              help="Seconds to wait for the alert to travel and every receiver to answer.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def drill(severity: str, timeout: float, as_json: bool) -> None:
+    """Send a synthetic, clearly labelled alert through the running box and report who heard it.
+
+    The alert (AlertDrill, drill="true") goes through Prometheus' rule evaluation and Alertmanager's routing to
+    the real receivers of its severity; each receiver's integrations are reported delivered or failed (with the
+    error), the alert is resolved, and the exit code is non-zero if any failed.
+    """
+    from obsbox.alerting.drill import run
+
+    report = run(severity=severity, timeout=timeout, progress=None if as_json else say)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        print_drill(report)
+    if not report.ok:
+        failed = sorted({r.receiver for r in report.results if r.outcome == "failed"})
+        raise StackError(
+            report.error or f"the drill did not reach {', '.join(failed)}",
+            "fix the receiver's OBSBOX_ALERT_* settings (docs/stack.md), `obsbox down && obsbox up`, drill again",
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from obsbox.alerting.drill import DrillReport
 from obsbox.stack.alertmanager_api import Silence
 from obsbox.stack.model import StatusReport, UpReport
 
@@ -81,3 +82,21 @@ def print_silences(silences: list[Silence], *, error: str | None = None, empty: 
         state = click.style(f"{s.state:<8}", fg="yellow" if s.state == "active" else None)
         click.echo(f"  {s.id}  {state} until {s.ends_at}  {' '.join(str(m) for m in s.matchers)}"
                    f"  by {s.created_by}: {s.comment}")
+
+
+def print_drill(report: DrillReport) -> None:
+    click.echo(f"\ndrill {report.drill_id} ({report.severity}):")
+    if report.routed_after is not None:
+        click.echo(f"  path: Prometheus fired AlertDrill after {report.fired_after or 0:.1f}s, Alertmanager had it "
+                   f"after {report.routed_after:.1f}s and routed it to {', '.join(report.receivers) or 'nobody'}")
+    for r in report.results:
+        mark = click.style("delivered", fg="green") if r.outcome == "delivered" else click.style("FAILED   ", fg="red")
+        click.echo(f"  {r.receiver:<12} {r.integration:<12} {mark}" + (f"  {r.error}" if r.error else ""))
+    for name in report.silent:
+        click.echo(f"  {name:<12} {'-':<12} no integration (this receiver notifies nobody)")
+    if report.error:
+        click.echo(f"  {click.style('FAILED', fg='red')}: {report.error}")
+    if report.resolved_after is not None:
+        click.echo(f"  resolved {report.resolved_after:.1f}s after the drill ended")
+    elif report.routed_after is not None:
+        click.echo("  not resolved yet: it resolves once Prometheus evaluates the rule again")

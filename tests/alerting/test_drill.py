@@ -1,0 +1,116 @@
+"""`obsbox drill` end to end on the native runtime: the real Prometheus evaluates the shipped AlertDrill rule on the
+drill's endpoint, the real Alertmanager routes it with the rendered config to real HTTP endpoints standing in for
+the on-call webhook, the incident Slack channel and the team webhook; the drill is green while they answer and red,
+naming the receiver and the error, when one is down."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.alerting._real import Endpoint, endpoints
+from tests.stack._harness import native_env, needs_native_binaries, obsbox, status
+
+pytestmark = [pytest.mark.stack, needs_native_binaries, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], dict[str, Endpoint], Path]]:
+    tmp = tmp_path_factory.mktemp("drill")
+    with endpoints("oncall", "incident", "team") as hooks:
+        env = native_env(
+            tmp,
+            OBSBOX_SCRAPE_INTERVAL="1s", OBSBOX_EVALUATION_INTERVAL="1s",
+            OBSBOX_ALERT_ONCALL_WEBHOOK_URL=hooks["oncall"].url,
+            OBSBOX_ALERT_INCIDENT_SLACK_WEBHOOK_URL=hooks["incident"].url,
+            OBSBOX_ALERT_INCIDENT_SLACK_CHANNEL="#incident",
+            OBSBOX_ALERT_TEAM_WEBHOOK_URL=hooks["team"].url,
+            OBSBOX_ALERT_CRITICAL_GROUP_WAIT="1s", OBSBOX_ALERT_CRITICAL_GROUP_INTERVAL="2s",
+            OBSBOX_ALERT_WARNING_GROUP_WAIT="1s", OBSBOX_ALERT_WARNING_GROUP_INTERVAL="2s",
+        )
+        obsbox(env, "up", "--runtime", "native", timeout=180)
+        try:
+            yield env, hooks, tmp / "state"
+        finally:
+            obsbox(env, "down", "--purge", timeout=120, check=False)
+
+
+def drill_json(env: dict[str, str], *args: str, check: bool = True) -> tuple[int, dict[str, Any], str]:
+    result = obsbox(env, "drill", "--json", "--timeout", "90", *args, timeout=240, check=check)
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def heard(endpoint: Endpoint, drill_id: str) -> list[dict[str, Any]]:
+    return [r.body for r in endpoint.posts() if drill_id in json.dumps(r.body)]
+
+
+def sd_files(state: Path) -> list[str]:
+    return sorted(p.name for p in state.rglob("file_sd/*.json"))
+
+
+def test_a_critical_drill_reaches_oncall_and_incident_and_resolves(
+        box: tuple[dict[str, str], dict[str, Endpoint], Path]) -> None:
+    env, hooks, state = box
+    code, report, _ = drill_json(env)
+    assert code == 0, report
+    assert report["ok"] and report["error"] is None and report["severity"] == "critical"
+    assert report["receivers"] == ["incident", "oncall"]
+    assert [(r["receiver"], r["integration"], r["outcome"]) for r in report["results"]] == [
+        ("incident", "slack[0]", "delivered"), ("oncall", "webhook[0]", "delivered")]
+    assert report["resolved_after_seconds"] is not None
+    # The webhook echo: the on-call endpoint really got the drill alert, labelled as a drill, with its links.
+    (payload, *_) = heard(hooks["oncall"], report["drill_id"])
+    (alert,) = [a for a in payload["alerts"] if a["labels"].get("drill_id") == report["drill_id"]]
+    assert alert["labels"]["alertname"] == "AlertDrill" and alert["labels"]["drill"] == "true"
+    assert alert["annotations"]["runbook_url"].endswith("/AlertDrill.md") and alert["annotations"]["dashboard_url"]
+    assert heard(hooks["incident"], report["drill_id"]) and not heard(hooks["team"], report["drill_id"])
+    assert sd_files(state) == ["obsbox-samples.json"], "the drill's discovery file is removed afterwards"
+
+
+def test_a_warning_drill_reaches_the_team_only(box: tuple[dict[str, str], dict[str, Endpoint], Path]) -> None:
+    env, hooks, _ = box
+    code, report, _ = drill_json(env, "--severity", "warning")
+    assert code == 0, report
+    assert [(r["receiver"], r["outcome"]) for r in report["results"]] == [("team", "delivered")]
+    assert heard(hooks["team"], report["drill_id"])
+    assert not heard(hooks["oncall"], report["drill_id"]) and not heard(hooks["incident"], report["drill_id"])
+
+
+def test_bad_input_changes_nothing(box: tuple[dict[str, str], dict[str, Endpoint], Path], tmp_path: Path) -> None:
+    env, _, state = box
+    result = obsbox(env, "drill", "--severity", "urgent", check=False)
+    assert result.returncode == 2 and "'urgent' is not one of 'warning', 'critical'" in result.stderr
+    assert sd_files(state) == ["obsbox-samples.json"]
+    nothing = obsbox(native_env(tmp_path), "drill", check=False)
+    assert nothing.returncode == 8 and "obsbox is not running" in nothing.stderr
+
+
+def test_status_lists_a_silence_made_with_the_cli(box: tuple[dict[str, str], dict[str, Endpoint], Path]) -> None:
+    env, _, _ = box
+    silence_id = obsbox(env, "silence", "add", "alertname=Deploy", "--for", "10m", "--comment", "drill test"
+                        ).stdout.strip()
+    try:
+        assert [s["id"] for s in status(env)["silences"]] == [silence_id]
+        assert silence_id in obsbox(env, "status").stdout
+    finally:
+        obsbox(env, "silence", "expire", silence_id)
+    assert status(env)["silences"] == []
+
+
+def test_the_drill_is_red_naming_the_receiver_and_error_when_one_is_down(
+        box: tuple[dict[str, str], dict[str, Endpoint], Path]) -> None:
+    """Runs last in this module: it shuts the incident endpoint down for good."""
+    env, hooks, _ = box
+    hooks["incident"].close()
+    code, report, stderr = drill_json(env, check=False)
+    assert code == 1, report
+    assert not report["ok"]
+    outcomes = {(r["receiver"], r["integration"]): (r["outcome"], r["error"]) for r in report["results"]}
+    assert outcomes[("oncall", "webhook[0]")] == ("delivered", None)
+    outcome, error = outcomes[("incident", "slack[0]")]
+    assert outcome == "failed" and "connection refused" in error
+    assert "the drill did not reach incident" in stderr
