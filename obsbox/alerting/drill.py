@@ -16,12 +16,15 @@ How it travels, and what each step proves:
 4. For each integration of those receivers the drill waits until Alertmanager counts a successful request
    (``alertmanager_notification_requests_total`` minus ``..._failed_total``) or a final failure
    (``alertmanager_notifications_failed_total``), and reads Alertmanager's log for the error of a failed one.
-5. The endpoint goes away, the series goes stale, the alert resolves (receivers get the resolved message).
+5. The endpoint goes away, the series goes stale, the alert resolves, and the drill waits (within its timeout) for
+   the resolved notifications of the integrations that send them, so that the next drill starts from quiet
+   counters.
 
-Alertmanager up to 0.2x counts notifications per integration type, not per receiver: when two receivers use the
-same type (two webhooks), a success is attributed by elimination, with the log naming the integration that
-failed. Another alert notified through the same integration type during the drill could be counted as the
-drill's; the drill's own group (alertname AlertDrill) is never merged with another alert's.
+Alertmanager (0.25 and 0.34 alike) counts notifications per integration type, not per receiver: when two
+receivers use the same type (two webhooks), a success is attributed by elimination, with the log naming the
+integration that failed. A notification of another alert through the same integration type during the drill
+could be counted as the drill's; the drill's own group (alertname AlertDrill) is never merged with another
+alert's.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class DrillReport:
     fired_after: float | None = None      # seconds until Prometheus evaluated the rule as firing
     routed_after: float | None = None     # seconds until Alertmanager held the alert
     resolved_after: float | None = None   # seconds from the end of the drill until Alertmanager resolved it
+    resolved_notified: list[str] = field(default_factory=list)  # "receiver/integration" that got the resolved one
     error: str | None = None              # the path broke before any receiver (the message says where)
 
     @property
@@ -88,7 +92,7 @@ class DrillReport:
             "results": [{"receiver": r.receiver, "integration": r.integration, "outcome": r.outcome,
                          "error": r.error} for r in self.results],
             "fired_after_seconds": self.fired_after, "routed_after_seconds": self.routed_after,
-            "resolved_after_seconds": self.resolved_after,
+            "resolved_after_seconds": self.resolved_after, "resolved_notified": self.resolved_notified,
         }
 
 
@@ -139,9 +143,12 @@ def run_against(prometheus: str, alertmanager: str, *, sd_dir: Path, severity: s
     with _drill_endpoint(drill_id, severity, sd_dir):
         say(f"drill {drill_id}: serving obsbox_drill{{severity=\"{severity}\"}} for Prometheus to scrape")
         alert = _wait_routed(api, prometheus, matcher, drill_id, report, begin, deadline, say)
+        expected: list[tuple[str, str, int]] = []
+        resolvable: list[tuple[str, str, int]] = []
         if alert is not None:
             report.receivers = sorted(str(r["name"]) for r in alert.get("receivers") or [])
-            expected = [(r, kind, i) for r in report.receivers for kind, i in config.get(r, [])]
+            expected = [(r, kind, i) for r in report.receivers for kind, i, _ in config.get(r, [])]
+            resolvable = [(r, kind, i) for r in report.receivers for kind, i, resolved in config.get(r, []) if resolved]
             report.silent = [r for r in report.receivers if not config.get(r)]
             say(f"Alertmanager routed it to {', '.join(report.receivers) or 'no receiver'}")
             if not expected:
@@ -150,11 +157,23 @@ def run_against(prometheus: str, alertmanager: str, *, sd_dir: Path, severity: s
             else:
                 report.results = _wait_delivered(api, before, expected, alertmanager_log, log_offset, deadline,
                                                  say)
+        before_resolved = api.notification_counters()
+        log_offset = alertmanager_log.stat().st_size if alertmanager_log and alertmanager_log.exists() else 0
         ended = time.monotonic()
     if report.routed_after is not None:
         report.resolved_after = _wait_resolved(api, matcher, ended, min(60.0, max(timeout / 3, 20.0)))
         say("the drill alert resolved" if report.resolved_after is not None
             else "the drill alert has not resolved yet (it will once Prometheus re-evaluates the rule)")
+        delivered = {(r.receiver, r.integration) for r in report.results if r.outcome == "delivered"}
+        resolvable = [item for item in resolvable if (item[0], f"{item[1]}[{item[2]}]") in delivered]
+        if report.resolved_after is not None and resolvable:
+            # Waiting for the resolved notifications leaves the integrations quiet for the next drill, whose
+            # counters would otherwise take them for its own.
+            say("waiting for the resolved notifications (at the group's next interval)")
+            done = _wait_delivered(api, before_resolved, resolvable, alertmanager_log, log_offset,
+                                   time.monotonic() + max(timeout - (time.monotonic() - begin), 30.0), say)
+            report.resolved_notified = sorted(f"{r.receiver}/{r.integration}" for r in done
+                                              if r.outcome == "delivered")
     return report
 
 
@@ -168,17 +187,18 @@ def _check_rule_loaded(prometheus: str) -> None:
                          "restart the box with the shipped rules: `obsbox down && obsbox up`")
 
 
-def _receiver_integrations(api: AlertmanagerAPI) -> dict[str, list[tuple[str, int]]]:
-    """receiver -> [(integration, index)] as the running Alertmanager's config defines them."""
+def _receiver_integrations(api: AlertmanagerAPI) -> dict[str, list[tuple[str, int, bool]]]:
+    """receiver -> [(integration, index, send_resolved)] as the running Alertmanager's config defines them."""
     try:
         config = yaml.safe_load(api.config_text()) or {}
     except AlertmanagerAPIError as e:
         raise NotRunningError(str(e), "`obsbox status` shows whether Alertmanager runs") from None
-    found: dict[str, list[tuple[str, int]]] = {}
+    found: dict[str, list[tuple[str, int, bool]]] = {}
     for receiver in config.get("receivers") or []:
         found[str(receiver["name"])] = [
-            (key.removesuffix("_configs"), i)
-            for key, entries in receiver.items() if key.endswith("_configs") for i in range(len(entries or []))
+            # Alertmanager's default: only the webhook sends resolved notifications unless told otherwise.
+            (key.removesuffix("_configs"), i, bool(entry.get("send_resolved", key == "webhook_configs")))
+            for key, entries in receiver.items() if key.endswith("_configs") for i, entry in enumerate(entries or [])
         ]
     return found
 

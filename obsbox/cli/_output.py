@@ -97,6 +97,8 @@ def print_drill(report: DrillReport) -> None:
     if report.error:
         click.echo(f"  {click.style('FAILED', fg='red')}: {report.error}")
     if report.resolved_after is not None:
-        click.echo(f"  resolved {report.resolved_after:.1f}s after the drill ended")
+        click.echo(f"  resolved {report.resolved_after:.1f}s after the drill ended"
+                   + (f"; resolved message delivered to {', '.join(report.resolved_notified)}"
+                      if report.resolved_notified else ""))
     elif report.routed_after is not None:
         click.echo("  not resolved yet: it resolves once Prometheus evaluates the rule again")

@@ -62,6 +62,7 @@ def test_a_critical_drill_reaches_oncall_and_incident_and_resolves(
     assert [(r["receiver"], r["integration"], r["outcome"]) for r in report["results"]] == [
         ("incident", "slack[0]", "delivered"), ("oncall", "webhook[0]", "delivered")]
     assert report["resolved_after_seconds"] is not None
+    assert report["resolved_notified"] == ["incident/slack[0]", "oncall/webhook[0]"]
     # The webhook echo: the on-call endpoint really got the drill alert, labelled as a drill, with its links.
     (payload, *_) = heard(hooks["oncall"], report["drill_id"])
     (alert,) = [a for a in payload["alerts"] if a["labels"].get("drill_id") == report["drill_id"]]
@@ -76,6 +77,7 @@ def test_a_warning_drill_reaches_the_team_only(box: tuple[dict[str, str], dict[s
     code, report, _ = drill_json(env, "--severity", "warning")
     assert code == 0, report
     assert [(r["receiver"], r["outcome"]) for r in report["results"]] == [("team", "delivered")]
+    assert report["resolved_notified"] == ["team/webhook[0]"]
     assert heard(hooks["team"], report["drill_id"])
     assert not heard(hooks["oncall"], report["drill_id"]) and not heard(hooks["incident"], report["drill_id"])
 
