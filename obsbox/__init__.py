@@ -8,6 +8,7 @@
 
 from obsbox.instrumentation.frameworks import instrument
 from obsbox.instrumentation.logs import logger
+from obsbox.instrumentation.sampling import SamplingRule
 from obsbox.instrumentation.setup import Telemetry, configure
 from obsbox.resilience import (
     AsyncWorkerPool,
@@ -26,6 +27,7 @@ __all__ = [
     "CircuitOpenError",
     "Retry",
     "RetryExhaustedError",
+    "SamplingRule",
     "Telemetry",
     "WorkerPool",
     "__version__",

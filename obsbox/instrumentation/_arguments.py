@@ -5,8 +5,11 @@ a test keeps it in sync with the declaration."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TypedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from obsbox.instrumentation.sampling import SamplingRule
 
 
 class SettingArguments(TypedDict, total=False):
@@ -39,6 +42,7 @@ class SettingArguments(TypedDict, total=False):
     metric_export_interval: float | None
     sampler: str | None
     sample_ratio: float | None
+    sampling_rules: Sequence[SamplingRule | Mapping[str, Any]] | str | None
     metrics_port: int | None
     metrics_host: str | None
     console: bool | None

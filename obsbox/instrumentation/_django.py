@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from obsbox.instrumentation._routes import django_route
+from obsbox.instrumentation._routes import django_early_route, django_route
 from obsbox.instrumentation._server import (
     DEFAULT_EXCLUDED_PATHS,
     EXCEPTION_KEY,
@@ -158,7 +158,7 @@ class ObsboxDjangoMiddleware:
             meta = request.META
             if "wsgi.url_scheme" not in meta:
                 meta = {**meta, "wsgi.url_scheme": request.scheme}
-            telemetry = begin_environ(meta)
+            telemetry = begin_environ(meta, django_early_route)
             if telemetry is not None:
                 carrier[REQUEST_KEY] = telemetry
             return telemetry

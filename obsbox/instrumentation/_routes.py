@@ -94,3 +94,65 @@ def django_route(route: str) -> str:
     ('/items/<int:pk>/', '/')
     """
     return route if route.startswith("/") else "/" + route
+
+
+# --- the route before the framework routes: for sampling rules, asked only while the sampler needs it -----------
+def starlette_early_route(app: Any) -> Callable[[MutableMapping[str, Any]], str | None]:
+    """The template the Starlette/FastAPI `app` will match for a request's scope, by asking its routes as its
+    router does (first full match; into mounts), before the request reaches it."""
+
+    def early_route(scope: MutableMapping[str, Any]) -> str | None:
+        return _match_routes(getattr(app, "routes", ()), scope)
+
+    return early_route
+
+
+def _match_routes(routes: Any, scope: MutableMapping[str, Any]) -> str | None:
+    from starlette.routing import Match
+
+    route: Any
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is not Match.FULL:
+            continue
+        if _mount_type() in type(route).__mro__:
+            prefix: str = route.path
+            inner = route.routes
+            if not inner:  # a mounted app without routes: as starlette_route reports it
+                return prefix + "/{path}"
+            found = _match_routes(inner, {**scope, **child})
+            return None if found is None else prefix + found
+        template = getattr(route, "path_format", None)
+        return template if isinstance(template, str) else None
+    return None
+
+
+def flask_early_route(app: Any) -> Callable[[MutableMapping[str, Any]], str | None]:
+    """The rule the Flask `app` will match for a WSGI environ, from its URL map."""
+
+    def early_route(environ: MutableMapping[str, Any]) -> str | None:
+        try:
+            rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
+        except Exception:  # NotFound, MethodNotAllowed, RequestRedirect: no route (yet)
+            return None
+        template = getattr(rule, "rule", None)
+        return template if isinstance(template, str) else None
+
+    return early_route
+
+
+def django_early_route(carrier: MutableMapping[str, Any]) -> str | None:
+    """The route Django's URL resolver will give a request (WSGI environ / META, or ASGI scope)."""
+    from django.urls import Resolver404, resolve
+
+    path = carrier.get("PATH_INFO")
+    if path is None:  # an ASGI scope
+        path = carrier.get("path", "/")
+        root = carrier.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"
+    try:
+        route = resolve(path).route
+    except Resolver404:
+        return None
+    return django_route(route) if isinstance(route, str) and route else None

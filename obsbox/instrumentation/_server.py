@@ -17,8 +17,9 @@ step guards itself: an error in telemetry is reported once and swallowed, so the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import perf_counter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
@@ -76,6 +77,19 @@ def mark_error(span: Span, error: str, exc: BaseException | None) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
     else:
         span.set_status(Status(StatusCode.ERROR))
+
+
+EarlyRoute = Callable[[Any], "str | None"]  # the route a request will match, from its scope or environ
+
+
+def _early(early_route: EarlyRoute | None, carrier: Any) -> str | None:
+    if early_route is None:
+        return None
+    try:
+        return early_route(carrier)
+    except Exception as exc:  # the span starts without it; finish() still names the route
+        report(exc)
+        return None
 
 
 def normalise_method(method: str) -> str:
@@ -199,10 +213,14 @@ class ServerRequest:
         shared: list[SharedAttributes],
         attributes: dict[str, AttributeValue] | None,
         parent: Context | None,
+        early_route: EarlyRoute | None = None,
+        carrier: Any = None,
     ) -> R | None:
         """Start the span and make it current; None (after reporting) if telemetry itself failed.
 
         `shared`: the request's attribute blocks (a fresh list: `finish` adds to it); `attributes`: its others.
+        `early_route(carrier)`: the route template the framework will match, asked before the span starts only
+        when the tracer wants a span's attributes at its start (sampling rules, SDK on_start hooks).
         """
         try:
             self = cls()
@@ -220,12 +238,19 @@ class ServerRequest:
                 if type(span) is LeanSpan:
                     span.shared = shared
                     span.attributes = attributes
-            else:  # the global OpenTelemetry API's tracer (before configure(), or with the SDK disabled)
+            else:
                 merged: dict[str, AttributeValue] = {}
                 for block in shared:
                     merged.update(block)
                 merged.update(attributes or ())
-                self.span = span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=merged)
+                if isinstance(tracer, LeanTracer):  # its sampler or an on_start hook reads the start attributes
+                    route = _early(early_route, carrier)
+                    if route is not None:
+                        merged["http.route"] = route
+                    self.span = span = tracer.start(name, parent, 2, merged)
+                else:  # the global OpenTelemetry API's tracer (before configure(), or with the SDK disabled)
+                    self.span = span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER,
+                                                         attributes=merged)
             self.token = attach_span(span, parent)
             self.active = _active_attrs[(method, scheme)]
         except Exception as exc:  # never let telemetry break the request

@@ -96,6 +96,8 @@ class Sampler:
 
     __slots__ = ("name", "ratio", "_parent_based", "_root", "_bound", "roots_on")
 
+    reads_attributes = False  # whether `sample` looks at the attributes a span starts with
+
     def __init__(self, name: str = "parentbased_always_on", ratio: float = 1.0) -> None:
         self.name, self.ratio = name, ratio
         self._parent_based = name.startswith("parentbased_")
@@ -105,7 +107,8 @@ class Sampler:
         # As the SDK's TraceIdRatioBased: compare the low 64 bits of the trace id with ratio × 2^64.
         self._bound = round(ratio * (1 << 64))
 
-    def sample(self, parent: SpanContext | None, trace_id: int) -> bool:
+    def sample(self, parent: SpanContext | None, trace_id: int, attributes: types.Attributes = None) -> bool | None:
+        """Whether the span is sampled; None (a RuleSampler's answer): recorded, exported only as an error."""
         if self._parent_based and parent is not None:
             return bool(parent.trace_flags & 1)
         if self._root == "always_on":
@@ -437,7 +440,12 @@ class Tracer(trace.Tracer):
             state = _EMPTY_STATE
         span_id = _getrandbits(64) or 1
         sampler = provider.sampler
-        if (parent is not None or not sampler.roots_on) and not sampler.sample(parent, trace_id):
+        if (parent is not None or not sampler.roots_on) and not (
+                decision := sampler.sample(parent, trace_id, attributes)):
+            if decision is None:  # dropped by a sampling rule: recorded unsampled, exported only if it fails
+                return Span(name, SpanContext(trace_id, span_id, False, _NOT_SAMPLED, state), parent, kind,
+                            attributes, links, start_time or _time_ns(), self._scope, provider.keep_if_error,
+                            record_exception, set_status_on_exception)
             return NonRecordingSpan(SpanContext(trace_id, span_id, False, _NOT_SAMPLED, state))
         return Span(
             name,
@@ -567,12 +575,20 @@ class TracerProvider(trace.TracerProvider):
             self._hook_start(tracer)
 
     def _hook_start(self, tracer: Tracer) -> None:
-        # Only while an SDK processor does something at start does starting a span call it: the tracer then
-        # becomes a _StartHookTracer, so the usual path stays exactly as it is. (The request path only takes its
-        # shortcut for a plain Tracer: with a hook, a server span starts with all its attributes, as the hook
-        # expects, and the hook's own attributes are kept.)
+        # Only while the sampler reads start attributes (sampling rules) or an SDK processor does something at
+        # start, the tracer becomes a _FullStartTracer, so the usual path stays exactly as it is. The request path
+        # takes its shortcut (attribute blocks set after the start) only for a plain Tracer; otherwise a server
+        # span starts with all its attributes, the route among them where the framework can tell it in advance.
         bridge = self._sdk
-        tracer.__class__ = _StartHookTracer if bridge is not None and bridge.wants_start else Tracer
+        full = self.sampler.reads_attributes or (bridge is not None and bridge.wants_start)
+        tracer.__class__ = _FullStartTracer if full else Tracer
+
+    def keep_if_error(self, span: Span) -> None:
+        """The sink of a span a sampling rule dropped: it goes on, as sampled, only when it ended as an error."""
+        if span.status_code == 2:
+            context = span.context
+            span.context = _new_tuple(SpanContext, (context[0], context[1], False, _SAMPLED, context[4], True))
+            self.sink(span)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._on_flush(timeout_millis / 1000) if self._on_flush else True
@@ -584,8 +600,9 @@ class TracerProvider(trace.TracerProvider):
                 self._on_shutdown()
 
 
-class _StartHookTracer(Tracer):
-    """A tracer that shows each span it starts to the SDK processors' on_start (see TracerProvider._hook_start)."""
+class _FullStartTracer(Tracer):
+    """A tracer whose spans start knowing all their attributes, and which shows each span it starts to the SDK
+    processors' on_start (see TracerProvider._hook_start)."""
 
     def start(self, name: str, context: Context, *args: Any) -> trace.Span:
         span = Tracer.start(self, name, context, *args)

@@ -36,6 +36,7 @@ from obsbox.instrumentation._server import (
     EXCEPTION_KEY,
     REQUEST_KEY,
     ROUTE_KEY,
+    EarlyRoute,
     ServerRequest,
     normalise_method,
     paths,
@@ -167,7 +168,8 @@ class ObsboxASGIMiddleware:
 
     `routes` says where the route template comes from: "fastapi" (FastAPI reports it), "starlette"
     (`scope["route"]`, Starlette and older FastAPI), "scope" (a framework hook stores it under "obsbox.route",
-    e.g. Django; plain ASGI apps have none).
+    e.g. Django; plain ASGI apps have none). `early_route(scope)` tells the route before the app runs, for
+    sampling rules (see _routes; `obsbox.instrument` passes the framework's).
     """
 
     def __init__(
@@ -176,10 +178,12 @@ class ObsboxASGIMiddleware:
         *,
         excluded_paths: Iterable[str] | None = None,
         routes: RouteSource = "starlette",
+        early_route: EarlyRoute | None = None,
     ) -> None:
         self.app = app
         self.excluded_paths = frozenset(DEFAULT_EXCLUDED_PATHS if excluded_paths is None else excluded_paths)
         self.routes: RouteSource = routes
+        self.early_route = early_route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or REQUEST_KEY in scope:
@@ -243,7 +247,7 @@ class ObsboxASGIMiddleware:
         except Exception as exc:
             report(exc)
             return None
-        request = _Request.begin(method, scheme, shared, attributes, parent)
+        request = _Request.begin(method, scheme, shared, attributes, parent, self.early_route, scope)
         if request is None:
             return None
         try:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from obsbox.instrumentation._django import ObsboxDjangoMiddleware, hook_resolve_request
+from obsbox.instrumentation._routes import django_early_route, flask_early_route, starlette_early_route
 from obsbox.instrumentation._server import EXCEPTION_KEY, ROUTE_KEY, report
 from obsbox.instrumentation.asgi import ObsboxASGIMiddleware, RouteSource
 from obsbox.instrumentation.wsgi import ObsboxWSGIMiddleware
@@ -92,11 +93,12 @@ def instrument(app: App, *, excluded_paths: Iterable[str] | None = None) -> App:
         _instrument_flask(app, excluded_paths)
     elif _is(app, "django.core.handlers.wsgi.WSGIHandler"):
         hook_resolve_request(app)
-        _serve_through(app, lambda call: ObsboxWSGIMiddleware(call, excluded_paths=excluded_paths), asynchronous=False)
+        _serve_through(app, lambda call: ObsboxWSGIMiddleware(call, excluded_paths=excluded_paths,
+                                                              early_route=django_early_route), asynchronous=False)
     elif _is(app, "django.core.handlers.asgi.ASGIHandler"):
         hook_resolve_request(app)
-        _serve_through(app, lambda call: ObsboxASGIMiddleware(call, excluded_paths=excluded_paths, routes="scope"),
-                       asynchronous=True)
+        _serve_through(app, lambda call: ObsboxASGIMiddleware(call, excluded_paths=excluded_paths, routes="scope",
+                                                              early_route=django_early_route), asynchronous=True)
     elif _is_asgi(app):
         return _wrapped(app, ObsboxASGIMiddleware(cast(Any, app), excluded_paths=excluded_paths, routes="scope"))
     elif callable(app):
@@ -171,10 +173,12 @@ def _stand_in_for_fastapi(app: Any) -> bool:
 
 
 def _instrument_starlette(app: Any, excluded_paths: Iterable[str] | None, routes: RouteSource) -> None:
+    early = starlette_early_route(app)
     if getattr(app, "middleware_stack", None) is None:
-        app.add_middleware(ObsboxASGIMiddleware, excluded_paths=excluded_paths, routes=routes)
+        app.add_middleware(ObsboxASGIMiddleware, excluded_paths=excluded_paths, routes=routes, early_route=early)
     else:  # already serving: wrap the built stack (a rebuild would drop it, as it does for add_middleware)
-        app.middleware_stack = ObsboxASGIMiddleware(app.middleware_stack, excluded_paths=excluded_paths, routes=routes)
+        app.middleware_stack = ObsboxASGIMiddleware(app.middleware_stack, excluded_paths=excluded_paths,
+                                                    routes=routes, early_route=early)
 
 
 def _rule_without_the_method(app: Any, request: Any) -> Any:
@@ -212,4 +216,4 @@ def _instrument_flask(app: Any, excluded_paths: Iterable[str] | None) -> None:
     # First in line, so a user hook that answers early cannot hide the route.
     app.before_request_funcs.setdefault(None, []).insert(0, report_route)
     flask.got_request_exception.connect(report_exception, app, weak=False)
-    app.wsgi_app = ObsboxWSGIMiddleware(app.wsgi_app, excluded_paths=excluded_paths)
+    app.wsgi_app = ObsboxWSGIMiddleware(app.wsgi_app, excluded_paths=excluded_paths, early_route=flask_early_route(app))

@@ -25,7 +25,10 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from obsbox.instrumentation.sampling import SamplingRule
 
 _log = logging.getLogger("obsbox")
 
@@ -203,6 +206,15 @@ def _port(v: Any) -> int:
     return _int(0, 65535)(v)
 
 
+def _rules(v: Any) -> tuple[SamplingRule, ...]:
+    from obsbox.instrumentation.sampling import InvalidRule, parse_rules
+
+    try:
+        return parse_rules(v)
+    except InvalidRule as err:
+        raise InvalidSetting(str(err)) from None
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting as the table shows it: the `configure()` keyword, its environment variables and how to read
@@ -360,6 +372,13 @@ class SamplingSettings:
         otel=("OTEL_TRACES_SAMPLER",))
     sample_ratio: float = _setting(1.0, "0..1", _ratio, "Ratio for the traceidratio samplers.",
                                    otel=("OTEL_TRACES_SAMPLER_ARG",))
+    sampling_rules: tuple[SamplingRule, ...] = _setting(
+        (), "[METHOD ]ROUTE=RATIO,...", _rules,
+        "Per-route ratios for traces that start at a request, matched on the route template (`*` globs) and "
+        "the method, first match wins; other requests get `sampler`. A parent's decision is followed. A request "
+        "a rule dropped is still exported when it fails (5xx or exception). Arguments: a list of "
+        "`SamplingRule(route, ratio, method=None)`. See \"Sampling rules\" below.",
+        argument="Sequence[SamplingRule | Mapping[str, Any]] | str | None")
 
 
 @dataclass(frozen=True)
@@ -500,7 +519,7 @@ def render_markdown() -> str:
             if s.group != group:
                 continue
             envs = ", ".join(f"`{v}`" for v in ((s.obsbox_env,) if s.obsbox_env else ()) + s.otel_env)
-            default = "—" if s.default in (None, {}) else f"`{s.default}`"
+            default = "—" if s.default in (None, {}, ()) else f"`{s.default}`"
             lines.append(f"| `{s.name}` | {s.type} | {default} | {envs} | {s.doc} |")
     lines += [
         "",
@@ -513,6 +532,43 @@ def render_markdown() -> str:
         "Forked workers (gunicorn, with or without `--preload`) restart the export thread and get a new",
         "`service.instance.id` on their own; `uvicorn --workers N` starts each worker afresh. The `/metrics`",
         "endpoint is served by the process that called `configure()`; with several workers, prefer OTLP push.",
+        "",
+        "## Sampling rules",
+        "",
+        "`sampling_rules` keeps a ratio of the traces that start at requests to a route, for example all of",
+        "`/v1/track/query` and 0.1% of `GET /healthz`:",
+        "",
+        "```python",
+        "from obsbox import SamplingRule",
+        "",
+        "obsbox.configure(sampling_rules=[SamplingRule(\"/v1/track/query\", 1.0),",
+        "                                 SamplingRule(\"/healthz\", 0.001, method=\"GET\")])",
+        "# or: OBSBOX_SAMPLING_RULES=\"/v1/track/query=1,GET /healthz=0.001\"",
+        "```",
+        "",
+        "- **Matched on** the route template as obsbox reports it in `http.route` (`/items/{item_id}` for FastAPI",
+        "  and Starlette, `/items/<int:item_id>` for Flask, `/items/<int:pk>/` for Django; `*` matches any run of",
+        "  characters) and, when a rule names one, the method. The first matching rule wins; a request that no rule",
+        "  matches gets the `sampler` setting's decision. The ratio is applied to the trace id, as the",
+        "  `traceidratio` sampler does, so every service using the same ratio agrees.",
+        "- **Decided before the span starts**, so the decision travels downstream in `traceparent`: obsbox asks",
+        "  the framework which route the request will match before handing it over — FastAPI and Starlette (the",
+        "  app's routes, mounts included), Flask (the URL map), Django (the URL resolver, for",
+        "  `obsbox.instrument(application)` and `ObsboxDjangoMiddleware`). Where nothing can tell the route in",
+        "  advance (a plain ASGI or WSGI app, a request no route matches, Django's per-request `request.urlconf`)",
+        "  no rule applies and the `sampler` setting decides. Paths in `excluded_paths` (`/healthz` among them by",
+        "  default) produce no telemetry at all, whatever the rules.",
+        "- **A parent's decision is followed**: rules decide only for traces that start at this service.",
+        "- **Failed requests are kept, as far as a head decision allows**: a request a rule dropped is still",
+        "  recorded (as not sampled), and its SERVER span is exported, marked sampled, when it ends with a 5xx",
+        "  status or an exception (a 4xx is not an error). What cannot be kept: its child spans (they end before",
+        "  the request's outcome is known and were not recorded), the spans of the services it called (they were",
+        "  told \"not sampled\"), and an exemplar on its duration (exemplars point only at traces sampled from the",
+        "  start). Span processors of your own get the kept span like any other.",
+        "- **Metrics count every request**, sampled or not: `http.server.request.duration` and the RED dashboards",
+        "  and alerts do not depend on sampling; logs carry the trace id either way.",
+        "- **Cost**: without rules, nothing changes on the request path. With rules, each request is routed once",
+        "  more (before the span starts) and its span attributes are built for it rather than shared.",
         "",
         "## Span processors and metric readers",
         "",
@@ -549,8 +605,11 @@ def render_arguments() -> str:
         "",
         "from __future__ import annotations",
         "",
-        "from collections.abc import Mapping",
-        "from typing import TypedDict",
+        "from collections.abc import Mapping, Sequence",
+        "from typing import TYPE_CHECKING, Any, TypedDict",
+        "",
+        "if TYPE_CHECKING:",
+        "    from obsbox.instrumentation.sampling import SamplingRule",
         "",
         "",
         "class SettingArguments(TypedDict, total=False):",

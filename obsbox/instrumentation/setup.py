@@ -73,6 +73,7 @@ from obsbox.instrumentation._pipeline import LogItem, Pipeline
 from obsbox.instrumentation._tracer import Sampler, TracerProvider
 from obsbox.instrumentation._transport import GrpcSender, HttpSender, Sender, grpc_available
 from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, SEMCONV_METRICS
+from obsbox.instrumentation.sampling import RuleSampler
 from obsbox.instrumentation.settings import BY_NAME, Settings, resolve
 
 if TYPE_CHECKING:
@@ -444,7 +445,10 @@ def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
     tp = g.tracer_provider
     # Without trace export spans are still created and sampled (trace ids reach logs and exemplars), then dropped
     # unless a processor of the user's takes them.
-    tp.activate(Sampler(settings.sampling.sampler, settings.sampling.sample_ratio), resource,
+    sampling = settings.sampling
+    sampler = (RuleSampler(sampling.sampler, sampling.sample_ratio, sampling.sampling_rules)
+               if sampling.sampling_rules else Sampler(sampling.sampler, sampling.sample_ratio))
+    tp.activate(sampler, resource,
                 [pipeline.spans] if pipeline.export_traces else [])
     for processor in span_processors:
         tp.add_span_processor(processor)

@@ -28,6 +28,7 @@ from obsbox.instrumentation._server import (
     EXCEPTION_KEY,
     REQUEST_KEY,
     ROUTE_KEY,
+    EarlyRoute,
     ServerRequest,
     normalise_method,
     paths,
@@ -92,8 +93,9 @@ def environ_attributes(
     return shared, {"url.query": redact_query(_wsgi_text(query))} if query else None
 
 
-def begin_environ(environ: Mapping[str, Any]) -> ServerRequest | None:
-    """Start the telemetry of the request described by a WSGI environ (or Django's request.META)."""
+def begin_environ(environ: Mapping[str, Any], early_route: EarlyRoute | None = None) -> ServerRequest | None:
+    """Start the telemetry of the request described by a WSGI environ (or Django's request.META); `early_route`:
+    see ServerRequest.begin."""
     try:
         method = normalise_method(environ.get("REQUEST_METHOD", "GET"))
         scheme: str = environ.get("wsgi.url_scheme", "http")
@@ -108,7 +110,7 @@ def begin_environ(environ: Mapping[str, Any]) -> ServerRequest | None:
     except Exception as exc:
         report(exc)
         return None
-    return ServerRequest.begin(method, scheme, shared, attributes, parent)
+    return ServerRequest.begin(method, scheme, shared, attributes, parent, early_route, environ)
 
 
 def _route(environ: Mapping[str, Any]) -> str | None:
@@ -183,14 +185,16 @@ class ObsboxWSGIMiddleware:
     `obsbox.instrument` set; plain WSGI apps have none, and all their requests share one series.
     """
 
-    def __init__(self, app: WSGIApp, *, excluded_paths: Iterable[str] | None = None) -> None:
+    def __init__(self, app: WSGIApp, *, excluded_paths: Iterable[str] | None = None,
+                 early_route: EarlyRoute | None = None) -> None:
         self.app = app
         self.excluded_paths = frozenset(DEFAULT_EXCLUDED_PATHS if excluded_paths is None else excluded_paths)
+        self.early_route = early_route  # the route before the app runs, for sampling rules (see _routes)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in self.excluded_paths or REQUEST_KEY in environ:
             return self.app(environ, start_response)
-        request = begin_environ(environ)
+        request = begin_environ(environ, self.early_route)
         if request is None:
             return self.app(environ, start_response)
         environ[REQUEST_KEY] = request

@@ -1,4 +1,5 @@
-"""A real uvicorn server in a thread of the test process, on 127.0.0.1, for tests that configure obsbox in-process.
+"""Real servers (uvicorn, werkzeug) in a thread of the test process, on 127.0.0.1, for tests that configure obsbox
+in-process.
 
 >>> with served(obsbox.instrument(app)) as base:                  # doctest: +SKIP
 ...     get(base + "/items/7")
@@ -38,10 +39,26 @@ def served(app: Any) -> Iterator[str]:
         sock.close()
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> int:
-    """GET `url`; the status code (errors included)."""
+@contextlib.contextmanager
+def wsgi_served(app: Any) -> Iterator[str]:
+    """Serve the WSGI `app` with werkzeug's threaded server until the block ends; yields the base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:
+    """Request `url` (GET unless `method` says otherwise); the status code (errors included)."""
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
             return int(response.status)
     except urllib.error.HTTPError as err:
