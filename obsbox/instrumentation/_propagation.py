@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import TypeVar
 
-from opentelemetry import baggage, propagate, trace
+from opentelemetry import baggage, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from obsbox.instrumentation._propagate import propagate
 
 T = TypeVar("T")
 _BAGGAGE = W3CBaggagePropagator()

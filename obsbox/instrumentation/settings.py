@@ -19,6 +19,7 @@ value used instead, and the next source in line (finally the default) applies.""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -135,15 +136,32 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     return parse
 
 
+# A host name as DNS (and container networks, with "_") allow it: dot-separated labels of letters, digits, - and _.
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
 def _url(v: Any) -> str:
     text = _str(v).strip().rstrip("/")
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidSetting("expected an http:// or https:// URL with a host")
     try:
+        parts = urllib.parse.urlsplit(text)
+        host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise InvalidSetting("expected a valid port in the URL") from None
+    except ValueError as err:  # "Invalid IPv6 URL", a port out of range or not a number
+        raise InvalidSetting(f"expected an http:// or https:// URL ({err})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidSetting("expected an http:// or https:// URL with a host")
+    if not _valid_host(host):
+        raise InvalidSetting("expected a valid host name or IP address in the URL")
     return text
 
 
@@ -468,6 +486,16 @@ def _warn(source: str, value: Any, err: InvalidSetting, fallback: str) -> None:
     _log.warning("obsbox: ignoring %s=%r (%s); using %s", source, shown, err, fallback)
 
 
+def _check_together(grouped: dict[str, dict[str, Any]], sources: Mapping[str, str]) -> None:
+    """Settings valid alone but not together: one warning naming where the value came from, and a value that fits."""
+    for values in grouped.values():
+        batch, queue = values.get("max_export_batch_size"), values.get("max_queue_size")
+        if batch is not None and queue is not None and batch > queue:
+            _log.warning("obsbox: ignoring %s=%d (more than max_queue_size, %d); using %d",
+                         sources.get("max_export_batch_size", "max_export_batch_size"), batch, queue, queue)
+            values["max_export_batch_size"] = queue
+
+
 def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve every setting: argument > OBSBOX_* > OTEL_* > default; invalid values warn once and fall through."""
     env = os.environ if environ is None else environ
@@ -475,6 +503,7 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
     if unknown:
         raise TypeError(f"configure() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     grouped: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}  # where each value not the default came from
     for setting in SETTINGS:
         candidates: list[tuple[str, Any, bool]] = []  # (source, raw value, from environment)
         if arguments.get(setting.name) is not None:
@@ -491,10 +520,14 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
                 _warn(source, raw, err, "")
                 chosen = err.usable
                 break
-            except InvalidSetting as err:
+            except Exception as err:  # noqa: BLE001 - InvalidSetting, or a parser's own bug: never telemetry off
                 fallback = candidates[i + 1][0] if i + 1 < len(candidates) else f"the default {setting.default!r}"
-                _warn(source, raw, err, fallback)
+                _warn(source, raw, err if isinstance(err, InvalidSetting) else InvalidSetting(
+                    f"unreadable: {type(err).__name__}", secret=True), fallback)
         grouped.setdefault(setting.group, {})[setting.name] = chosen
+        if chosen is not setting.default:
+            sources[setting.name] = source
+    _check_together(grouped, sources)
     top = grouped.pop("", {})
     return Settings(**top, **{name: GROUPS[name](**values) for name, values in grouped.items()})
 

@@ -45,7 +45,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import _logs as logs_api
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import metrics, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.propagators.composite import CompositePropagator
@@ -70,6 +70,7 @@ from obsbox.instrumentation._encode import encode_resource
 from obsbox.instrumentation._meters import SwitchableMeterProvider
 from obsbox.instrumentation._metrics import Counter, Histogram, InFlight
 from obsbox.instrumentation._pipeline import LogItem, Pipeline
+from obsbox.instrumentation._propagate import propagate
 from obsbox.instrumentation._tracer import Sampler, TracerProvider
 from obsbox.instrumentation._transport import GrpcSender, HttpSender, Sender, grpc_available
 from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, SEMCONV_METRICS
