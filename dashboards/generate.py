@@ -22,6 +22,9 @@ OUT = Path(__file__).resolve().parent / "obsbox"
 
 PROM = {"type": "prometheus", "uid": "prometheus"}
 LOKI = {"type": "loki", "uid": "loki"}
+ALERTMANAGER = {"type": "alertmanager", "uid": "alertmanager"}
+#: Grafana's silences page with the box's Alertmanager data source (provisioned under the name "Alertmanager").
+SILENCES_URL = "/alerting/silences?alertmanager=Alertmanager"
 JAEGER = {"type": "jaeger", "uid": "jaeger"}
 
 UIDS = {
@@ -284,13 +287,30 @@ def services_overview() -> dict[str, Any]:
               overrides=[{"matcher": {"id": "byName", "options": "service_name"},
                           "properties": [{"id": "links", "value": [detail_link("__value.raw")]}]}],
               options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}),
+        row("Alerting"),
+        panel("alertlist", "Alerts",
+              "Firing and pending alerts of the Prometheus and Loki rules, grouped, with a link to each rule "
+              "(Grafana reads them from the data sources). Silences and notification routing live in "
+              "Alertmanager: the Silences panel and the dashboard link open them.",
+              [], unit="none", datasource=ALERTMANAGER, w=18, h=9,
+              options={"viewMode": "list", "groupMode": "default", "groupBy": [], "maxItems": 30, "sortOrder": 1,
+                       "dashboardAlerts": False, "alertName": "", "alertInstanceLabelFilter": "",
+                       "showInstances": True,
+                       "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": False,
+                                       "error": True}}),
+        stat("Silences", "Active silences in Alertmanager (`obsbox silence list` shows them; `obsbox silence "
+             "add` makes one). Click to manage them in Grafana's alerting UI.",
+             [prom('sum(alertmanager_silences{state="active"}) or vector(0)', "active")], unit="short", w=6, h=9,
+             links=[{"title": "Manage silences", "url": SILENCES_URL}]),
     ]
     return dashboard(
         "overview", "Services overview",
         "Every service instrumented with OpenTelemetry HTTP semantic conventions, side by side.",
         panels, [environment_variable(f"{HTTP_DURATION}_count"),
                  service_variable(f"label_values({HTTP_DURATION}_count{{{ENV}}}, service_name)", multi=True)],
-        tags=["services"])
+        tags=["services"],
+        links=[{"title": "Silences", "type": "link", "url": SILENCES_URL, "icon": "bell", "targetBlank": False,
+                "tooltip": "Alertmanager's silences in Grafana's alerting UI"}])
 
 
 # --- 2. service detail ----------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ STACK_METRICS: dict[str, str] = {
     "alertmanager_notifications_total": "Alertmanager notify pipeline",
     "alertmanager_notifications_failed_total": "Alertmanager notify pipeline",
     "alertmanager_alerts": "Alertmanager alert store",
+    "alertmanager_silences": "Alertmanager silences (by state)",
     # OpenTelemetry Collector contrib 0.159 internal telemetry (STACK-FACTS.md; no _total when scraped from
     # :8888, _total when pushed over OTLP — queries match both). Jaeger v2 is built on the collector and reports
     # the same names.

@@ -146,7 +146,7 @@ def test_queries_key_on_service_name_never_job(name: str) -> None:
 
 def test_panels_are_core_grafana_panel_types() -> None:
     # core panels only: a plugin panel would render empty in a Grafana without that plugin
-    core = {"row", "timeseries", "stat", "table", "heatmap", "logs", "state-timeline"}
+    core = {"row", "timeseries", "stat", "table", "heatmap", "logs", "state-timeline", "alertlist"}
     assert {p["type"] for board in BOARDS.values() for p in panels(board)} <= core
 
 
@@ -174,6 +174,22 @@ def test_overview_lists_every_service_with_red_percentiles_alerts_and_links_to_d
     assert "/d/obsbox-service-detail?var-service_name=${__value.raw}" in links
     sparklines = [p for p in panels(BOARDS["services-overview.json"]) if p["type"] == "stat"]
     assert sparklines and all(p["options"]["graphMode"] == "area" for p in sparklines)
+
+
+def test_overview_shows_alerts_and_silences_of_alertmanager() -> None:
+    board = BOARDS["services-overview.json"]
+    by_title = _by_title("services-overview.json")
+    alerts = by_title["Alerts"]
+    assert alerts["type"] == "alertlist" and alerts["datasource"] == {"type": "alertmanager", "uid": "alertmanager"}
+    assert alerts["options"]["stateFilter"]["firing"] and not alerts["options"]["dashboardAlerts"]
+    silences = by_title["Silences"]
+    assert silences["targets"][0]["expr"].startswith('sum(alertmanager_silences{state="active"})')
+    silences_page = "/alerting/silences?alertmanager=Alertmanager"
+    assert silences["fieldConfig"]["defaults"]["links"] == [{"title": "Manage silences", "url": silences_page}]
+    assert any(link.get("url") == silences_page for link in board["links"])
+    datasources = yaml.safe_load((ROOT / "backends/grafana/provisioning/datasources/obsbox.yaml").read_text())
+    (alertmanager,) = [d for d in datasources["datasources"] if d["uid"] == "alertmanager"]
+    assert alertmanager["name"] == "Alertmanager", "the silences link selects the data source by its name"
 
 
 def test_service_detail_has_route_variable_heatmap_with_exemplars_logs_and_traces() -> None:
