@@ -543,8 +543,10 @@ class TracerProvider(trace.TracerProvider):
             except Exception:  # noqa: BLE001
                 _log.debug("obsbox: a span processor failed to shut down", exc_info=True)
 
-    def replace_own(self, processors: Sequence[SpanProcessor]) -> None:
-        """In a forked worker: the configuration's own processors are new objects (fresh queues)."""
+    def after_fork(self, resource: dict[str, Any], processors: Sequence[SpanProcessor]) -> None:
+        """In a forked worker: its own resource (instance id, pid), and the configuration's own processors, which
+        are new objects (fresh queues). SDK processors the user added restart themselves (the SDK's fork hooks)."""
+        self.resource = resource
         self._own = tuple(processors)
         self._refresh()
 

@@ -621,9 +621,8 @@ def _after_fork_in_child() -> None:
         attrs["service.instance.id"] = str(uuid.uuid4())
         attrs["process.pid"] = os.getpid()
         telemetry.resource = attrs
-        g.tracer_provider.resource = attrs
         telemetry.pipeline.after_fork(encode_resource(attrs))
-        g.tracer_provider.replace_own([telemetry.pipeline.spans] if telemetry.pipeline.export_traces else [])
+        g.tracer_provider.after_fork(attrs, [telemetry.pipeline.spans] if telemetry.pipeline.export_traces else [])
         from obsbox.instrumentation import logs
 
         if telemetry.pipeline.export_logs:

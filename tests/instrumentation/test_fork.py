@@ -28,8 +28,15 @@ APP = textwrap.dedent("""
 
     import obsbox
 
+    processors = []
+    if "TEST_SECOND_ENDPOINT" in os.environ:  # a user's SDK processor: a second OTLP destination
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        exporter = OTLPSpanExporter(endpoint=os.environ["TEST_SECOND_ENDPOINT"] + "/v1/traces")
+        processors.append(BatchSpanProcessor(exporter, schedule_delay_millis=50))
     obsbox.configure(service_name="forked", endpoint=os.environ["TEST_OTLP_ENDPOINT"], console=False,
-                     schedule_delay=0.05, metric_export_interval=0.3)
+                     schedule_delay=0.05, metric_export_interval=0.3, span_processors=processors)
 
 
     def _wsgi(environ, start_response):
@@ -81,12 +88,14 @@ def server(request: pytest.FixtureRequest, app_dir: Path, otlp_receiver: OTLPRec
     if kind.startswith("gunicorn"):
         command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(app_dir),
                    "--graceful-timeout", "5", "forkapp:wsgi"]
-        if kind == "gunicorn-preload":
+        if kind.startswith("gunicorn-preload"):
             command.insert(3, "--preload")
     else:
         command = [sys.executable, "-m", "uvicorn", "forkapp:asgi", "--workers", "2", "--host", "127.0.0.1",
                    "--port", str(port), "--app-dir", str(app_dir), "--log-level", "warning"]
     env = {**os.environ, "TEST_OTLP_ENDPOINT": otlp_receiver.endpoint}
+    if kind.endswith("-second"):
+        env["TEST_SECOND_ENDPOINT"] = request.getfixturevalue("second_receiver").endpoint
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -123,3 +132,34 @@ def test_every_worker_exports(server: tuple[int, int], otlp_receiver: OTLPReceiv
     assert all(len(ids) == 1 for ids in instances.values()), instances
     assert len({next(iter(ids)) for ids in instances.values()}) == len(pids)  # one instance id per worker
     assert all(s.resource["service.name"] == "forked" for s in otlp_receiver.spans())
+
+
+@pytest.fixture
+def second_receiver() -> Iterator[OTLPReceiver]:
+    with OTLPReceiver() as receiver:
+        yield receiver
+
+
+@pytest.mark.parametrize("server", ["gunicorn-preload-second"], indirect=True)
+def test_a_users_sdk_processor_exports_from_every_forked_worker(
+        server: tuple[int, int], otlp_receiver: OTLPReceiver, second_receiver: OTLPReceiver) -> None:
+    """configure() with an SDK BatchSpanProcessor in the parent (--preload), then fork: each worker's spans reach
+    the second destination too, under that worker's own service.instance.id (as obsbox's own export has it)."""
+    port, _ = server
+    pids: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(pids) < 2 and time.monotonic() < deadline:
+        pid = _get_pid(port)
+        if pid is not None:
+            pids.add(pid)
+    assert len(pids) == 2, f"only workers {pids} answered"
+
+    def instances(receiver: OTLPReceiver) -> dict[int, str]:
+        return {s.resource["process.pid"]: s.resource["service.instance.id"] for s in receiver.spans()
+                if s.kind == 2 and s.resource.get("process.pid") in pids}
+
+    second = second_receiver.wait_for(lambda: len(instances(second_receiver)) == 2 and instances(second_receiver),
+                                      timeout=30)
+    first = otlp_receiver.wait_for(lambda: len(instances(otlp_receiver)) == 2 and instances(otlp_receiver),
+                                   timeout=30)
+    assert second == first and len(set(second.values())) == 2
