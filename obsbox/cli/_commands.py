@@ -201,6 +201,9 @@ def demo(runtime: engine.RuntimeChoice, rps: float, duration: float, no_top: boo
     Starts everything, says what to open and what to try, then shows the live view until --duration or Ctrl-C
     (the stack keeps running; `obsbox down` stops it).
     """
+    from obsbox.samples._services import LOAD_MODULES
+
+    engine.require_samples(LOAD_MODULES, "the demo's load generator")
     from obsbox.samples import load
 
     report = engine.up(runtime=runtime, samples=True, progress=say)

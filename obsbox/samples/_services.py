@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,3 +33,18 @@ SERVICES: dict[str, ServiceInfo] = {
         ServiceInfo("inventory", 8083, "plain ASGI", "asgi", "obsbox.samples.inventory"),
     )
 }
+
+# What running the sample shop here (native runtime) and the load generator import: the `samples` extra.
+SHOP_MODULES = ("fastapi", "flask", "httpx", "uvicorn")
+LOAD_MODULES = ("httpx",)
+INSTALL_SAMPLES = "pip install 'obsbox[samples]'"
+
+
+def missing_modules(modules: tuple[str, ...]) -> list[str]:
+    """Those of `modules` this Python cannot import (looked up, not imported)."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def install_hint() -> str:
+    """The exact command that installs the `samples` extra into the Python running obsbox."""
+    return f"{INSTALL_SAMPLES}   (into this Python: {sys.executable} -m {INSTALL_SAMPLES})"

@@ -14,8 +14,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from obsbox.samples._services import SHOP_MODULES, install_hint, missing_modules
 from obsbox.stack.docker import DockerRuntime, engine_available
-from obsbox.stack.errors import NotRunningError, RuntimeUnavailableError, UsageError
+from obsbox.stack.errors import MissingPackageError, NotRunningError, RuntimeUnavailableError, UsageError
 from obsbox.stack.model import Progress, Runtime, StatusReport, UpReport
 from obsbox.stack.native import NativeRuntime
 from obsbox.stack.state import active_runtime, forget_runtime, record_runtime, state_dir
@@ -67,8 +68,18 @@ def up(*, runtime: RuntimeChoice = "auto", samples: bool = False, download: bool
             chosen.download = download
     else:
         chosen = choose(runtime, download=download, progress=progress)
+    if samples and isinstance(chosen, NativeRuntime):  # docker runs the shop from its image instead
+        require_samples(SHOP_MODULES, "the sample shop")
     record_runtime({"runtime": chosen.name, "since": (recorded or {}).get("since", time.time())})
     return chosen.up(samples=samples, progress=progress)
+
+
+def require_samples(modules: tuple[str, ...], what: str) -> None:
+    """MissingPackageError, with the `pip install` line, when a module `what` needs is not installed."""
+    missing = missing_modules(modules)
+    if missing:
+        raise MissingPackageError(f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                                  "not installed (they come with the `samples` extra)", install_hint())
 
 
 def down(*, purge: bool = False, progress: Progress) -> bool:
@@ -132,4 +143,4 @@ def chaos(service: str, *, error_rate: float | None = None, latency_ms: float | 
     return dict(now.to_json())
 
 
-__all__ = ["chaos", "choose", "current", "down", "status", "up", "url_of", "urls"]
+__all__ = ["chaos", "choose", "current", "down", "require_samples", "status", "up", "url_of", "urls"]

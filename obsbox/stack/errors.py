@@ -86,3 +86,9 @@ class NotRunningError(StackError):
     """The command needs a running stack (or sample shop) and there is none."""
 
     exit_code = 8
+
+
+class MissingPackageError(StackError):
+    """A Python package the command needs is not installed; the hint is the `pip install` line that fixes it."""
+
+    exit_code = 9
