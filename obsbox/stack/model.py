@@ -51,6 +51,18 @@ STATUS_JSON_SCHEMA: dict[str, Any] = {
             },
         }},
         "alerts_error": _NULLABLE_STR,
+        # Added by `obsbox status` (schema 1 still: fields are only ever added), from Alertmanager's API.
+        "silences": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "state", "matchers", "starts_at", "ends_at", "created_by", "comment"],
+            "properties": {
+                "id": {"type": "string"}, "state": {"enum": ["active", "pending", "expired"]},
+                "matchers": {"type": "array", "items": {"type": "string"}},
+                "starts_at": {"type": "string"}, "ends_at": {"type": "string"},
+                "created_by": {"type": "string"}, "comment": {"type": "string"},
+            },
+        }},
+        "silences_error": _NULLABLE_STR,
     },
 }
 

@@ -6,6 +6,7 @@ naming the receiver and the error, when one is down."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,19 @@ def test_a_critical_drill_reaches_oncall_and_incident_and_resolves(
 
 
 def test_a_warning_drill_reaches_the_team_only(box: tuple[dict[str, str], dict[str, Endpoint], Path]) -> None:
+    """The report as a person reads it."""
     env, hooks, _ = box
-    code, report, _ = drill_json(env, "--severity", "warning")
-    assert code == 0, report
-    assert [(r["receiver"], r["outcome"]) for r in report["results"]] == [("team", "delivered")]
-    assert report["resolved_notified"] == ["team/webhook[0]"]
-    assert heard(hooks["team"], report["drill_id"])
-    assert not heard(hooks["oncall"], report["drill_id"]) and not heard(hooks["incident"], report["drill_id"])
+    result = obsbox(env, "drill", "--severity", "warning", "--timeout", "90", timeout=240)
+    text = result.stdout
+    match = re.search(r"^drill (\S+) \(warning\):$", text, re.M)
+    assert match, text
+    drill_id = match[1]
+    assert re.search(r"Alertmanager had it after [\d.]+s and routed it to team$", text, re.M), text
+    assert re.search(r"^  team\s+webhook\[0\]\s+delivered$", text, re.M), text
+    assert "resolved message delivered to team/webhook[0]" in text
+    assert "AlertDrill fired in Prometheus" in result.stderr  # progress goes to stderr
+    assert heard(hooks["team"], drill_id)
+    assert not heard(hooks["oncall"], drill_id) and not heard(hooks["incident"], drill_id)
 
 
 def test_bad_input_changes_nothing(box: tuple[dict[str, str], dict[str, Endpoint], Path], tmp_path: Path) -> None:

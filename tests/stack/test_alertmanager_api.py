@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
@@ -200,7 +201,7 @@ def test_silence_commands_without_a_box_say_so(monkeypatch: pytest.MonkeyPatch) 
 
 @needs_alertmanager
 def test_status_shows_the_active_silences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from obsbox.stack.model import ComponentStatus, StatusReport
+    from obsbox.stack.model import STATUS_JSON_SCHEMA, ComponentStatus, StatusReport
 
     with running_alertmanager(_config("http://127.0.0.1:9/hook"), tmp_path) as base:
         report = StatusReport("native", [ComponentStatus("alertmanager", "native", "healthy", url=base)])
@@ -214,3 +215,4 @@ def test_status_shows_the_active_silences(tmp_path: Path, monkeypatch: pytest.Mo
         assert f"{silence_id}  active" in text and 'alertname="Deploy"' in text and "by ci: deploy" in text
         data = json.loads(runner.invoke(cli, ["status", "--json"]).stdout)
         assert [s["id"] for s in data["silences"]] == [silence_id] and data["silences_error"] is None
+        jsonschema.validate(data, STATUS_JSON_SCHEMA)
