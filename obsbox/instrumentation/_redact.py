@@ -13,6 +13,7 @@ Proxy-Authorization and X-Api-Key can never reach a span. Parameter names are co
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_plus
 
 from obsbox.instrumentation._interned import Interned
@@ -72,3 +73,31 @@ def redact_url(url: str) -> str:
     if fsep:
         out += "#" + fragment
     return out
+
+
+# In free text (log messages, access-log lines, exception messages, stack traces): every `?query` up to the next
+# space or quote, the userinfo of every URL, and the Werkzeug debugger's PIN.
+_QUERY_IN_TEXT = re.compile(r"\?([^\s\"'<>#?]+)")
+_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/\s@?#]+)@")
+_DEBUGGER_PIN = re.compile(r"(Debugger PIN:?\s*)\S+", re.IGNORECASE)
+
+
+def _userinfo(match: re.Match[str]) -> str:
+    return match.group(1) + (f"{REDACTED}:{REDACTED}@" if ":" in match.group(2) else f"{REDACTED}@")
+
+
+def redact_text(text: str) -> str:
+    """`text` with secrets in the URLs, query strings and request lines it quotes replaced by REDACTED.
+
+    >>> redact_text('127.0.0.1:5 - "GET /orders/42?token=abc&page=2 HTTP/1.1" 200')
+    '127.0.0.1:5 - "GET /orders/42?token=REDACTED&page=2 HTTP/1.1" 200'
+    >>> redact_text("404 Client Error: Not Found for url: https://u:p@api.example.com/v1?api_key=xyz")
+    '404 Client Error: Not Found for url: https://REDACTED:REDACTED@api.example.com/v1?api_key=REDACTED'
+    """
+    if "?" in text:
+        text = _QUERY_IN_TEXT.sub(lambda m: "?" + redact_query(m.group(1)), text)
+    if "@" in text:
+        text = _USERINFO_IN_TEXT.sub(_userinfo, text)
+    if "PIN" in text:
+        text = _DEBUGGER_PIN.sub(lambda m: m.group(1) + REDACTED, text)
+    return text

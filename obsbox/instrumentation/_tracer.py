@@ -45,6 +45,7 @@ from opentelemetry.util import types
 from obsbox.instrumentation import _limits
 from obsbox.instrumentation._encode import SharedAttributes, encode_scope
 from obsbox.instrumentation._processors import ManagedProcessor, SdkBridge, SpanProcessor, join
+from obsbox.instrumentation._redact import redact_text
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -278,7 +279,8 @@ class Span(trace.Span):
         else:
             code, message = status, description
         self.status_code = 2 if code is StatusCode.ERROR else 1 if code is StatusCode.OK else 0
-        self.status_message = (message or "") if self.status_code == 2 else ""
+        # Exception texts quote URLs (requests' raise_for_status: "... for url: https://...?api_key=...").
+        self.status_message = redact_text(message) if message and self.status_code == 2 else ""
 
     def record_exception(
         self,
@@ -290,8 +292,8 @@ class Span(trace.Span):
         stacktrace = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
         attrs: dict[str, Any] = {
             "exception.type": type(exception).__qualname__,
-            "exception.message": str(exception),
-            "exception.stacktrace": stacktrace,
+            "exception.message": redact_text(str(exception)),
+            "exception.stacktrace": redact_text(stacktrace),
         }
         if attributes:
             attrs.update(attributes)

@@ -16,7 +16,10 @@
 - the log of an exception that ended a request (uvicorn's "Exception in ASGI application", gunicorn's "Error
   handling request"), written once the request's span is no longer current, carries that request's trace and span.
 
-Fields named like password, token, secret, api_key, authorization or cookie are exported as "REDACTED".
+Fields named like password, token, secret, api_key, authorization or cookie are exported as "REDACTED", at any
+depth (a dict or a headers object logged as a field), and their values are taken out of the message too
+(`logger.info("token {token}", token=t)`); query strings, URL credentials and the Werkzeug debugger's PIN in
+messages, access-log lines and exceptions are redacted like the spans' `url.query`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import logging
 import sys
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,7 @@ from opentelemetry.trace import SpanContext
 from obsbox.instrumentation._encode import encode_scope
 from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._pipeline import LogItem
+from obsbox.instrumentation._redact import redact_text
 from obsbox.instrumentation._server import EXCEPTION_SPAN_CONTEXT
 
 if TYPE_CHECKING:
@@ -111,17 +115,77 @@ def _attribute(value: Any) -> Any:
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, bool, int, float)) for v in value):
         return list(value)
-    return str(value)
+    return str(redacted(value))
+
+
+def _items(value: Any) -> Any:
+    """The (key, value) pairs of a mapping or of a headers object (Starlette's, Werkzeug's, http.client's)."""
+    if isinstance(value, Mapping):
+        return value.items()
+    items = getattr(value, "items", None)
+    return items() if callable(items) else None
+
+
+def redacted(value: Any, depth: int = 0) -> Any:
+    """`value` with the values of sensitive keys replaced by REDACTED at any depth (dicts, headers objects, lists).
+
+    >>> redacted({"user": "ann", "creds": {"password": "p"}, "headers": [("Cookie", "c")]})
+    {'user': 'ann', 'creds': {'password': 'REDACTED'}, 'headers': [('Cookie', 'REDACTED')]}
+    """
+    if depth > 8 or isinstance(value, (str, bytes, int, float, bool)) or value is None:
+        return value
+    try:
+        pairs = _items(value)
+        if pairs is not None:
+            return {k: REDACTED if isinstance(k, str) and is_sensitive(k) else redacted(v, depth + 1)
+                    for k, v in pairs}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
+                    and is_sensitive(value[0])):  # a (name, value) header pair
+                return (value[0], REDACTED)
+            return [redacted(v, depth + 1) for v in value]
+    except Exception:  # noqa: BLE001 - an object whose items() misbehaves: shown without its contents
+        return f"<{type(value).__name__}>"
+    return value
+
+
+def _sensitive_values(extra: Mapping[str, Any], depth: int = 0) -> list[str]:
+    """The text of every value under a sensitive key, at any depth (to take out of the message too)."""
+    found: list[str] = []
+    if depth > 8:
+        return found
+    for key, value in extra.items():
+        if isinstance(key, str) and is_sensitive(key):
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                found.append(str(value))
+            elif isinstance(value, Mapping):
+                found += [str(v) for v in value.values() if isinstance(v, (str, int, float))]
+        elif isinstance(value, Mapping):
+            found += _sensitive_values(value, depth + 1)
+    return [text for text in found if len(text) >= 3]  # "1" or "" would blank unrelated text
+
+
+def _redact_message(message: str, extra: Mapping[str, Any], has_sensitive: bool) -> str:
+    """The message without the secrets the record's fields carry (`"token {token}"`) or its URLs quote."""
+    if has_sensitive or any(isinstance(v, Mapping) for v in extra.values()):
+        for secret in sorted(_sensitive_values(extra), key=len, reverse=True):
+            message = message.replace(secret, REDACTED)
+    return redact_text(message)
 
 
 def _to_item(record: Record) -> LogItem:
     extra = record["extra"]
     attributes: dict[str, Any] = {}
     trace_id = span_id = flags = 0
+    has_sensitive = False
     for key, value in extra.items():
         if key == "trace_id" or key == "span_id":
             continue
-        attributes[key] = REDACTED if is_sensitive(key) else _attribute(value)
+        if is_sensitive(key):
+            attributes[key] = REDACTED
+            has_sensitive = True
+        else:
+            attributes[key] = _attribute(value)
     tid, sid = extra.get("trace_id"), extra.get("span_id")
     if isinstance(tid, str) and isinstance(sid, str):
         try:
@@ -137,12 +201,31 @@ def _to_item(record: Record) -> LogItem:
     exc = record["exception"]
     if exc is not None and exc.type is not None:
         attributes["exception.type"] = exc.type.__qualname__
-        attributes["exception.message"] = str(exc.value)
-        attributes["exception.stacktrace"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        attributes["exception.message"] = redact_text(str(exc.value))
+        attributes["exception.stacktrace"] = redact_text(
+            "".join(traceback.format_exception(exc.type, exc.value, exc.traceback)))
     level = record["level"]
     ts = record["time"].timestamp()
-    return LogItem(int(ts * 1e9), severity_number(level.no), level.name, record["message"], attributes,
+    message = _redact_message(record["message"], extra, has_sensitive)
+    return LogItem(int(ts * 1e9), severity_number(level.no), level.name, message, attributes,
                    trace_id, span_id, flags, _SCOPE)
+
+
+def redact_item(item: LogItem) -> LogItem:
+    """A record from the OpenTelemetry logs API, redacted as the obsbox logger's records are."""
+    attributes = item.attributes
+    if attributes:
+        has_sensitive = any(isinstance(k, str) and is_sensitive(k) for k in attributes)
+        if isinstance(item.body, str):
+            item.body = _redact_message(item.body, attributes, has_sensitive)
+        item.attributes = {k: REDACTED if isinstance(k, str) and is_sensitive(k)
+                           else redact_text(v) if isinstance(v, str) else redacted(v)
+                           for k, v in attributes.items()}
+    elif isinstance(item.body, str):
+        item.body = redact_text(item.body)
+    elif item.body is not None:
+        item.body = redacted(item.body)
+    return item
 
 
 def _export_sink(offer: Callable[[LogItem], None]) -> Callable[[Message], None]:

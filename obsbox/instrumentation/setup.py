@@ -124,7 +124,9 @@ class _LogForwarder(LogRecordProcessor):
         try:
             record = log_record.log_record
             scope = log_record.instrumentation_scope
-            telemetry.pipeline.logs.offer(LogItem.from_api(record, scope.name if scope else ""))
+            from obsbox.instrumentation.logs import redact_item
+
+            telemetry.pipeline.logs.offer(redact_item(LogItem.from_api(record, scope.name if scope else "")))
         except Exception:  # noqa: BLE001 - never raise into the caller
             _log.debug("obsbox: dropping an unexpected log record", exc_info=True)
 
