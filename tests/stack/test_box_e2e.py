@@ -67,6 +67,7 @@ pytestmark = [
 # Dashboard queries that read a component this test cannot run (metric-name prefixes), each with its reason.
 NEEDS_COMPONENT = {
     "loki_": "Loki's own metrics: Loki is AGPL, no binary here",
+    "otelcol_exporter_sent_log_records": "the Collector's logs exporter delivers to Loki, which cannot run here",
 }
 E2E_INTERVALS = {"__rate_interval": "30s", "__interval": "2s", "__auto": "30s", "__range": "5m"}
 
@@ -224,7 +225,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         traffic = Traffic(urls["gateway"], rps=4.0, deadline=time.monotonic() + 600)
         # Faults downstream, so the error, retry, breaker and latency panels have something to show; payments'
         # errors also make HTTPServerHighErrorRate fire (test_alert_reaches_the_webhook_and_resolves).
-        obsbox(env, "chaos", "inventory", "--latency-ms", "80", "--jitter-ms", "60")
+        obsbox(env, "chaos", "inventory", "--error-rate", "0.3", "--latency-ms", "80", "--jitter-ms", "60")
         obsbox(env, "chaos", "payments", "--error-rate", "0.5")
         wait("the shop's request metrics in Prometheus over OTLP", lambda: query(
             urls["prometheus"], 'http_server_request_duration_seconds_count{service_name="payments"}'), timeout=90)
@@ -277,12 +278,19 @@ def test_collector_validates_the_shipped_and_the_native_config(box: Box, tmp_pat
         assert "deprecat" not in (result.stdout + result.stderr).lower(), result.stderr
 
 
+# Warnings that the way these binaries are built explains, each with its reason (the test fails on any other).
+EXPECTED_WARNINGS = {
+    ("jaeger", "ui assets not embedded"): "built from the Go module without the web UI's assets; its API is whole",
+}
+
+
 def test_component_logs_have_no_errors_or_deprecation_warnings(box: Box) -> None:
     bad: dict[str, list[str]] = {}
     for name in BUILT:
         lines = (box.state / "native" / name / f"{name}.log").read_text(errors="replace").splitlines()
-        flagged = [line for line in lines if "deprecat" in line.lower()
-                   or re.search(r'(\t|level=|"level":")(error|ERROR|warn|WARN)', line)]
+        flagged = [line for line in lines if ("deprecat" in line.lower()
+                   or re.search(r'(\t|level=|"level":")(error|ERROR|warn|WARN)', line))
+                   and not any(n == name and text in line for n, text in EXPECTED_WARNINGS)]
         if flagged:
             bad[name] = flagged[:5]
     assert not bad, json.dumps(bad, indent=1)
