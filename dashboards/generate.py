@@ -678,10 +678,16 @@ def logs() -> dict[str, Any]:
 def stack_health() -> dict[str, Any]:
     signals = (("spans", "traces"), ("metric_points", "metrics"), ("log_records", "logs"))
 
-    def otel(family: str, by: str) -> list[dict[str, Any]]:
+    def otel(family: str, by: str, zero_from: str | None = None) -> list[dict[str, Any]]:
         # One query per signal: rate() drops the metric name, so two signals in one selector would collide.
+        # zero_from: a failure counter has no series until the first failure; "or 0 * <that family>" draws a line
+        # at 0 for every component that is working, so an empty panel means no data rather than no failures.
         last = by.split(", ")[-1]
-        return [prom(f'sum by ({by}) (rate({{__name__=~"otelcol_{family}_{suffix}(_total)?"}}[$__rate_interval]))',
+
+        def rate(name: str, suffix: str) -> str:
+            return f'sum by ({by}) (rate({{__name__=~"otelcol_{name}_{suffix}(_total)?"}}[$__rate_interval]))'
+
+        return [prom(rate(family, suffix) + (f" or 0 * {rate(zero_from, suffix)}" if zero_from else ""),
                      f"{{{{job}}}} {{{{{last}}}}} {signal}") for suffix, signal in signals]
 
     panels = [
@@ -705,8 +711,10 @@ def stack_health() -> dict[str, Any]:
         timeseries("Sent by exporters", "Items per second the exporters delivered to Prometheus, Loki and "
                    "Jaeger.", otel("exporter_sent", "job, exporter"), unit="short", w=8),
         timeseries("Export failures", "Items per second the exporters failed to send (send_failed) or could "
-                   "not even queue (enqueue_failed: queue full, data dropped).",
-                   otel("exporter_send_failed", "job, exporter") + otel("exporter_enqueue_failed", "job, exporter"),
+                   "not even queue (enqueue_failed: queue full, data dropped). Every exporter that sends shows a line "
+                   "at 0 while nothing fails.",
+                   otel("exporter_send_failed", "job, exporter", "exporter_sent")
+                   + otel("exporter_enqueue_failed", "job, exporter", "exporter_sent"),
                    unit="short", w=12, thresholds_=ANY_IS_BAD),
         timeseries("Exporter queue usage", "Items in each exporter's sending queue divided by its capacity. "
                    "OTelCollectorExporterQueueFilling fires above 80 %.",
