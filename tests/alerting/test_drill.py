@@ -143,3 +143,18 @@ def test_the_drill_is_red_naming_the_receiver_and_error_when_one_is_down(
     outcome, error = outcomes[("incident", "slack[0]")]
     assert outcome == "failed" and "connection refused" in error
     assert "the drill did not reach incident" in stderr
+
+
+def test_a_box_whose_receivers_notify_nobody_fails_the_drill_and_says_so(tmp_path: Path) -> None:
+    """The shipped configuration: routes exist, no integration. The drill must not pass for a path that ends in
+    nobody."""
+    env = native_env(tmp_path, OBSBOX_SCRAPE_INTERVAL="1s", OBSBOX_EVALUATION_INTERVAL="1s",
+                     OBSBOX_CACHE_DIR=str(_pinned_prometheus_and_alertmanager(tmp_path / "cache")))
+    obsbox(env, "up", "--runtime", "native", timeout=180)
+    try:
+        result = obsbox(env, "drill", "--timeout", "60", timeout=200, check=False)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "no receiver of a critical alert has an integration (incident, oncall)" in result.stderr
+        assert re.search(r"^  oncall\s+-\s+no integration", result.stdout, re.M), result.stdout
+    finally:
+        obsbox(env, "down", "--purge", timeout=120, check=False)
