@@ -20,12 +20,14 @@ from obsbox.testing import OTLPReceiver
 APPS = Path(__file__).parent / "apps"
 
 
-def app_env(receiver: OTLPReceiver, **extra: str) -> dict[str, str]:
-    """The environment of a served app: obsbox exports to `receiver` quickly, prints nothing, and no setting of
-    the test run's own environment leaks in."""
+def app_env(receiver: OTLPReceiver | None, **extra: str) -> dict[str, str]:
+    """The environment of a served app: obsbox exports to `receiver` (None: to obsbox's default endpoint)
+    quickly, prints nothing, and no setting of the test run's own environment leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSBOX_", "OTEL_", "DJANGO_", "FLASK_"))}
-    env.update(OBSBOX_ENDPOINT=receiver.endpoint, OBSBOX_CONSOLE="false", OBSBOX_SCHEDULE_DELAY="50",
-               OBSBOX_METRIC_EXPORT_INTERVAL="300", PYTHONUNBUFFERED="1")
+    env.update(OBSBOX_CONSOLE="false", OBSBOX_SCHEDULE_DELAY="50", OBSBOX_METRIC_EXPORT_INTERVAL="300",
+               PYTHONUNBUFFERED="1")
+    if receiver is not None:
+        env["OBSBOX_ENDPOINT"] = receiver.endpoint
     env.update(extra)
     return env
 

@@ -16,7 +16,7 @@ import click
 
 from obsbox.cli._errors import GuardedGroup
 from obsbox.cli._output import print_drill, print_silences, print_status, print_up, say
-from obsbox.stack import binaries, engine
+from obsbox.stack import binaries, engine, targets
 from obsbox.stack.components import BROWSABLE
 from obsbox.stack.errors import DownloadError, NotRunningError, StackError, UsageError
 
@@ -385,3 +385,62 @@ def drill(severity: str, timeout: float, as_json: bool) -> None:
             report.error or f"the drill did not reach {', '.join(failed)}",
             "fix the receiver's OBSBOX_ALERT_* settings (docs/stack.md), `obsbox down && obsbox up`, drill again",
         )
+
+
+@cli.group()
+def scrape() -> None:
+    """Your own services' /metrics endpoints, scraped by the native box's Prometheus: add, remove, list.
+
+    Services that push OTLP to the collector (127.0.0.1:4318, obsbox's default) need none of this; without a
+    collector, start the service with OBSBOX_METRICS_PORT=9464 and `obsbox scrape add 127.0.0.1:9464`.
+    """
+
+
+@scrape.command(name="add")
+@click.argument("address")
+@click.option("--service-name", help="service_name label for endpoints that do not set one (obsbox's do).")
+def scrape_add(address: str, service_name: str | None) -> None:
+    """Scrape ADDRESS (host:port of a /metrics endpoint) from now on; kept across `up` and `down`."""
+    kept, published = engine.add_target(address, service_name)
+    where = f"listed in {published}; Prometheus picks it up within seconds" if published else \
+        "Prometheus scrapes it once the box runs (`obsbox up`)"
+    click.echo(f"scraping {kept[-1].address} ({where})")
+
+
+@scrape.command(name="remove")
+@click.argument("address")
+def scrape_remove(address: str) -> None:
+    """Stop scraping ADDRESS."""
+    engine.remove_target(address)
+    click.echo(f"no longer scraping {targets.parse_address(address)}")
+
+
+@scrape.command(name="list")
+def scrape_list() -> None:
+    """The targets added with `obsbox scrape add`, with Prometheus' view of each when the box runs."""
+    kept = engine.list_targets()
+    if not kept:
+        click.echo("no scrape targets of your own (`obsbox scrape add 127.0.0.1:9464` adds one)")
+        return
+    health = _target_health(engine.urls().get("prometheus"))
+    for t in kept:
+        state = health.get(t.address, "not scraped yet" if health else "-")
+        click.echo(f"  {t.address:<24} {t.service_name or '-':<16} {state}")
+
+
+def _target_health(prometheus: str | None) -> dict[str, str]:
+    """address → "up" / "down: <error>" from Prometheus' /api/v1/targets ({} when it cannot be asked)."""
+    from obsbox.stack.health import get_json
+
+    if not prometheus:
+        return {}
+    try:
+        body = get_json(f"{prometheus}/api/v1/targets", {"state": "active"})
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, str] = {}
+    for t in body.get("data", {}).get("activeTargets", []):
+        address = str(t.get("labels", {}).get("instance", ""))
+        error = t.get("lastError")
+        out[address] = str(t.get("health")) + (f": {error}" if error else "")
+    return out

@@ -12,9 +12,11 @@ the state dir, so `status`, `down`, `chaos`, `top` talk to what is actually runn
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Literal
 
 from obsbox.samples._services import SHOP_MODULES, install_hint, missing_modules
+from obsbox.stack import targets
 from obsbox.stack.docker import DockerRuntime, engine_available
 from obsbox.stack.errors import MissingPackageError, NotRunningError, RuntimeUnavailableError, UsageError
 from obsbox.stack.model import Progress, Runtime, StatusReport, UpReport
@@ -71,7 +73,55 @@ def up(*, runtime: RuntimeChoice = "auto", samples: bool = False, download: bool
     if samples and isinstance(chosen, NativeRuntime):  # docker runs the shop from its image instead
         require_samples(SHOP_MODULES, "the sample shop")
     record_runtime({"runtime": chosen.name, "since": (recorded or {}).get("since", time.time())})
-    return chosen.up(samples=samples, progress=progress)
+    report = chosen.up(samples=samples, progress=progress)
+    if isinstance(chosen, NativeRuntime):
+        _publish_targets(chosen)
+        report.notes.append(_own_service_note(report))
+    return report
+
+
+def _own_service_note(report: UpReport) -> str:
+    if any(s.name == "collector" for s in report.started):
+        return ("your own services: push OTLP to http://127.0.0.1:4318 (obsbox's default), nothing to register; "
+                "a /metrics endpoint instead: `obsbox scrape add 127.0.0.1:PORT`")
+    return ("your own services: no collector runs, so serve /metrics (OBSBOX_METRICS_PORT=9464) and "
+            "`obsbox scrape add 127.0.0.1:9464`")
+
+
+def _publish_targets(runtime: NativeRuntime) -> Path | None:
+    """List the user's scrape targets where the native Prometheus discovers files; the file, or None before `up`."""
+    sd_file = runtime.record().get("sd_file")
+    if not sd_file:
+        return None
+    return targets.publish(targets.load(runtime.state), Path(sd_file).parent)
+
+
+def add_target(address: str, service_name: str | None) -> tuple[list[targets.Target], Path | None]:
+    """Keep a pull endpoint of the user's and, when the native box runs, have Prometheus scrape it now."""
+    runtime = _targets_runtime()
+    kept = targets.add(state_dir(), address, service_name)
+    return kept, _publish_targets(runtime) if runtime else None
+
+
+def remove_target(address: str) -> list[targets.Target]:
+    runtime = _targets_runtime()
+    kept = targets.remove(state_dir(), address)
+    if runtime:
+        _publish_targets(runtime)
+    return kept
+
+
+def list_targets() -> list[targets.Target]:
+    return targets.load(state_dir())
+
+
+def _targets_runtime() -> NativeRuntime | None:
+    runtime = current()
+    if isinstance(runtime, DockerRuntime):
+        raise UsageError("obsbox scrape lists targets for the native runtime; this box runs in Docker",
+                         "push OTLP to http://127.0.0.1:4318 (the collector), or put the target in a file of "
+                         "backends/prometheus/targets/ with host.docker.internal:PORT (docs/stack.md)")
+    return runtime if isinstance(runtime, NativeRuntime) else None
 
 
 def require_samples(modules: tuple[str, ...], what: str) -> None:
@@ -143,4 +193,5 @@ def chaos(service: str, *, error_rate: float | None = None, latency_ms: float | 
     return dict(now.to_json())
 
 
-__all__ = ["chaos", "choose", "current", "down", "require_samples", "status", "up", "url_of", "urls"]
+__all__ = ["add_target", "chaos", "choose", "current", "down", "list_targets", "remove_target", "require_samples",
+           "status", "up", "url_of", "urls"]
