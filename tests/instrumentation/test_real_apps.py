@@ -1,6 +1,7 @@
 """Three small real applications (tests/apps: a Django project, a Flask package with an app factory, a FastAPI
-service in a package), each served as its users serve it (`manage.py runserver`, `flask --app flaskr run`,
-`uvicorn inventory.main:app`) with the README's two lines, exporting to a real OTLP receiver.
+service in a package), each served as its users serve it (`manage.py runserver`, `uvicorn bookshelf.asgi:application`,
+`flask --app flaskr run`, `uvicorn inventory.main:app`) with the README's two lines, exporting to a real OTLP
+receiver.
 
 Span names and `http.route` follow the HTTP semantic conventions (docs/http/http-spans.md, "Name"; the
 `http.route` attribute): `{method} {http.route}` when the framework matched a route — also when the handler then
@@ -41,6 +42,10 @@ APPLICATIONS = {
     "bookshelf": App("bookshelf", [sys.executable, "manage.py", "runserver", "--noreload", "127.0.0.1:{port}"],
                      ("/books/1/", "/books/<int:pk>/"), "/books/9/", "/books/crash/",
                      ("book looked up", "book_id", "api_token")),
+    "bookshelf-asgi": App("bookshelf", [sys.executable, "-m", "uvicorn", "bookshelf.asgi:application", "--port",
+                                        "{port}"],
+                          ("/books/1/", "/books/<int:pk>/"), "/books/9/", "/books/crash/",
+                          ("book looked up", "book_id", "api_token")),
     "flaskr": App("flaskr", [sys.executable, "-m", "flask", "--app", "flaskr", "run", "--port", "{port}"],
                   ("/posts/1", "/posts/<int:post_id>"), "/posts/9", "/crash",
                   ("post read", "post_id", "password")),
