@@ -585,7 +585,9 @@ class TracerProvider(trace.TracerProvider):
         # span starts with all its attributes, the route among them where the framework can tell it in advance.
         bridge = self._sdk
         full = self.sampler.reads_attributes or (bridge is not None and bridge.wants_start)
-        tracer.__class__ = _FullStartTracer if full else Tracer
+        wanted = _FullStartTracer if full else Tracer
+        if type(tracer) is not wanted:  # (only then: assigning __class__ costs the object its fast attribute access)
+            tracer.__class__ = wanted
 
     def keep_if_error(self, span: Span) -> None:
         """The sink of a span a sampling rule dropped: it goes on, as sampled, only when it ended as an error."""
