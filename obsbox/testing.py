@@ -8,6 +8,13 @@
 ...     telemetry.force_flush()
 ...     assert receiver.wait_for(lambda: receiver.spans(name="work"))
 
+`capture()` configures obsbox for a block and reads its telemetry back from such a receiver, or, with
+`in_memory=True`, from memory (an in-memory span processor and log sink; no port, no thread):
+
+>>> with capture(in_memory=True) as cap:                    # doctest: +SKIP
+...     client.get("/orders/42")
+...     (span,) = cap.spans("GET /orders/{order_id}")
+
 With pytest, the `otlp_receiver` fixture gives a running receiver per test; the plugin is registered through the
 `pytest11` entry point of the obsbox distribution (or add ``pytest_plugins = ["obsbox.testing"]`` to a conftest).
 

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -46,6 +46,9 @@ from obsbox.instrumentation import _limits
 from obsbox.instrumentation._encode import SharedAttributes, encode_scope
 from obsbox.instrumentation._processors import ManagedProcessor, SdkBridge, SpanProcessor, join
 from obsbox.instrumentation._redact import redact_text
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor as SdkSpanProcessor
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -552,7 +555,7 @@ class TracerProvider(trace.TracerProvider):
         self._own = tuple(processors)
         self._refresh()
 
-    def add_span_processor(self, span_processor: Any) -> None:
+    def add_span_processor(self, span_processor: SdkSpanProcessor) -> None:
         """Add an OpenTelemetry SDK `SpanProcessor` (BatchSpanProcessor with any SDK exporter, ...): it is shown
         every finished, sampled span as an SDK ReadableSpan, and on_start hooks are called as spans start."""
         if self._sdk is None:
