@@ -239,3 +239,43 @@ def test_metric_readers_collect_obsbox_http_metrics_and_sdk_instruments(
     telemetry.shutdown()
     assert current_telemetry() is None
     assert periodic._shutdown
+
+
+def test_links_sampling_and_on_start_as_documented(otlp_receiver: OTLPReceiver, configured: list[Telemetry]) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = _configure(configured, otlp_receiver, span_processors=[SimpleSpanProcessor(exporter)])
+    # SimpleSpanProcessor's on_start does nothing: spans start on the plain tracer's path
+    assert type(telemetry.tracer) is Tracer
+    tracer = trace.get_tracer("linker", "1.2")
+    with tracer.start_as_current_span("first") as first:
+        pass
+    with tracer.start_as_current_span("second", links=[trace.Link(first.get_span_context(), {"why": "retry"})]):
+        pass
+    by_name = {s.name: s for s in exporter.get_finished_spans()}
+    (link,) = by_name["second"].links
+    assert link.context.span_id == first.get_span_context().span_id and dict(link.attributes or {}) == {
+        "why": "retry"}
+    scope = by_name["second"].instrumentation_scope
+    assert scope is not None and (scope.name, scope.version) == ("linker", "1.2")
+    # spans the sampler drops reach no processor
+    exporter.clear()
+    _configure(configured, otlp_receiver, sampler="always_off", span_processors=[SimpleSpanProcessor(exporter)])
+    with trace.get_tracer("t").start_as_current_span("dropped"):
+        pass
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_delta_reader_is_warned_and_gets_cumulative_data(
+        otlp_receiver: OTLPReceiver, configured: list[Telemetry], caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.sdk.metrics import Counter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    reader = InMemoryMetricReader(preferred_temporality={Counter: AggregationTemporality.DELTA})
+    with caplog.at_level(logging.WARNING, logger="obsbox"):
+        _configure(configured, otlp_receiver, metric_readers=[reader])
+    assert "prefers delta temporality" in caplog.text
+    counter = metrics.get_meter("shop").create_counter("orders.placed")
+    counter.add(2)
+    assert _names(reader)["orders.placed"].data.aggregation_temporality is AggregationTemporality.CUMULATIVE
+    counter.add(3)
+    assert [p.value for p in _names(reader)["orders.placed"].data.data_points] == [5]  # the total, not 3
