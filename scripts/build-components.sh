@@ -5,10 +5,11 @@
 #     collector/config.yaml uses, plus debug), every module at the one release of OTELCOL_IMAGE;
 #   - Prometheus 3 and promtool (module v0.3XX.Y = Prometheus 3.XX.Y; API only, no web UI assets);
 #   - Alertmanager and amtool;
-#   - Jaeger v2 (module v1.(63+N).Y = Jaeger 2.N.Y: the project tags each release twice).
+#   - Jaeger v2 (module v1.(63+N).Y = Jaeger 2.N.Y: the project tags each release twice);
+#   - Helm (helm.sh/helm/v4, HELM_VERSION), which tests/deploy/ runs on deploy/helm/obsbox.
 # A binary already built for its version is kept (a second run takes seconds). Without a Go toolchain it says
 # what it skips and exits 0. Loki and Grafana are AGPL and are not built here. Usage:
-#   scripts/build-components.sh [collector|prometheus|alertmanager|jaeger ...]    (default: all)
+#   scripts/build-components.sh [collector|prometheus|alertmanager|jaeger|helm ...]    (default: all)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${OBSBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/obsbox/bin}"
@@ -21,7 +22,7 @@ pin() {  # the tag of an image in .env: pin OTELCOL_IMAGE -> 0.165.0
 }
 
 if ! command -v go >/dev/null; then
-  say "no Go toolchain on PATH: skipping the Collector, Prometheus, Alertmanager and Jaeger builds" \
+  say "no Go toolchain on PATH: skipping the Collector, Prometheus, Alertmanager, Jaeger and Helm builds" \
       "(install Go >= 1.26 to build them; the tests that need them will say so)"
   exit 0
 fi
@@ -106,19 +107,24 @@ build_alertmanager() {
     github.com/prometheus/alertmanager/cmd/alertmanager github.com/prometheus/alertmanager/cmd/amtool
 }
 
+build_helm() {
+  local ver; ver="$(pin HELM_VERSION)"
+  go_tools helm "$ver" "v$ver" "-X helm.sh/helm/v4/internal/version.version=v$ver" "" helm.sh/helm/v4/cmd/helm
+}
+
 build_jaeger() {
   local ver major minor patch; ver="$(pin JAEGER_IMAGE)"
   IFS=. read -r major minor patch <<<"$ver"
   go_tools jaeger "$ver" "v1.$((63 + minor)).$patch" "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$ver" "" github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
-wanted=("$@"); [ ${#wanted[@]} -eq 0 ] && wanted=(collector prometheus alertmanager jaeger)
+wanted=("$@"); [ ${#wanted[@]} -eq 0 ] && wanted=(collector prometheus alertmanager jaeger helm)
 failed=()
 t_all=$SECONDS
 for c in "${wanted[@]}"; do
   case "$c" in
-    collector|prometheus|alertmanager|jaeger) "build_$c" || failed+=("$c") ;;
-    *) say "unknown component '$c' (known: collector prometheus alertmanager jaeger)"; exit 2 ;;
+    collector|prometheus|alertmanager|jaeger|helm) "build_$c" || failed+=("$c") ;;
+    *) say "unknown component '$c' (known: collector prometheus alertmanager jaeger helm)"; exit 2 ;;
   esac
 done
 say "done in $((SECONDS - t_all)) s; cache: $cache"
