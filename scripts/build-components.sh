@@ -6,10 +6,11 @@
 #   - Prometheus 3 and promtool (module v0.3XX.Y = Prometheus 3.XX.Y; API only, no web UI assets);
 #   - Alertmanager and amtool;
 #   - Jaeger v2 (module v1.(63+N).Y = Jaeger 2.N.Y: the project tags each release twice);
-#   - Helm (helm.sh/helm/v4, HELM_VERSION), which tests/deploy/ runs on deploy/helm/obsbox.
+#   - Helm (helm.sh/helm/v4, HELM_VERSION), which tests/deploy/ runs on deploy/helm/obsbox;
+#   - the Docker Compose CLI plugin (docker-compose, DOCKER_COMPOSE_VERSION), which the tests run on stack.yml.
 # A binary already built for its version is kept (a second run takes seconds). Without a Go toolchain it says
 # what it skips and exits 0. Loki and Grafana are AGPL and are not built here. Usage:
-#   scripts/build-components.sh [collector|prometheus|alertmanager|jaeger|helm ...]    (default: all)
+#   scripts/build-components.sh [collector|prometheus|alertmanager|jaeger|helm|compose ...]    (default: all)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${OBSBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/obsbox/bin}"
@@ -22,7 +23,7 @@ pin() {  # the tag of an image in .env: pin OTELCOL_IMAGE -> 0.165.0
 }
 
 if ! command -v go >/dev/null; then
-  say "no Go toolchain on PATH: skipping the Collector, Prometheus, Alertmanager, Jaeger and Helm builds" \
+  say "no Go toolchain on PATH: skipping the Collector, Prometheus, Alertmanager, Jaeger, Helm and Compose builds" \
       "(install Go >= 1.26 to build them; the tests that need them will say so)"
   exit 0
 fi
@@ -42,21 +43,25 @@ install_into() {  # component version built-dir binary...
   for b in "$@"; do install -m 0755 "$from/$b" "$dir/.$b.tmp" && mv -f "$dir/.$b.tmp" "$dir/$b"; done
 }
 
+bin_of() {  # a package argument of go_tools -> the binary's name: "name=package" names it, else the last element
+  case "$1" in *=*) echo "${1%%=*}" ;; *) basename "$1" ;; esac
+}
+
 go_tools() {  # component version module-version ldflags tags package...  (one scratch module, `go get -tool`)
   local comp="$1" ver="$2" modver="$3" ldflags="$4" tags="$5"; shift 5
   local mod="$work/$comp" out="$work/$comp/out" pkg bins=()
-  for pkg in "$@"; do bins+=("$(basename "$pkg")"); done
+  for pkg in "$@"; do bins+=("$(bin_of "$pkg")"); done
   if done_already "$comp" "$ver" "${bins[@]}"; then say "$comp $ver: already built in $cache/$comp/$ver"; return; fi
   local t0=$SECONDS
   mkdir -p "$out"
   (cd "$mod" && go mod init "obsbox.build/$comp" >/dev/null 2>&1)
-  say "$comp $ver: fetching modules ($1@$modver)"
-  for pkg in "$@"; do (cd "$mod" && go get -tool "$pkg@$modver" >"$mod/get.log" 2>&1) \
+  say "$comp $ver: fetching modules (${1#*=}@$modver)"
+  for pkg in "$@"; do (cd "$mod" && go get -tool "${pkg#*=}@$modver" >"$mod/get.log" 2>&1) \
     || { cat "$mod/get.log" >&2; say "$comp: go get failed"; return 1; }; done
   if [ "$comp" = alertmanager ]; then stub_alertmanager_ui "$mod" "$modver"; fi
   say "$comp $ver: compiling ${bins[*]} (several minutes on 2 cores)"
   for pkg in "$@"; do
-    (cd "$mod" && go build -tags "$tags" -ldflags "-s -w $ldflags" -o "$out/$(basename "$pkg")" "$pkg") \
+    (cd "$mod" && go build -tags "$tags" -ldflags "-s -w $ldflags" -o "$out/$(bin_of "$pkg")" "${pkg#*=}") \
       || { say "$comp: go build $pkg failed"; return 1; }
   done
   install_into "$comp" "$ver" "$out" "${bins[@]}"
@@ -118,13 +123,21 @@ build_jaeger() {
   go_tools jaeger "$ver" "v1.$((63 + minor)).$patch" "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$ver" "" github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
-wanted=("$@"); [ ${#wanted[@]} -eq 0 ] && wanted=(collector prometheus alertmanager jaeger helm)
+build_compose() {
+  # The CLI plugin's main package is .../cmd; docker finds it as cli-plugins/docker-compose, and it also runs
+  # standalone under that name. internal.Version is what `docker compose version` prints.
+  local ver; ver="$(pin DOCKER_COMPOSE_VERSION)"
+  go_tools compose "$ver" "v$ver" "-X github.com/docker/compose/v5/internal.Version=v$ver" "" \
+    docker-compose=github.com/docker/compose/v5/cmd
+}
+
+wanted=("$@"); [ ${#wanted[@]} -eq 0 ] && wanted=(collector prometheus alertmanager jaeger helm compose)
 failed=()
 t_all=$SECONDS
 for c in "${wanted[@]}"; do
   case "$c" in
-    collector|prometheus|alertmanager|jaeger|helm) "build_$c" || failed+=("$c") ;;
-    *) say "unknown component '$c' (known: collector prometheus alertmanager jaeger helm)"; exit 2 ;;
+    collector|prometheus|alertmanager|jaeger|helm|compose) "build_$c" || failed+=("$c") ;;
+    *) say "unknown component '$c' (known: collector prometheus alertmanager jaeger helm compose)"; exit 2 ;;
   esac
 done
 say "done in $((SECONDS - t_all)) s; cache: $cache"
