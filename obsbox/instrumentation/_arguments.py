@@ -47,3 +47,4 @@ class SettingArguments(TypedDict, total=False):
     metrics_host: str | None
     console: bool | None
     log_level: str | None
+    disabled_integrations: Sequence[str] | str | None

@@ -36,7 +36,7 @@ class ActiveRecorder(Protocol):
 class Runtime:
     """What the request path needs. Replaced as a whole by `install()`; never mutated in place."""
 
-    __slots__ = ("tracer", "server_duration", "server_active", "client_duration")
+    __slots__ = ("tracer", "server_duration", "server_active", "client_duration", "db_duration")
 
     def __init__(
         self,
@@ -44,11 +44,14 @@ class Runtime:
         server_duration: DurationRecorder,
         server_active: ActiveRecorder,
         client_duration: DurationRecorder,
+        db_duration: DurationRecorder | None = None,
     ) -> None:
         self.tracer = tracer
         self.server_duration = server_duration
         self.server_active = server_active
         self.client_duration = client_duration
+        # `db.client.operation.duration` (databases and caches, see integrations/); the API's when not given.
+        self.db_duration = db_duration if db_duration is not None else _api_histogram("db.client.operation.duration")
 
 
 class _ApiHistogram:
@@ -78,6 +81,11 @@ class _ApiActive:
 
     def end(self, request: ActiveRequest) -> None:
         self._c.add(-1, request.active)
+
+
+def _api_histogram(name: str) -> _ApiHistogram:
+    spec = SEMCONV_METRICS[name]
+    return _ApiHistogram(metrics.get_meter("obsbox").create_histogram(spec.name, spec.unit, spec.description))
 
 
 def _api_runtime() -> Runtime:

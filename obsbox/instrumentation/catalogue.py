@@ -120,6 +120,12 @@ SEMCONV_METRICS: dict[str, MetricSpec] = _specs(
         ("http.request.method", "server.address", "server.port", "http.response.status_code", "error.type"),
         "Duration of outgoing HTTP requests.",
     ),
+    MetricSpec(
+        "db.client.operation.duration", "histogram", "s",
+        ("db.system.name", "db.operation.name", "db.collection.name", "db.query.summary", "db.namespace",
+         "server.address", "server.port", "db.response.status_code", "error.type"),
+        "Duration of database (and cache) client operations: SQL statements, Redis commands.",
+    ),
     MetricSpec("process.cpu.time", "counter", "s", ("cpu.mode",), "CPU time by mode (user, system)."),
     # Instrument kinds as the semantic conventions define them (model/process/metrics.yaml: updowncounter);
     # in Prometheus these are gauges all the same.
@@ -133,6 +139,9 @@ SEMCONV_METRICS: dict[str, MetricSpec] = _specs(
         "Garbage collections by generation.",
     ),
 )
+
+# Semantic-convention bucket boundaries for db.client.operation.duration (seconds).
+DB_DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 
 # Semantic-convention bucket boundaries for HTTP durations (seconds).
 HTTP_DURATION_BUCKETS: tuple[float, ...] = (

@@ -224,6 +224,19 @@ def _port(v: Any) -> int:
     return _int(0, 65535)(v)
 
 
+def _names(v: Any) -> tuple[str, ...]:
+    """A comma list of integration names (or `all`), as registered in obsbox.instrumentation.integrations."""
+    from obsbox.instrumentation.integrations import INTEGRATIONS
+
+    items = [str(x) for x in v] if isinstance(v, (list, tuple, set, frozenset)) else _str(v).split(",")
+    names = tuple(dict.fromkeys(x.strip().lower() for x in items if x.strip()))
+    unknown = [n for n in names if n not in INTEGRATIONS and n != "all"]
+    if unknown:
+        raise PartlyInvalid(f"unknown integration {', '.join(unknown)} left out (known: all, "
+                            + ", ".join(INTEGRATIONS) + ")", tuple(n for n in names if n not in unknown))
+    return names
+
+
 def _rules(v: Any) -> tuple[SamplingRule, ...]:
     from obsbox.instrumentation.sampling import InvalidRule, parse_rules
 
@@ -419,6 +432,17 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class LibrarySettings:
+    """Which libraries besides HTTP (databases, caches) configure() instruments."""
+
+    disabled_integrations: tuple[str, ...] = _setting(
+        (), "name,...", _names,
+        "Libraries configure() leaves uninstrumented: any of sqlalchemy, psycopg, asyncpg, redis, or `all`. "
+        "The others are instrumented when installed (see docs/integrations.md).",
+        argument="Sequence[str] | str | None")
+
+
+@dataclass(frozen=True)
 class Settings:
     """The resolved values, grouped; each field is the one declaration of its setting (see `_setting`)."""
 
@@ -441,6 +465,7 @@ class Settings:
     sampling: SamplingSettings = _group(SamplingSettings)
     pull: PullSettings = _group(PullSettings)
     logs: LogSettings = _group(LogSettings)
+    libraries: LibrarySettings = _group(LibrarySettings)
 
     def value(self, name: str) -> Any:
         """A setting's value by its flat name (`settings.value("protocol")` is `settings.export.protocol`)."""

@@ -73,7 +73,12 @@ from obsbox.instrumentation._pipeline import LogItem, Pipeline
 from obsbox.instrumentation._propagate import propagate
 from obsbox.instrumentation._tracer import Sampler, TracerProvider
 from obsbox.instrumentation._transport import GrpcSender, HttpSender, Sender, grpc_available
-from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, SEMCONV_METRICS
+from obsbox.instrumentation.catalogue import (
+    CATALOGUE,
+    DB_DURATION_BUCKETS,
+    HTTP_DURATION_BUCKETS,
+    SEMCONV_METRICS,
+)
 from obsbox.instrumentation.sampling import RuleSampler
 from obsbox.instrumentation.settings import BY_NAME, Settings, resolve
 
@@ -100,13 +105,15 @@ class _Instruments:
         server = SEMCONV_METRICS["http.server.request.duration"]
         active = SEMCONV_METRICS["http.server.active_requests"]
         client = SEMCONV_METRICS["http.client.request.duration"]
+        db = SEMCONV_METRICS["db.client.operation.duration"]
         items = CATALOGUE["obsbox.export.items"]
         self.server_duration = Histogram(server.name, server.unit, server.description, HTTP_DURATION_BUCKETS)
         self.server_active = InFlight(active.name, active.unit, active.description)
         self.client_duration = Histogram(client.name, client.unit, client.description, HTTP_DURATION_BUCKETS)
+        self.db_duration = Histogram(db.name, db.unit, db.description, DB_DURATION_BUCKETS)
         self.export_items = Counter(items.name, items.unit, items.description, monotonic=True)
         self.all: tuple[Histogram | Counter, ...] = (
-            self.server_duration, self.server_active, self.client_duration, self.export_items,
+            self.server_duration, self.server_active, self.client_duration, self.db_duration, self.export_items,
         )
 
     def reset(self) -> None:
@@ -464,11 +471,12 @@ def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
         server_duration=g.instruments.server_duration,
         server_active=g.instruments.server_active,
         client_duration=g.instruments.client_duration,
+        db_duration=g.instruments.db_duration,
     ))
     logs.configure_console(settings)
     if pipeline.export_logs:
         logs.attach_export(pipeline.logs.offer, settings.logs.log_level)
-    _integrations()
+    _integrations(settings)
     if settings.pull.metrics_port is not None:
         from obsbox.instrumentation import pull
 
@@ -508,8 +516,15 @@ class _NoopRecorder:
         return None
 
 
-def _integrations() -> None:
-    """Outgoing HTTP hooks and process metrics: optional parts, each allowed to be missing or to fail alone."""
+def _integrations(settings: Settings) -> None:
+    """Outgoing HTTP hooks, database and cache libraries, process metrics: optional parts, each allowed to be
+    missing or to fail alone."""
+    try:
+        from obsbox.instrumentation.integrations import instrument_libraries
+
+        instrument_libraries(settings.libraries.disabled_integrations)
+    except Exception:  # noqa: BLE001
+        _log.debug("obsbox: library integrations not installed", exc_info=True)
     try:
         from obsbox.instrumentation.clients import instrument_http_clients
 
