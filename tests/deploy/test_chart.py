@@ -307,6 +307,9 @@ def test_notification_settings_come_from_secrets_only(all_on: list[dict[str, Any
     assert receivers["team"]["slackConfigs"][0]["apiURL"] == {"name": "obsbox-alerting", "key": "slack-api-url"}
     assert receivers["incident"]["emailConfigs"][0]["authPassword"] == {
         "name": "obsbox-alerting", "key": "smtp-password"}
+    assert receivers["oncall"]["wechatConfigs"] == [{
+        "apiSecret": {"name": "obsbox-alerting", "key": "wecom-api-secret"}, "corpID": "ww0123456789",
+        "agentID": "1000002", "toParty": "2", "sendResolved": True}]
     assert set(receivers["blackhole"]) == {"name"} and set(receivers["escalation"]) == {"name"}
     text = json.dumps(amc)
     assert "://" not in text  # no URL of any integration is in the manifest
@@ -316,6 +319,7 @@ def test_notification_settings_come_from_secrets_only(all_on: list[dict[str, Any
     "alertmanagerConfig.receivers.team.webhook.url=https://hooks.example.com/x",
     "alertmanagerConfig.receivers.team.slack.apiURL=https://hooks.example.com/x",
     "alertmanagerConfig.receivers.team.email.password=hunter2",
+    "alertmanagerConfig.receivers.team.wechat.apiSecret=s3cr3t",
 ])
 def test_a_secret_in_clear_in_the_values_is_refused(helm: Path, clear: str) -> None:
     result = _run([str(helm), "template", RELEASE, str(CHART), "--set", "alertmanagerConfig.enabled=true",
@@ -416,7 +420,8 @@ def test_the_strict_decode_rejects_unknown_fields_at_any_depth_in_any_case_and_w
     (amc,) = _of(all_on, "AlertmanagerConfig")
     case_only = copy.deepcopy(amc)
     case_only["metadata"]["name"] = "case-only"
-    case_only["spec"]["route"]["groupby"] = ["alertname"]  # encoding/json alone would take it for groupBy
+    # encoding/json alone would take groupby for groupBy
+    case_only["spec"]["route"]["groupby"] = case_only["spec"]["route"].pop("groupBy")
     in_a_sub_route = copy.deepcopy(amc)
     in_a_sub_route["metadata"]["name"] = "sub-route"
     in_a_sub_route["spec"]["route"]["routes"][1]["group_wait"] = "10s"  # the box's spelling, not the operator's
