@@ -47,3 +47,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- toJson $out -}}
 {{- end }}
+
+{{/* toYaml writes matchType "=" bare, which a YAML 1.1 reader (PyYAML) takes for the value tag: quote it. */}}
+{{- define "obsbox.quoteMatchTypes" -}}
+{{- regexReplaceAll "(?m)(matchType: )(=~|!~|!=|=)$" . "${1}\"${2}\"" -}}
+{{- end }}
