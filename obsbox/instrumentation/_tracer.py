@@ -528,11 +528,15 @@ class TracerProvider(trace.TracerProvider):
         return tracer
 
     # --- processors -------------------------------------------------------------------------------------------
-    def activate(self, sampler: Sampler, resource: dict[str, Any], processors: Sequence[SpanProcessor]) -> None:
-        """Install a configuration: its sampler, resource and own processors (the OTLP queue), in one step."""
+    def activate(self, sampler: Sampler, resource: dict[str, Any], processors: Sequence[SpanProcessor],
+                 sdk_processors: Sequence[SdkSpanProcessor] = ()) -> None:
+        """Install a configuration in one step: its sampler, resource, own processors (the OTLP queue) and the
+        user's SDK processors; spans are recorded from here on."""
         self.sampler = sampler
         self.resource = resource
         self._own = tuple(processors)
+        if sdk_processors:
+            self._bridge().processors.extend(sdk_processors)
         self._refresh()
         self.shutdown_done = False
 
@@ -558,11 +562,14 @@ class TracerProvider(trace.TracerProvider):
     def add_span_processor(self, span_processor: SdkSpanProcessor) -> None:
         """Add an OpenTelemetry SDK `SpanProcessor` (BatchSpanProcessor with any SDK exporter, ...): it is shown
         every finished, sampled span as an SDK ReadableSpan, and on_start hooks are called as spans start."""
+        self._bridge().processors.append(span_processor)
+        self._refresh()
+
+    def _bridge(self) -> SdkBridge:
         if self._sdk is None:
             self._sdk = SdkBridge(lambda: self.resource, self._scopes)
             self._added.append(self._sdk)
-        self._sdk.processors.append(span_processor)
-        self._refresh()
+        return self._sdk
 
     def add_processor(self, processor: ManagedProcessor) -> None:
         """Add one of obsbox's processors (see _processors): shown the finished lean span itself."""

@@ -458,10 +458,7 @@ def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
     sampling = settings.sampling
     sampler = (RuleSampler(sampling.sampler, sampling.sample_ratio, sampling.sampling_rules)
                if sampling.sampling_rules else Sampler(sampling.sampler, sampling.sample_ratio))
-    tp.activate(sampler, resource,
-                [pipeline.spans] if pipeline.export_traces else [])
-    for processor in span_processors:
-        tp.add_span_processor(processor)
+    tp.activate(sampler, resource, [pipeline.spans] if pipeline.export_traces else [], span_processors)
     for reader in metric_readers:
         g.add_metric_reader(reader, telemetry)
     telemetry.tracer = tp.get_tracer(SCOPE, VERSION)
