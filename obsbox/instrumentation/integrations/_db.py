@@ -87,6 +87,7 @@ class Operation:
     collection: str | None = None
     summary: str | None = None
     text: str | None = None  # sanitized db.query.text
+    batch_size: int | None = None  # db.operation.batch.size (span only)
 
     @staticmethod
     def of_sql(statement: str) -> Operation:
@@ -97,6 +98,11 @@ class Operation:
         """A command-style operation (Redis): its name only."""
         return _commands[name]
 
+    @staticmethod
+    def of_batch(names: tuple[str, ...]) -> Operation:
+        """Several commands sent at once (a Redis pipeline): `BATCH GET` when they are alike, else `BATCH`."""
+        return _batches[names]
+
 
 def _sql_operation(statement: str) -> Operation:
     info = analyse(statement)
@@ -106,6 +112,16 @@ def _sql_operation(statement: str) -> Operation:
 _sql_operations: Interned[str, Operation] = Interned(_sql_operation, limit=2048,
                                                      size=lambda o: len(o.text or ""), max_size=4096)
 _commands: Interned[str, Operation] = Interned(lambda name: Operation(name.upper()), limit=512)
+
+
+def _batch(names: tuple[str, ...]) -> Operation:
+    if len(names) == 1:
+        return Operation.of_command(names[0])
+    alike = {name.upper() for name in names}
+    return Operation(f"BATCH {alike.pop()}" if len(alike) == 1 else "BATCH", batch_size=len(names))
+
+
+_batches: Interned[tuple[str, ...], Operation] = Interned(_batch, limit=512)
 
 
 def _span_name(target: Target, op: Operation) -> str:
@@ -138,6 +154,7 @@ def _shape(key: tuple[Target, Operation]) -> _Shape:
         "db.query.text": op.text,
         "server.address": target.address,
         "server.port": target.port,
+        "db.operation.batch.size": op.batch_size,
     }
     block = SharedAttributes(attrs)
     return _Shape(_span_name(target, op), block, dict(block))
@@ -214,14 +231,16 @@ class DbCall:
             report(exc)
             return None
 
-    def finish(self, exc: BaseException | None) -> None:
+    def finish(self, exc: BaseException | None, status: str | None = None) -> None:
+        """`status`: db.response.status_code when the caller knows it (else the SQLSTATE of `exc`, if any)."""
         try:
             elapsed = perf_counter() - self.started
             span = self.span
-            error = status = None
+            error = None
             if exc is not None:
                 error = error_type(exc)
-                status = status_code_of(exc)
+                if status is None:
+                    status = status_code_of(exc)
                 if span.is_recording():
                     span.set_attribute("error.type", error)
                     if status is not None:
