@@ -327,6 +327,18 @@ def test_a_secret_in_clear_in_the_values_is_refused(helm: Path, clear: str) -> N
     assert result.returncode != 0 and "additional properties" in result.stderr.lower(), result.stderr
 
 
+def test_a_route_key_the_chart_cannot_translate_is_an_error_not_a_silent_drop(helm: Path, tmp_path: Path) -> None:
+    chart = tmp_path / "obsbox"
+    shutil.copytree(CHART, chart)
+    routes = chart / "files" / "alertmanager" / "alertmanager.yml"
+    box = yaml.safe_load(routes.read_text(encoding="utf-8"))
+    box["route"]["routes"][0]["match"] = {"team": "payments"}  # Alertmanager's deprecated form
+    routes.write_text(yaml.safe_dump(box), encoding="utf-8")
+    result = _run([str(helm), "template", RELEASE, str(chart), "--set", "alertmanagerConfig.enabled=true"])
+    assert result.returncode != 0 and 'route key "match" has no AlertmanagerConfig twin' in result.stderr, (
+        result.stderr)
+
+
 def test_a_receiver_the_box_does_not_have_is_refused(helm: Path) -> None:
     result = _run([str(helm), "template", RELEASE, str(CHART), "--set", "alertmanagerConfig.enabled=true",
                    "--set", "alertmanagerConfig.receivers.pager.webhook.secret=s",
