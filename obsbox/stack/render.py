@@ -4,19 +4,19 @@ The files in the tree are written for the containers of stack.yml (hostnames suc
 as ``/etc/obsbox/alerts``, Prometheus 3). These functions turn them into what a given runtime can load:
 
 >>> from obsbox.stack.tree import stack_root
->>> source = (stack_root() / "backends/prometheus/prometheus.yml").read_text()
->>> native = render_prometheus_config(source, major_version=2, hostname="127.0.0.1",
-...                                   rules_dir=stack_root() / "alerts", targets_dir=Path("/tmp/targets"))
->>> "otlp:" in native, "alertmanager:9093" in native
-(False, False)
+>>> source = (stack_root() / "collector/config.yaml").read_text()
+>>> native = render_collector_config(source)
+>>> "jaeger:4317" in native, "127.0.0.1:14317" in native
+(False, True)
 
-Every function takes the file's text and returns new text; nothing here touches the disk.
+Every function takes the file's text and returns new text; nothing here touches the disk. Prometheus' config,
+which needs the ports and the binary's version, is rendered by obsbox.stack.native_config.render_prometheus.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ __all__ = [
     "render_grafana_provisioning",
     "render_jaeger_config",
     "render_loki_config",
-    "render_prometheus_config",
 ]
 
 #: The compose service names the configs use to reach each other.
@@ -90,10 +89,6 @@ MAINTENANCE_INTERVAL = "maintenance"
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _PROM_DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
-# Keys Prometheus 3 reads that Prometheus 2.x rejects ("field ... not found in type config.plain").
-_PROMETHEUS_3_ONLY_KEYS = ("otlp",)
-_CONTAINER_RULES_DIR = "/etc/obsbox/alerts"
-_CONTAINER_TARGETS_DIR = "/etc/obsbox/targets"
 _CONTAINER_TEMPLATES_DIR = "/etc/alertmanager/templates"
 _CONTAINER_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 _HOST_PATTERN = re.compile(r"(?<![\w.-])(?P<host>" + "|".join(CONTAINER_HOSTNAMES) + r"|localhost):(?P<port>\d+)")
@@ -178,44 +173,6 @@ def render_grafana_provisioning(source: str, *, dashboards_dir: Path) -> str:
     Works on the text, so Grafana's `$$` escapes and the comments stay exactly as written.
     """
     return localize_hostnames(source).replace(_CONTAINER_DASHBOARDS_DIR, str(dashboards_dir))
-
-
-def render_prometheus_config(
-    source: str,
-    *,
-    major_version: int,
-    hostname: str | None = None,
-    rules_dir: Path | None = None,
-    targets_dir: Path | None = None,
-    drop_jobs: Collection[str] = (),
-    evaluation_interval: str | None = None,
-) -> str:
-    """Return backends/prometheus/prometheus.yml adapted to a Prometheus binary and where it runs.
-
-    - ``major_version`` < 3 drops the keys 2.x cannot parse (the ``otlp:`` block; 2.x has no OTLP receiver);
-    - ``hostname`` replaces the container hostnames in targets (``"127.0.0.1"`` for native processes);
-    - ``rules_dir`` / ``targets_dir`` replace the container paths /etc/obsbox/alerts and /etc/obsbox/targets;
-    - ``drop_jobs`` removes scrape jobs of components that are not running;
-    - ``evaluation_interval`` overrides the rule evaluation interval (e.g. ``"5s"`` in an end-to-end test).
-    """
-    config: dict[str, Any] = yaml.safe_load(source)
-    if major_version < 3:
-        for key in _PROMETHEUS_3_ONLY_KEYS:
-            config.pop(key, None)
-    if evaluation_interval is not None:
-        config.setdefault("global", {})["evaluation_interval"] = evaluation_interval
-    if rules_dir is not None:
-        config["rule_files"] = [
-            _replace_prefix(pattern, _CONTAINER_RULES_DIR, rules_dir) for pattern in config.get("rule_files", [])
-        ]
-    jobs = [job for job in config.get("scrape_configs", []) if job.get("job_name") not in set(drop_jobs)]
-    if targets_dir is not None:
-        for job in jobs:
-            for sd in job.get("file_sd_configs", []):
-                sd["files"] = [_replace_prefix(f, _CONTAINER_TARGETS_DIR, targets_dir) for f in sd["files"]]
-    config["scrape_configs"] = jobs
-    text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
-    return localize_hostnames(text, hostname) if hostname is not None else text
 
 
 def render_alertmanager_config(

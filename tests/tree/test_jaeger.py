@@ -3,6 +3,7 @@ collector, its own health check and metrics, and the Monitor tab reading span me
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -66,15 +67,12 @@ def test_ui_and_health_match_stack_yml() -> None:
     assert jaeger["deploy"]["resources"]["limits"]["memory"] == "1G"
 
 
-def test_native_jaeger_moves_off_the_collectors_ports() -> None:
+def test_native_jaeger_moves_off_the_collectors_ports(tmp_path: Path) -> None:
     """As local processes, Jaeger and the collector share one host: Jaeger takes NATIVE_JAEGER_PORTS, and the
     collector's exporter and Prometheus's scrape job follow it there."""
-    from obsbox.stack.render import (
-        NATIVE_JAEGER_PORTS,
-        render_collector_config,
-        render_jaeger_config,
-        render_prometheus_config,
-    )
+    from obsbox.stack.compose import StackTree
+    from obsbox.stack.native_config import render_prometheus
+    from obsbox.stack.render import NATIVE_JAEGER_PORTS, render_collector_config, render_jaeger_config
 
     jaeger = yaml.safe_load(render_jaeger_config((ROOT / "backends/jaeger/config.yaml").read_text()))
     collector_text = render_collector_config((ROOT / "collector/config.yaml").read_text())
@@ -101,10 +99,8 @@ def test_native_jaeger_moves_off_the_collectors_ports() -> None:
     assert not jaeger_listeners & collector_listeners
     assert f"127.0.0.1:{NATIVE_JAEGER_PORTS[4317]}" in jaeger_listeners
     assert collector["exporters"]["otlp_grpc/jaeger"]["endpoint"] == f"127.0.0.1:{NATIVE_JAEGER_PORTS[4317]}"
-    prometheus = yaml.safe_load(
-        render_prometheus_config((ROOT / "backends/prometheus/prometheus.yml").read_text(), major_version=3,
-                                 hostname="127.0.0.1")
-    )
+    prometheus, _ = render_prometheus(StackTree.load(ROOT), ports={"prometheus": 9090, "jaeger": 16686},
+                                      version="3.14.0", state=tmp_path)
     job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "jaeger")
     assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{reader['port']}"]
     spm = jaeger["extensions"]["jaeger_storage"]["metric_backends"]

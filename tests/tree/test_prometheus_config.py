@@ -1,5 +1,6 @@
 """backends/prometheus/prometheus.yml: what it scrapes, where it sends alerts, which rules it loads — checked with
-Debian's real promtool and Prometheus 2.42 after rendering it the way the native runtime does."""
+the real promtool and Prometheus of the pinned version (built by scripts/build-components.sh) after rendering it
+with the native runtime's own renderer (obsbox.stack.native_config.render_prometheus)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import pytest
 import yaml
 
 from obsbox.stack.binaries import find_tool as _tool
-from obsbox.stack.render import render_prometheus_config
+from obsbox.stack.components import COMPONENTS
+from obsbox.stack.compose import StackTree
+from obsbox.stack.native_config import dump, render_prometheus
 from obsbox.stack.tree import stack_root
 from tests._processes import free_port, stop
 
@@ -33,11 +36,17 @@ STACK_JOBS = {
     "grafana": "grafana:3000",
 }
 
+PROMTOOL, PROMETHEUS = _tool("promtool"), _tool("prometheus")
+PINNED = str(COMPONENTS["prometheus"].version)
+# Every component running, on its default port: what the box looks like natively.
+ALL_PORTS = {"prometheus": 9090, "alertmanager": 9093, "collector": 4318, "loki": 3100, "jaeger": 16686,
+             "grafana": 3000}
+
 needs_promtool = pytest.mark.skipif(
-    _tool("promtool") is None, reason="promtool missing: scripts/install-system-deps.sh installs it"
+    PROMTOOL is None, reason="promtool missing: scripts/build-components.sh builds it (or Debian's prometheus)"
 )
 needs_prometheus = pytest.mark.skipif(
-    _tool("prometheus") is None, reason="prometheus missing: scripts/install-system-deps.sh installs it"
+    PROMETHEUS is None, reason="prometheus missing: scripts/build-components.sh builds it (or Debian's prometheus)"
 )
 
 
@@ -46,20 +55,12 @@ def config() -> dict[str, Any]:
     return data
 
 
-def native(tmp_path: Path, **overrides: Any) -> Path:
-    targets = tmp_path / "targets"
-    targets.mkdir(exist_ok=True)
-    text = render_prometheus_config(
-        SOURCE,
-        major_version=2,
-        hostname="127.0.0.1",
-        rules_dir=ROOT / "alerts",
-        targets_dir=targets,
-        **overrides,
-    )
-    path = tmp_path / "prometheus.yml"
-    path.write_text(text)
-    return path
+def native(tmp_path: Path, *, ports: dict[str, int] | None = None, version: str = PINNED,
+           evaluation_interval: str | None = None) -> Path:
+    """The config the native runtime writes for these components and ports (file discovery in tmp/file_sd)."""
+    config, _ = render_prometheus(StackTree.load(ROOT), ports=ALL_PORTS if ports is None else ports,
+                                  version=version, state=tmp_path, evaluation_interval=evaluation_interval)
+    return dump(config, tmp_path / "prometheus.yml")
 
 
 def test_scrapes_every_component_of_the_stack() -> None:
@@ -113,28 +114,28 @@ def test_evaluation_interval_fits_the_error_rate_alert() -> None:
     assert seconds <= 15
 
 
-def test_render_for_prometheus_3_keeps_the_otlp_block() -> None:
-    rendered = yaml.safe_load(render_prometheus_config(SOURCE, major_version=3))
-    assert rendered == config()
+def test_render_for_prometheus_3_keeps_the_otlp_block_and_2_drops_it(tmp_path: Path) -> None:
+    assert yaml.safe_load(native(tmp_path).read_text())["otlp"] == config()["otlp"]
+    assert "otlp" not in yaml.safe_load(native(tmp_path, version="2.42.0").read_text())
 
 
 def test_render_for_native_rewrites_hosts_paths_and_intervals(tmp_path: Path) -> None:
-    rendered = yaml.safe_load(native(tmp_path, drop_jobs={"grafana"}, evaluation_interval="5s").read_text())
-    assert "otlp" not in rendered
+    without_grafana = {k: v for k, v in ALL_PORTS.items() if k != "grafana"}
+    rendered = yaml.safe_load(native(tmp_path, ports=without_grafana, evaluation_interval="5s").read_text())
     assert rendered["global"]["evaluation_interval"] == "5s"
     assert rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
     assert rendered["rule_files"][0] == f"{ROOT / 'alerts'}/prometheus/*.yml"
     jobs = {job["job_name"]: job for job in rendered["scrape_configs"]}
-    assert "grafana" not in jobs
+    assert "grafana" not in jobs  # a component that does not run is not scraped
     assert jobs["collector"]["static_configs"][0]["targets"] == ["127.0.0.1:8888"]
-    assert jobs["pull"]["file_sd_configs"][0]["files"][0] == f"{tmp_path / 'targets'}/*.json"
+    assert jobs["pull"]["file_sd_configs"][0]["files"][0] == f"{tmp_path / 'file_sd'}/*.json"
     assert "jaeger" in jobs and jobs["jaeger"]["job_name"] == "jaeger"  # job names are not hostnames
 
 
 @needs_promtool
 def test_promtool_check_config_with_every_rule_file(tmp_path: Path) -> None:
     result = subprocess.run(
-        ["promtool", "check", "config", str(native(tmp_path))], capture_output=True, text=True, timeout=60
+        [str(PROMTOOL), "check", "config", str(native(tmp_path))], capture_output=True, text=True, timeout=60
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -151,7 +152,8 @@ def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:
     broken = yaml.safe_load(path.read_text())
     del broken["scrape_configs"][0]["job_name"]
     path.write_text(yaml.safe_dump(broken))
-    result = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(PROMTOOL), "check", "config", str(path)], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode != 0
 
 
@@ -200,19 +202,19 @@ def _readme_example() -> list[dict[str, Any]]:
 def test_real_prometheus_loads_rules_and_scrapes_a_documented_targets_file(
     tmp_path: Path, pull_endpoint: str
 ) -> None:
-    """Prometheus 2.42 runs the rendered config: every rule group loads, and a targets file written in the format
-    of backends/prometheus/targets/README.md is discovered and scraped with the endpoint's own labels."""
-    path = native(tmp_path, drop_jobs=set(STACK_JOBS) - {"prometheus"})
+    """The pinned Prometheus runs the rendered config: every rule group loads, and a targets file written in the
+    format of backends/prometheus/targets/README.md is discovered and scraped with the endpoint's own labels."""
+    path = native(tmp_path, ports={"prometheus": 9090})
     group = _readme_example()
     group[0]["targets"] = [pull_endpoint]
-    (tmp_path / "targets" / "billing.json").write_text(json.dumps(group))
+    (tmp_path / "file_sd" / "billing.json").write_text(json.dumps(group))
     port = free_port()
     text = path.read_text().replace("127.0.0.1:9090", f"127.0.0.1:{port}")
     text = text.replace("scrape_interval: 15s", "scrape_interval: 1s").replace("scrape_timeout: 10s", "scrape_timeout: 1s")
     path.write_text(text)
     process = subprocess.Popen(
         [
-            "prometheus",
+            str(PROMETHEUS),
             f"--config.file={path}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -237,7 +239,9 @@ def test_real_prometheus_loads_rules_and_scrapes_a_documented_targets_file(
         assert series[0]["metric"]["instance"] == pull_endpoint
         groups = _get(f"{base}/api/v1/rules")["data"]["groups"]
         files = {Path(g["file"]).name for g in groups}
-        expected = {p.name for p in (ROOT / "alerts/prometheus").glob("*.y*ml") if yaml.safe_load(p.read_text())["groups"]}
+        # Prometheus 3 lists no group without rules (slo-objectives.yml ships with none: it is for overrides).
+        expected = {p.name for p in (ROOT / "alerts/prometheus").glob("*.y*ml")
+                    if any(g["rules"] for g in yaml.safe_load(p.read_text())["groups"])}
         assert files == expected
         assert all(rule["health"] != "err" for g in groups for rule in g["rules"])
     finally:
