@@ -9,12 +9,24 @@ True
 
 Both runtimes read the tree through this: the docker runtime for ports and profiles, the native runtime to find
 the host file behind each path a container sees (and which hostnames mean which component).
+
+`compose_cli()` finds the real Docker Compose and `load_project()` has it load the tree as `docker compose config`
+does (interpolation of .env, profiles, merge, validation), for `obsbox check` and the tests:
+
+>>> cli = compose_cli()                                              # doctest: +SKIP
+>>> project = load_project(cli, tree.root, env={"OBSBOX_GRAFANA_PASSWORD": "x"}).project   # doctest: +SKIP
+>>> project["services"]["prometheus"]["image"]                      # doctest: +SKIP
+'prom/prometheus:v3.14.0'
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,7 +34,9 @@ from typing import Any
 import yaml
 
 from obsbox.stack.components import COMPONENTS
-from obsbox.stack.tree import stack_root
+from obsbox.stack.tree import pinned_images, stack_root
+
+COMPOSE_PIN = "DOCKER_COMPOSE_VERSION"  # .env: the Compose the tests load stack.yml with (built into the cache)
 
 
 @dataclass
@@ -156,3 +170,81 @@ class StackTree:
                     if host is not None and host.exists():
                         return host
         return self.root / fallback
+
+
+def compose_cli() -> list[str] | None:
+    """The command that runs Docker Compose v2+ here: the build pinned in .env in the cache (scripts/build-components.sh
+    compose; it runs standalone as `docker-compose`), else the docker CLI's compose plugin, else a `docker-compose`
+    on PATH; None when none answers `version`."""
+    from obsbox.stack.binaries import cache_dir
+
+    version = pinned_images().get(COMPOSE_PIN)
+    candidates: list[list[str]] = []
+    if version:
+        candidates.append([str(cache_dir() / "compose" / version / "docker-compose")])
+    docker = shutil.which("docker")
+    if docker:
+        candidates.append([docker, "compose"])
+    standalone = shutil.which("docker-compose")
+    if standalone:
+        candidates.append([standalone])
+    for cli in candidates:
+        if compose_version(cli) is not None:
+            return cli
+    return None
+
+
+def compose_version(cli: Sequence[str]) -> str | None:
+    """'5.6.0' from `<cli> version --short`; None when it does not run or is Compose v1 (no --short)."""
+    try:
+        out = subprocess.run([*cli, "version", "--short"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.fullmatch(r"v?(\d+\.\d+\.\d+\S*)", out.stdout.strip())
+    return match.group(1) if out.returncode == 0 and match and int(match.group(1).split(".")[0]) >= 2 else None
+
+
+class ComposeLoadError(Exception):
+    """Compose refused the project: `message` is Compose's own."""
+
+    def __init__(self, command: list[str], message: str) -> None:
+        super().__init__(message)
+        self.command = command
+        self.message = message
+
+
+@dataclass
+class LoadedProject:
+    """The project as Compose normalised it (`config --format json`), and the warnings it printed while loading."""
+
+    project: dict[str, Any]
+    warnings: list[str]
+    command: list[str]
+
+
+def load_project(cli: Sequence[str], root: Path, *, profiles: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> LoadedProject:
+    """`docker compose -f stack.yml --env-file .env [--profile P...] config --format json` on the tree at `root`,
+    with the environment `env` (default: this process's). ComposeLoadError carries Compose's message."""
+    cmd = [*cli, "-f", str(root / "stack.yml")]
+    if (root / ".env").exists():
+        cmd += ["--env-file", str(root / ".env")]
+    cmd += [a for p in profiles for a in ("--profile", p)] + ["config", "--format", "json"]
+    run_env = dict(os.environ if env is None else env)
+    run_env.setdefault("PATH", os.environ.get("PATH", ""))
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=run_env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ComposeLoadError(cmd, str(e)) from None
+    said = list(dict.fromkeys(_log_message(line) for line in out.stderr.splitlines() if line.strip()))
+    if out.returncode != 0:
+        raise ComposeLoadError(cmd, "\n".join(said) or f"exit {out.returncode}")
+    return LoadedProject(json.loads(out.stdout), said, cmd)
+
+
+def _log_message(line: str) -> str:
+    """The msg of Compose's logrus line (time="…" level=warning msg="…"), else the line."""
+    match = re.search(r'level=(\w+) msg="((?:[^"\\]|\\.)*)"', line)
+    if match is None:
+        return line.strip()
+    return f"{match.group(1)}: " + match.group(2).replace('\\"', '"')
