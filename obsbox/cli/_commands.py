@@ -125,7 +125,7 @@ def logs(component: str | None, follow: bool, lines: int) -> None:
     if isinstance(runtime, DockerRuntime):
         import subprocess
 
-        sys.exit(subprocess.call(runtime.logs_command(component, follow)))
+        sys.exit(subprocess.call(runtime.logs_command(component, follow), env=runtime.compose_env()))
     tail(runtime.log_files(component), lines=lines, follow=follow, write=click.echo)
 
 

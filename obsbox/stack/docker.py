@@ -96,7 +96,9 @@ class DockerRuntime:
         return cmd + list(args)
 
     # --- running the CLI --------------------------------------------------------------------------------------
-    def _env(self) -> dict[str, str]:
+    def compose_env(self) -> dict[str, str]:
+        """The environment every compose command needs: stack.yml requires the Grafana password (Compose refuses
+        to load it without, `logs` and `down` included) and mounts the rendered Alertmanager config."""
         env = os.environ.copy()
         password, _ = grafana_password(self.state)
         env["OBSBOX_GRAFANA_PASSWORD"] = password
@@ -119,7 +121,7 @@ class DockerRuntime:
         """Run `docker compose … args`; stream its output to `progress`; return stdout; DockerError on failure."""
         cmd = self.compose_command(*args)
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env())
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.compose_env())
         except OSError as e:
             raise DockerError(cmd, 127, str(e), "install Docker with the compose plugin") from None
         out: list[str] = []
@@ -390,7 +392,9 @@ def _pump(stream: IO[str] | None, sink: list[str], progress: Progress | None) ->
 
 def _hint_for(stderr: str) -> str:
     text = stderr.lower()
-    if "cannot connect to the docker daemon" in text or "is the docker daemon running" in text:
+    # The docker CLI says "Cannot connect to the Docker daemon …"; Compose 5 "failed to connect to the docker API …".
+    if any(m in text for m in ("cannot connect to the docker daemon", "is the docker daemon running",
+                               "failed to connect to the docker api")):
         return _NO_ENGINE_HINT
     if "port is already allocated" in text or "address already in use" in text:
         return "another process holds a port the stack publishes; `obsbox status` or `ss -ltnp` shows which"

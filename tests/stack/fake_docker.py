@@ -19,7 +19,10 @@ with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
         "alertmanager_config": os.environ.get("OBSBOX_ALERTMANAGER_CONFIG"),
     }) + "\n")
 
+# What the real docker CLI 28 and Compose 5.6 print without an engine (tests/stack/test_docker_cli.py compares).
 NO_DAEMON = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
+NO_API = ("failed to connect to the docker API at unix:///var/run/docker.sock; check if the path is correct and if "
+          "the daemon is running: dial unix /var/run/docker.sock: connect: no such file or directory\n")
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -37,6 +40,12 @@ if argv[:1] == ["version"]:
 if argv[:1] != ["compose"]:
     fail(f"docker: unknown command: docker {' '.join(argv[:1])}\n")
 if "nocompose" in modes:
+    # Without the plugin the docker CLI parses the flags itself: the first one it does not know stops it (125).
+    flag = next((a for a in argv[1:] if a.startswith("-")), None)
+    if flag is not None:
+        what = (f"unknown flag: {flag.split('=')[0]}" if flag.startswith("--")
+                else f"unknown shorthand flag: '{flag[1]}' in {flag}")
+        fail(f"{what}\n\nUsage:  docker [OPTIONS] COMMAND [ARG...]\n\nRun 'docker --help' for more information\n", 125)
     fail("docker: unknown command: docker compose\n\nRun 'docker --help' for more information\n")
 
 rest = argv[1:]
@@ -49,7 +58,7 @@ while rest and rest[0] in ("-p", "-f", "--env-file", "--profile"):
 command = rest[:1]
 
 if "noengine" in modes:
-    fail(NO_DAEMON)
+    fail(NO_API)
 if command == ["up"]:
     sys.stderr.write(" prometheus Pulling \n 3f4ca61aafcd Downloading [=====>     ]  12.5MB/25MB\n prometheus Pulled \n")
     if "upfail" in modes:
