@@ -263,7 +263,8 @@ def run(service_name: str | None, command: tuple[str, ...]) -> None:
 def check(tree: str | None) -> None:
     """Validate a (modified) stack tree.
 
-    Prometheus config and rules (promtool), rule unit tests, Alertmanager config (amtool), dashboards.
+    The compose file (loaded by Docker Compose when it is installed), Prometheus config and rules (promtool), rule
+    unit tests, Alertmanager config (amtool), dashboards.
     """
     from pathlib import Path
 

@@ -69,7 +69,8 @@ def _tool_version(tool: str) -> str | None:
 
 
 _NO_COMPOSE = ("no Docker Compose v2+ found, so only the file as written was checked "
-               "(`obsbox build compose` or scripts/build-components.sh compose builds the pinned one)")
+               "(`obsbox build` builds the pinned one with the other components; in a checkout, "
+               "scripts/build-components.sh compose builds it alone)")
 
 
 def compose_promises(project: dict[str, Any], pins: dict[str, str]) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from obsbox.stack.compose import COMPOSE_PIN, compose_cli, compose_version
 from obsbox.stack.tree import pinned_images
 
-_BUILD = "scripts/build-components.sh compose (or `obsbox build`) builds the pinned Docker Compose"
+_BUILD = "scripts/build-components.sh compose (or `obsbox build`, with every component) builds the pinned Compose"
 
 
 def _missing(what: str) -> None:
