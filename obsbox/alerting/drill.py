@@ -116,7 +116,7 @@ def run(*, severity: str = "critical", timeout: float = 180.0, progress: Progres
         if component is None or component.state not in ("healthy", "running") or name not in urls:
             raise NotRunningError(f"{name} is not running, so the drill has no path to travel",
                                   "start the box with `obsbox up` (`obsbox status` shows what runs)")
-    sd_file = runtime.record().get("sd_file")
+    sd_file = runtime.record().sd_file
     if not sd_file:
         raise NotRunningError("the running Prometheus has no file-discovery directory recorded",
                               "restart the box: `obsbox down && obsbox up`")

@@ -319,7 +319,11 @@ class AlertmanagerAPI:
     def silences(self, *, states: Iterable[str] = ("active", "pending")) -> list[Silence]:
         """Silences in the given states (newest end last); ``states=()`` gives every one, expired included."""
         wanted = set(states)
-        found = [Silence.from_api(item) for item in self._call("GET", "/api/v2/silences") or []]
+        answer = self._call("GET", "/api/v2/silences") or []
+        if not isinstance(answer, list) or not all(isinstance(i, dict) and "id" in i for i in answer):
+            raise AlertmanagerAPIError(f"{self.base_url} answered GET /api/v2/silences with something that is not "
+                                       "Alertmanager's list of silences (is it Alertmanager?)")
+        found = [Silence.from_api(item) for item in answer]
         return sorted((s for s in found if not wanted or s.state in wanted), key=lambda s: (s.ends_at, s.id))
 
     def expire_silence(self, silence_id: str) -> None:

@@ -90,7 +90,7 @@ def _own_service_note(report: UpReport) -> str:
 
 def _publish_targets(runtime: NativeRuntime) -> Path | None:
     """List the user's scrape targets where the native Prometheus discovers files; the file, or None before `up`."""
-    sd_file = runtime.record().get("sd_file")
+    sd_file = runtime.record().sd_file
     if not sd_file:
         return None
     return targets.publish(targets.load(runtime.state), Path(sd_file).parent)

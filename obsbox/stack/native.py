@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from obsbox.stack import binaries, process
 from obsbox.stack.components import COMPONENTS, Component, port_setting
@@ -29,6 +28,7 @@ from obsbox.stack.errors import ComponentFailedError, DownloadError, NotRunningE
 from obsbox.stack.health import firing_alerts, http_ok
 from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
 from obsbox.stack.native_config import dump, major, render_alertmanager, render_prometheus
+from obsbox.stack.native_record import NativeRecord, Running
 from obsbox.stack.ports import check_ports, free_port
 from obsbox.stack.render import (
     render_collector_config,
@@ -36,7 +36,7 @@ from obsbox.stack.render import (
     render_jaeger_config,
     render_loki_config,
 )
-from obsbox.stack.state import grafana_password, read_json, write_json
+from obsbox.stack.state import grafana_password, write_json
 
 # Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go); samples dependencies first.
 BACKEND_ORDER = ("alertmanager", "prometheus", "loki", "jaeger", "collector", "grafana")
@@ -106,11 +106,11 @@ class NativeRuntime:
     def _log_file(self, name: str) -> Path:
         return self._dir(name) / f"{name}.log"
 
-    def record(self) -> dict[str, Any]:
-        return read_json(self.root / "record.json") or {"components": {}, "unavailable": {}}
+    def record(self) -> NativeRecord:
+        return NativeRecord.load(self.root / "record.json")
 
-    def _save(self, record: dict[str, Any]) -> None:
-        write_json(self.root / "record.json", record)
+    def _save(self, record: NativeRecord) -> None:
+        record.save(self.root / "record.json")
 
     # --- planning ---------------------------------------------------------------------------------------------
     def plan(self, progress: Progress) -> _Plan:
@@ -153,19 +153,19 @@ class NativeRuntime:
         self.root.mkdir(parents=True, exist_ok=True)
         plan = self.plan(progress)
         record = self.record()
-        known: dict[str, Any] = record.setdefault("components", {})
+        known = record.components
         want = [n for n in BACKEND_ORDER if n in plan.run]
-        sample_names = list(SAMPLE_ORDER) if (samples or record.get("samples")) else []
+        sample_names = list(SAMPLE_ORDER) if (samples or record.samples) else []
 
         # Which need starting, and on which ports (kept from the last `up`, so URLs stay stable).
         to_start: list[str] = []
         ports: dict[str, int] = {}
         for name in want + sample_names:
-            prior = known.get(name, {})
-            if prior.get("port") and self._supervised(name).alive:
-                ports[name] = int(prior["port"])
+            prior = known.get(name)
+            if prior is not None and self._supervised(name).alive:
+                ports[name] = prior.port
                 continue
-            ports[name] = self._explicit_port(name) or int(prior.get("port") or 0) or self._port_for(name)
+            ports[name] = self._explicit_port(name) or (prior.port if prior else 0) or self._port_for(name)
             to_start.append(name)
         check_ports({n: ports[n] for n in to_start})
 
@@ -178,26 +178,26 @@ class NativeRuntime:
                 report.started.append(Started(name, url, None))
                 continue
             version = binaries.binary_version(plan.run[name])
-            known[name] = {"port": ports[name], "url": url, "version": version, "binary": str(plan.run[name]),
-                           "kind": "backend", "health": comp.health_url(ports[name])}
-        record["unavailable"] = plan.unavailable
-        record["samples"] = bool(sample_names)
+            known[name] = Running(port=ports[name], url=url, health=comp.health_url(ports[name]), kind="backend",
+                                  version=version, binary=str(plan.run[name]))
+        record.unavailable = dict(plan.unavailable)
+        record.samples = bool(sample_names)
         self._save(record)
         for name in want:
             if name in to_start:
                 info = known[name]
-                argv = self._argv(name, Path(info["binary"]), info["version"], ports)
-                report.started.append(self._start(name, argv, info["health"], info["url"], self._env_for(name),
+                argv = self._argv(name, Path(str(info.binary)), info.version, ports)
+                report.started.append(self._start(name, argv, info.health, info.url, self._env_for(name),
                                                   progress))
         if self.sd_file is not None:
-            record["sd_file"] = str(self.sd_file)
+            record.sd_file = str(self.sd_file)
         self._save(record)
         if "grafana" in want:
             report.grafana_password, report.password_is_new = grafana_password(self.state)
-        prometheus_major = major(known.get("prometheus", {}).get("version"))
-        if "collector" in want and prometheus_major < 3:
+        prometheus_version = known["prometheus"].version if "prometheus" in known else None
+        if "collector" in want and major(prometheus_version) < 3:
             report.unavailable["collector→prometheus"] = (
-                f"Prometheus {known['prometheus'].get('version')} has no OTLP receiver, so metrics pushed to the "
+                f"Prometheus {prometheus_version} has no OTLP receiver, so metrics pushed to the "
                 "collector do not reach it; the sample services are scraped instead (Prometheus 3 lifts this)")
         if sample_names:
             report.started.extend(self._start_samples(sample_names, ports, to_start, record, progress,
@@ -346,8 +346,8 @@ class NativeRuntime:
         return "\n".join("  " + line for line in text[-lines:])
 
     def _start_samples(self, names: list[str], ports: dict[str, int], to_start: list[str],
-                       record: dict[str, Any], progress: Progress, notes: list[str]) -> list[Started]:
-        known: dict[str, Any] = record["components"]
+                       record: NativeRecord, progress: Progress, notes: list[str]) -> list[Started]:
+        known = record.components
         env = os.environ.copy()
         for svc in SAMPLE_ORDER:
             env[f"{svc.upper()}_URL"] = f"http://127.0.0.1:{ports[svc]}"
@@ -355,28 +355,27 @@ class NativeRuntime:
             env.setdefault("OBSBOX_ENDPOINT", f"http://127.0.0.1:{ports['collector']}")
         started = []
         if any(n in to_start for n in names):
-            record["samples_otlp_off"] = sample_export_off(env, collector="collector" in ports)
+            record.samples_otlp_off = sample_export_off(env, collector="collector" in ports)
         for name in names:
             url = f"http://127.0.0.1:{ports[name]}"
             if name not in to_start:
                 started.append(Started(name, url, None))
                 continue
-            known[name] = {"port": ports[name], "url": url, "version": None, "kind": "sample",
-                           "health": url + "/admin/faults"}
+            known[name] = Running(port=ports[name], url=url, health=url + "/admin/faults", kind="sample")
             argv = [sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "127.0.0.1",
                     "--port", str(ports[name])]
             started.append(self._start(name, argv, url + "/admin/faults", url, env, progress))
-        if record.get("samples_otlp_off"):
+        if record.samples_otlp_off:
             notes.append(SAMPLES_OTLP_OFF_NOTE)
         # Metrics reach Prometheus one way only: pushed through the collector when Prometheus can take OTLP
         # (3.x), else scraped from the services' /metrics (listed for file discovery). Both would count twice.
-        pushed = "collector" in ports and major(known.get("prometheus", {}).get("version")) >= 3
+        pushed = "collector" in ports and "prometheus" in known and major(known["prometheus"].version) >= 3
         self._write_targets(record, [] if pushed else [ports[n] for n in names])
         return started
 
     @staticmethod
-    def _write_targets(record: dict[str, Any], ports: list[int]) -> None:
-        sd = record.get("sd_file")
+    def _write_targets(record: NativeRecord, ports: list[int]) -> None:
+        sd = record.sd_file
         if sd:
             groups = [{"targets": [f"127.0.0.1:{p}" for p in ports], "labels": {"obsbox_runtime": "native"}}]
             write_json(Path(sd), groups if ports else [])
@@ -385,15 +384,15 @@ class NativeRuntime:
     def down(self, *, purge: bool, progress: Progress) -> None:
         record = self.record()
         names = list(SAMPLE_ORDER)[::-1] + list(BACKEND_ORDER)[::-1]
-        names += [n for n in record.get("components", {}) if n not in names]
+        names += [n for n in record.components if n not in names]
         for name in names:
             if self._state_file(name).exists():
                 if self._supervised(name).alive:
                     progress(f"stopping {name}")
                 process.stop_supervised(name, self._state_file(name))
-        record["samples"] = False
+        record.samples = False
         self._save(record)
-        sd = record.get("sd_file")
+        sd = record.sd_file
         if sd and Path(sd).exists():
             write_json(Path(sd), [])
         if purge and self.root.exists():
@@ -401,34 +400,34 @@ class NativeRuntime:
             shutil.rmtree(self.root)
 
     def urls(self) -> dict[str, str]:
-        return {n: str(c["url"]) for n, c in self.record().get("components", {}).items() if c.get("url")}
+        return {n: c.url for n, c in self.record().components.items()}
 
     def status(self) -> StatusReport:
         record = self.record()
         report = StatusReport("native")
-        for name, info in record.get("components", {}).items():
+        for name, info in record.components.items():
             sup = self._supervised(name)
             if sup.state == "absent":
                 continue
             state = sup.state
             if sup.alive:
-                state = "healthy" if http_ok(str(info.get("health")), timeout=2.0) else "running"
+                state = "healthy" if http_ok(info.health, timeout=2.0) else "running"
             report.components.append(ComponentStatus(
-                name, "native", state, url=info.get("url"), version=info.get("version"),
-                pid=sup.pid if sup.alive else None, kind=info.get("kind", "backend"), restarts=sup.restarts,
+                name, "native", state, url=info.url, version=info.version,
+                pid=sup.pid if sup.alive else None, kind=info.kind, restarts=sup.restarts,
                 exit_code=sup.exit_code if state in ("exited", "stopped") else None,
             ))
-        for name, reason in (record.get("unavailable") or {}).items():
+        for name, reason in record.unavailable.items():
             report.components.append(ComponentStatus(name, "native", "unavailable", reason=reason))
         urls = {c.name: c.url for c in report.components if c.state in ("healthy", "running")}
         report.alerts, report.alerts_error = firing_alerts(urls.get("prometheus"), urls.get("alertmanager"))
         return report
 
     def log_files(self, component: str | None) -> list[tuple[str, str]]:
-        names = [component] if component else list(self.record().get("components", {}))
+        names = [component] if component else list(self.record().components)
         files = [(n, str(self._log_file(n))) for n in names if self._log_file(n).exists()]
         if component and not files:
             raise NotRunningError(f"no log for {component!r} in {self.root}",
-                                  "components with logs: " + ", ".join(self.record().get("components", {})))
+                                  "components with logs: " + ", ".join(self.record().components))
         return files
 
