@@ -114,19 +114,16 @@ def _active_silences(report: StatusReport) -> tuple[list[Silence], str | None]:
 @click.option("-n", "--lines", default=50, show_default=True, help="How many lines to show first.")
 def logs(component: str | None, follow: bool, lines: int) -> None:
     """Show the logs of one component (or all)."""
-    from obsbox.stack.docker import DockerRuntime
-    from obsbox.stack.logs import known_components, tail
+    from obsbox.stack.logs import known_components
 
     if component is not None and component not in known_components():
         raise UsageError(f"unknown component {component!r}", "the components are: " + ", ".join(known_components()))
     runtime = engine.current()
     if runtime is None:
         raise NotRunningError("obsbox is not running, so there are no logs", "start it with `obsbox up`")
-    if isinstance(runtime, DockerRuntime):
-        import subprocess
-
-        sys.exit(subprocess.call(runtime.logs_command(component, follow), env=runtime.compose_env()))
-    tail(runtime.log_files(component), lines=lines, follow=follow, write=click.echo)
+    code = runtime.logs(component, lines=lines, follow=follow, write=click.echo)
+    if code:
+        sys.exit(code)
 
 
 @cli.command(name="open")

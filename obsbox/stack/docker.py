@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -303,8 +304,12 @@ class DockerRuntime:
     def log_files(self, component: str | None) -> list[tuple[str, str]]:
         return []
 
-    def logs_command(self, component: str | None, follow: bool) -> list[str]:
-        args = ["logs", "--tail", "200"]
+    def logs(self, component: str | None, *, lines: int, follow: bool, write: Callable[[str], None]) -> int:
+        """`docker compose logs` of the component's service (or all), straight to the terminal; its exit code."""
+        return subprocess.call(self.logs_command(component, follow, lines=lines), env=self.compose_env())
+
+    def logs_command(self, component: str | None, follow: bool, *, lines: int = 200) -> list[str]:
+        args = ["logs", "--tail", str(lines)]
         if follow:
             args.append("--follow")
         if component:

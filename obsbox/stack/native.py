@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -422,6 +423,13 @@ class NativeRuntime:
         urls = {c.name: c.url for c in report.components if c.state in ("healthy", "running")}
         report.alerts, report.alerts_error = firing_alerts(urls.get("prometheus"), urls.get("alertmanager"))
         return report
+
+    def logs(self, component: str | None, *, lines: int, follow: bool, write: Callable[[str], None]) -> int:
+        """The last `lines` of the component's log file (or every one), then what is written while `follow`."""
+        from obsbox.stack.logs import tail
+
+        tail(self.log_files(component), lines=lines, follow=follow, write=write)
+        return 0
 
     def log_files(self, component: str | None) -> list[tuple[str, str]]:
         names = [component] if component else list(self.record().components)

@@ -174,7 +174,7 @@ def test_down_and_purge(docker_env: Path, tree: Path) -> None:
 
 def test_logs_follow_one_component(docker_env: Path, tree: Path) -> None:
     assert invoke("up", "--runtime", "docker").exit_code == 0
-    result = CliRunner().invoke(cli, ["logs", "prometheus", "-f"])
+    result = CliRunner().invoke(cli, ["logs", "prometheus", "-f", "-n", "200"])
     assert result.exit_code == 0
     assert compose_prefix(tree) + ["logs", "--tail", "200", "--follow", "prometheus"] in [
         c["argv"] for c in calls(docker_env)]
