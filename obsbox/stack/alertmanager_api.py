@@ -314,6 +314,8 @@ class AlertmanagerAPI:
             "createdBy": created_by, "comment": comment,
         }
         answer = self._call("POST", "/api/v2/silences", body)
+        if not isinstance(answer, dict) or "silenceID" not in answer:
+            raise self._unexpected("POST /api/v2/silences", answer)
         return str(answer["silenceID"])
 
     def silences(self, *, states: Iterable[str] = ("active", "pending")) -> list[Silence]:
@@ -321,9 +323,11 @@ class AlertmanagerAPI:
         wanted = set(states)
         answer = self._call("GET", "/api/v2/silences") or []
         if not isinstance(answer, list) or not all(isinstance(i, dict) and "id" in i for i in answer):
-            raise AlertmanagerAPIError(f"{self.base_url} answered GET /api/v2/silences with something that is not "
-                                       "Alertmanager's list of silences (is it Alertmanager?)")
-        found = [Silence.from_api(item) for item in answer]
+            raise self._unexpected("GET /api/v2/silences", answer)
+        try:
+            found = [Silence.from_api(item) for item in answer]
+        except (TypeError, KeyError, AttributeError, ValueError):
+            raise self._unexpected("GET /api/v2/silences", answer) from None
         return sorted((s for s in found if not wanted or s.state in wanted), key=lambda s: (s.ends_at, s.id))
 
     def expire_silence(self, silence_id: str) -> None:
@@ -335,17 +339,29 @@ class AlertmanagerAPI:
                inhibited: bool = True) -> list[dict[str, Any]]:
         params = [("active", str(active).lower()), ("silenced", str(silenced).lower()),
                   ("inhibited", str(inhibited).lower())] + [("filter", str(m)) for m in matchers]
-        return list(self._call("GET", "/api/v2/alerts", params=params) or [])
+        answer = self._call("GET", "/api/v2/alerts", params=params)
+        if not isinstance(answer, list | None) or not all(isinstance(a, dict) for a in answer or []):
+            raise self._unexpected("GET /api/v2/alerts", answer)
+        return list(answer or [])
 
     def post_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         self._call("POST", "/api/v2/alerts", list(alerts))
 
     def config_text(self) -> str:
         """The YAML of the configuration Alertmanager runs (secrets shown as <secret>)."""
-        return str(((self._call("GET", "/api/v2/status") or {}).get("config") or {}).get("original", ""))
+        answer = self._call("GET", "/api/v2/status")
+        config = answer.get("config") if isinstance(answer, dict) else None
+        if not isinstance(config, dict):
+            raise self._unexpected("GET /api/v2/status", answer)
+        return str(config.get("original", ""))
 
     def notification_counters(self) -> NotificationCounters:
         return parse_notification_counters(str(self._call("GET", "/metrics") or ""))
+
+    def _unexpected(self, call: str, answer: Any) -> AlertmanagerAPIError:
+        shown = repr(answer)
+        return AlertmanagerAPIError(f"{self.base_url} answered {call} with something that is not Alertmanager's "
+                                    f"v2 API: {shown[:80]}{'...' if len(shown) > 80 else ''}")
 
 
 def _iso(moment: datetime) -> str:

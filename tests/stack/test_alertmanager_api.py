@@ -216,3 +216,25 @@ def test_status_shows_the_active_silences(tmp_path: Path, monkeypatch: pytest.Mo
         data = json.loads(runner.invoke(cli, ["status", "--json"]).stdout)
         assert [s["id"] for s in data["silences"]] == [silence_id] and data["silences_error"] is None
         jsonschema.validate(data, STATUS_JSON_SCHEMA)
+
+
+def test_an_endpoint_that_is_not_alertmanager_is_an_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever answers on Alertmanager's port (here a server answering every path with the same JSON object), `status`
+    reports the silences as unknown instead of raising; the other calls raise AlertmanagerAPIError."""
+    from obsbox.stack.model import ComponentStatus, StatusReport
+
+    with endpoints("junk") as junk:
+        base = junk["junk"].url.rstrip("/")
+        api = AlertmanagerAPI(base)
+        with pytest.raises(AlertmanagerAPIError, match="not Alertmanager's v2 API"):
+            api.silences()
+        with pytest.raises(AlertmanagerAPIError, match="not Alertmanager's v2 API"):
+            api.config_text()
+        with pytest.raises(AlertmanagerAPIError, match="not Alertmanager's v2 API"):
+            api.add_silence(parse_matchers(["alertname=X"]), seconds=60, comment="c", created_by="ci")
+        report = StatusReport("native", [ComponentStatus("alertmanager", "native", "healthy", url=base)])
+        monkeypatch.setattr(engine, "status", lambda: report)
+        result = CliRunner().invoke(cli, ["status", "--json"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["silences"] == [] and "not Alertmanager's v2 API" in data["silences_error"]
