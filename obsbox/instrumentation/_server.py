@@ -29,9 +29,9 @@ from obsbox.instrumentation._encode import SharedAttributes
 from obsbox.instrumentation._interned import Interned
 from obsbox.instrumentation._metrics import AttributeSet
 from obsbox.instrumentation._runtime import AttributeValue, Runtime
+from obsbox.instrumentation._tracer import FullStartTracer, attach_span, detach_span
 from obsbox.instrumentation._tracer import Span as LeanSpan
 from obsbox.instrumentation._tracer import Tracer as LeanTracer
-from obsbox.instrumentation._tracer import attach_span, detach_span
 
 KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
 DEFAULT_EXCLUDED_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", "/livez", "/metrics"})
@@ -90,6 +90,15 @@ def _early(early_route: EarlyRoute | None, carrier: Any) -> str | None:
     except Exception as exc:  # the span starts without it; finish() still names the route
         report(exc)
         return None
+
+
+def _merged(shared: list[SharedAttributes], attributes: dict[str, AttributeValue] | None
+            ) -> dict[str, AttributeValue]:
+    merged: dict[str, AttributeValue] = {}
+    for block in shared:
+        merged.update(block)
+    merged.update(attributes or ())
+    return merged
 
 
 def normalise_method(method: str) -> str:
@@ -238,19 +247,23 @@ class ServerRequest:
                 if type(span) is LeanSpan:
                     span.shared = shared
                     span.attributes = attributes
-            else:
-                merged: dict[str, AttributeValue] = {}
-                for block in shared:
-                    merged.update(block)
-                merged.update(attributes or ())
-                if isinstance(tracer, LeanTracer):  # its sampler or an on_start hook reads the start attributes
-                    route = _early(early_route, carrier)
+            elif isinstance(tracer, FullStartTracer):  # the sampler (rules) or an on_start hook reads attributes
+                route = _early(early_route, carrier)
+                if tracer.calls_on_start:  # a hook sees every attribute the span starts with
+                    merged = _merged(shared, attributes)
                     if route is not None:
                         merged["http.route"] = route
                     self.span = span = tracer.start(name, parent, 2, merged)
-                else:  # the global OpenTelemetry API's tracer (before configure(), or with the SDK disabled)
-                    self.span = span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER,
-                                                         attributes=merged)
+                else:  # only the sampler reads them: what it decides on, then the shared blocks as above
+                    decide = {"http.request.method": method} if route is None else {
+                        "http.request.method": method, "http.route": route}
+                    self.span = span = tracer.start(name, parent, 2, decide)
+                    if type(span) is LeanSpan:
+                        span.shared = shared
+                        span.attributes = attributes
+            else:  # the global OpenTelemetry API's tracer (before configure(), or with the SDK disabled)
+                self.span = span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER,
+                                                     attributes=_merged(shared, attributes))
             self.token = attach_span(span, parent)
             self.active = _active_attrs[(method, scheme)]
         except Exception as exc:  # never let telemetry break the request

@@ -508,6 +508,7 @@ class TracerProvider(trace.TracerProvider):
         self._own: tuple[SpanProcessor, ...] = ()  # the configuration's (the OTLP queue)
         self._added: list[ManagedProcessor] = []  # added by the user or by obsbox.testing
         self._sdk: SdkBridge | None = None  # the user's SDK processors, behind one bridge
+        self.start_hooks = False  # whether an SDK processor's on_start wants each span as it starts
 
     def get_tracer(
         self,
@@ -585,17 +586,17 @@ class TracerProvider(trace.TracerProvider):
 
     def _refresh(self) -> None:
         self.sink = join((*self._own, *self._added), self._discard)
+        self.start_hooks = self._sdk is not None and self._sdk.wants_start
         for tracer in self._tracers.values():
             self._hook_start(tracer)
 
     def _hook_start(self, tracer: Tracer) -> None:
         # Only while the sampler reads start attributes (sampling rules) or an SDK processor does something at
-        # start, the tracer becomes a _FullStartTracer, so the usual path stays exactly as it is. The request path
+        # start, the tracer becomes a FullStartTracer, so the usual path stays exactly as it is. The request path
         # takes its shortcut (attribute blocks set after the start) only for a plain Tracer; otherwise a server
         # span starts with all its attributes, the route among them where the framework can tell it in advance.
-        bridge = self._sdk
-        full = self.sampler.reads_attributes or (bridge is not None and bridge.wants_start)
-        wanted = _FullStartTracer if full else Tracer
+        full = self.sampler.reads_attributes or self.start_hooks
+        wanted = FullStartTracer if full else Tracer
         if type(tracer) is not wanted:  # (only then: assigning __class__ costs the object its fast attribute access)
             tracer.__class__ = wanted
 
@@ -616,9 +617,14 @@ class TracerProvider(trace.TracerProvider):
                 self._on_shutdown()
 
 
-class _FullStartTracer(Tracer):
-    """A tracer whose spans start knowing all their attributes, and which shows each span it starts to the SDK
+class FullStartTracer(Tracer):
+    """A tracer whose spans start knowing their attributes, and which shows each span it starts to the SDK
     processors' on_start (see TracerProvider._hook_start)."""
+
+    @property
+    def calls_on_start(self) -> bool:
+        """Whether on_start hooks see the spans (then they start with every attribute, not only the sampler's)."""
+        return self._provider.start_hooks
 
     def start(self, name: str, context: Context, *args: Any) -> trace.Span:
         span = Tracer.start(self, name, context, *args)

@@ -116,6 +116,8 @@ def test_rules_through_a_real_fastapi_app(otlp_receiver: OTLPReceiver) -> None:
         assert servers[("GET /ping", 200)].trace_id == "a" * 32  # the sampled caller's
         failed = servers[("GET /items/{item_id}", 500)]
         assert failed.status_code == 2 and failed.attributes["error.type"] == "ValueError"
+        assert failed.attributes["url.path"] == "/items/0" and failed.attributes["http.route"] == "/items/{item_id}"
+        assert failed.attributes["http.request.method"] == "GET" and "client.address" in failed.attributes
         assert [name for name, _ in failed.events] == ["exception"]
         # the kept span reaches the user's processors too, marked sampled (the SDK's processors check that)
         assert sorted(s.name for s in exporter.get_finished_spans() if s.kind.value == 1) == sorted(
