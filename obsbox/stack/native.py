@@ -14,7 +14,6 @@ they are).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import time
@@ -27,16 +26,11 @@ from obsbox.stack.components import COMPONENTS, Component, port_setting
 from obsbox.stack.compose import StackTree
 from obsbox.stack.errors import ComponentFailedError, DownloadError, NotRunningError, StackError, UsageError
 from obsbox.stack.health import firing_alerts, http_ok
+from obsbox.stack.launch import LAUNCHERS, Launch, LaunchContext
 from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
-from obsbox.stack.native_config import dump, major, render_alertmanager, render_prometheus
+from obsbox.stack.native_config import major
 from obsbox.stack.native_record import NativeRecord, Running
 from obsbox.stack.ports import check_ports, free_port
-from obsbox.stack.render import (
-    render_collector_config,
-    render_grafana_provisioning,
-    render_jaeger_config,
-    render_loki_config,
-)
 from obsbox.stack.state import grafana_password, write_json
 
 # Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go); samples dependencies first.
@@ -187,9 +181,11 @@ class NativeRuntime:
         for name in want:
             if name in to_start:
                 info = known[name]
-                argv = self._argv(name, Path(str(info.binary)), info.version, ports)
-                report.started.append(self._start(name, argv, info.health, info.url, self._env_for(name),
-                                                  progress))
+                launch = self._launch(name, Path(str(info.binary)), info.version, ports)
+                if launch.sd_file is not None:
+                    self.sd_file = launch.sd_file  # kept in the record: where the sample services get listed
+                report.started.append(self._start(name, launch.argv, info.health, info.url,
+                                                  {**os.environ, **launch.env}, progress))
         if self.sd_file is not None:
             record.sd_file = str(self.sd_file)
         self._save(record)
@@ -229,87 +225,12 @@ class NativeRuntime:
     def _supervised(self, name: str) -> process.Supervised:
         return process.read_supervised(name, self._state_file(name))
 
-    def _argv(self, name: str, binary: Path, version: str | None, ports: dict[str, int]) -> list[str]:
-        d = self._dir(name)
-        data = d / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        running = {n: p for n, p in ports.items() if n in COMPONENTS}
-        if name == "prometheus":
-            config, sd_file = render_prometheus(
-                self.tree, ports=running, version=version, state=d,
-                scrape_interval=os.environ.get("OBSBOX_SCRAPE_INTERVAL") or None,
-                evaluation_interval=os.environ.get("OBSBOX_EVALUATION_INTERVAL") or None,
-            )
-            dump(config, d / "prometheus.yml")
-            if not sd_file.exists():
-                write_json(sd_file, [])
-            self.sd_file = sd_file  # up() keeps it in the record: where the sample services get listed
-            argv = [
-                str(binary), f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
-                f"--web.listen-address=127.0.0.1:{ports[name]}", "--web.enable-lifecycle",
-                "--enable-feature=exemplar-storage", "--storage.tsdb.retention.size=1GB",
-            ]
-            if major(version) >= 3:
-                argv.append("--web.enable-otlp-receiver")
-            return argv
-        if name == "alertmanager":
-            dump(render_alertmanager(self.tree, ports=running), d / "alertmanager.yml")
-            return [
-                str(binary), f"--config.file={d / 'alertmanager.yml'}", f"--storage.path={data}",
-                f"--web.listen-address=127.0.0.1:{ports[name]}",
-                # An empty cluster address turns gossip off: no listener on 0.0.0.0:9094.
-                "--cluster.listen-address=",
-            ]
-        if name == "loki":
-            source = self.tree.config_file("loki", "-config.file", "backends/loki/config.yaml").read_text()
-            text = render_loki_config(source, data_dir=data, rules_dir=self.tree.root / "alerts" / "loki")
-            return [str(binary), f"-config.file={self._write(d / 'loki.yaml', text, ports)}"]
-        if name == "jaeger":
-            source = (self.tree.root / "backends" / "jaeger" / "config.yaml").read_text()
-            return [str(binary), f"--config={self._write(d / 'jaeger.yaml', render_jaeger_config(source), ports)}"]
-        if name == "collector":
-            source = (self.tree.root / "collector" / "config.yaml").read_text()
-            rendered = self._write(d / "collector.yaml", render_collector_config(source), ports)
-            return [str(binary), f"--config={rendered}"]
-        if name == "grafana":
-            provisioning = d / "provisioning"
-            src = self.tree.root / "backends" / "grafana" / "provisioning"
-            for path in src.rglob("*.y*ml"):
-                text = render_grafana_provisioning(path.read_text(), dashboards_dir=self.tree.root / "dashboards")
-                self._write(provisioning / path.relative_to(src), text, ports)
-            # `grafana server` (10+) or the older `grafana-server`; both need the install's home for defaults.ini.
-            home = next((h for h in (binary.resolve().parents[1], Path("/usr/share/grafana"))
-                         if (h / "conf" / "defaults.ini").exists()), binary.resolve().parents[1])
-            sub = ["server"] if binary.name == "grafana" else []
-            return [str(binary), *sub, f"--homepath={home}"]
-        raise UsageError(f"the native runtime cannot run {name}")
-
-    def _write(self, path: Path, text: str, ports: dict[str, int]) -> Path:
-        """Write a rendered config, pointing 127.0.0.1:<default port> at the ports Prometheus and Alertmanager
-        really use here (they are configurable; the tree's files know only the defaults)."""
-        for name in ("prometheus", "alertmanager"):
-            default, actual = COMPONENTS[name].default_port, ports.get(name)
-            if actual and actual != default:
-                text = re.sub(rf"127\.0\.0\.1:{default}\b", f"127.0.0.1:{actual}", text)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
-
-    def _env_for(self, name: str) -> dict[str, str]:
-        env = os.environ.copy()
-        if name == "grafana":
-            d = self._dir(name)
-            password, _ = grafana_password(self.state)
-            env.update(
-                GF_PATHS_DATA=str(d / "data"), GF_PATHS_LOGS=str(d / "logs"),
-                GF_PATHS_PLUGINS=str(d / "plugins"), GF_PATHS_PROVISIONING=str(d / "provisioning"),
-                GF_SERVER_HTTP_ADDR="127.0.0.1", GF_SERVER_HTTP_PORT=str(COMPONENTS[name].default_port),
-                GF_SECURITY_ADMIN_USER="admin", GF_SECURITY_ADMIN_PASSWORD=password,
-                GF_AUTH_ANONYMOUS_ENABLED=os.environ.get("OBSBOX_GRAFANA_ANONYMOUS", "false"),
-                GF_AUTH_ANONYMOUS_ORG_ROLE="Viewer", GF_USERS_ALLOW_SIGN_UP="false",
-                GF_ANALYTICS_REPORTING_ENABLED="false", GF_ANALYTICS_CHECK_FOR_UPDATES="false",
-            )
-        return env
+    def _launch(self, name: str, binary: Path, version: str | None, ports: dict[str, int]) -> Launch:
+        """Render the component's configs and return how to run it (obsbox.stack.launch owns each component's)."""
+        launcher = LAUNCHERS.get(name)
+        if launcher is None:
+            raise UsageError(f"the native runtime cannot run {name}")
+        return launcher(LaunchContext(self.tree, self._dir(name), binary, version, ports))
 
     def _start(self, name: str, argv: list[str], health: str, url: str, env: dict[str, str],
                progress: Progress) -> Started:

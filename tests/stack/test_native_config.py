@@ -63,11 +63,11 @@ def test_prometheus_3_keeps_the_otlp_block(tree: StackTree, tmp_path: Path) -> N
 
 def test_flags_follow_the_binary_major_version(tree: StackTree, tmp_path: Path) -> None:
     runtime = NativeRuntime(tmp_path, tree)
-    v2 = runtime._argv("prometheus", Path("/usr/bin/prometheus"), "2.42.0", PORTS)
-    v3 = runtime._argv("prometheus", Path("/opt/prometheus"), "3.14.0", PORTS)
+    v2 = runtime._launch("prometheus", Path("/usr/bin/prometheus"), "2.42.0", PORTS).argv
+    v3 = runtime._launch("prometheus", Path("/opt/prometheus"), "3.14.0", PORTS).argv
     assert "--web.enable-otlp-receiver" not in v2 and "--web.enable-otlp-receiver" in v3
     assert "--web.listen-address=127.0.0.1:19090" in v2
-    am = runtime._argv("alertmanager", Path("/usr/bin/prometheus-alertmanager"), "0.25.0", PORTS)
+    am = runtime._launch("alertmanager", Path("/usr/bin/prometheus-alertmanager"), "0.25.0", PORTS).argv
     assert "--cluster.listen-address=" in am and "--web.listen-address=127.0.0.1:19093" in am
 
 
@@ -97,23 +97,23 @@ def test_loki_jaeger_collector_and_grafana_are_rendered_for_local_processes(
     """No Loki, Jaeger, collector or Grafana binary exists here: what is checked is what they would be given."""
     monkeypatch.setenv("OBSBOX_STATE_DIR", str(tmp_path))
     runtime = NativeRuntime(tmp_path, tree)
-    loki = runtime._argv("loki", Path("/opt/loki/loki"), "3.7.6", FULL)
+    loki = runtime._launch("loki", Path("/opt/loki/loki"), "3.7.6", FULL).argv
     loki_config = yaml.safe_load(Path(loki[1].split("=", 1)[1]).read_text())
     assert loki_config["ruler"]["alertmanager_url"] == "http://127.0.0.1:19093"
     assert loki_config["common"]["path_prefix"].startswith(str(tmp_path))
-    collector = runtime._argv("collector", Path("/opt/otelcol-contrib"), "0.159.0", FULL)
+    collector = runtime._launch("collector", Path("/opt/otelcol-contrib"), "0.159.0", FULL).argv
     text = Path(collector[1].split("=", 1)[1]).read_text()
     assert "http://127.0.0.1:19090/api/v1/otlp" in text and "0.0.0.0" not in text
     assert "127.0.0.1:14317" in text  # traces to Jaeger, moved off the collector's own 4317
-    jaeger = runtime._argv("jaeger", Path("/opt/jaeger"), "2.20.0", FULL)
+    jaeger = runtime._launch("jaeger", Path("/opt/jaeger"), "2.20.0", FULL).argv
     text = Path(jaeger[1].split("=", 1)[1]).read_text()
     assert "http://127.0.0.1:19090" in text and "127.0.0.1:14317" in text and "0.0.0.0" not in text
-    grafana = runtime._argv("grafana", Path("/usr/sbin/grafana"), "13.2.0", FULL)
+    grafana = runtime._launch("grafana", Path("/usr/sbin/grafana"), "13.2.0", FULL).argv
     assert grafana[1] == "server" and grafana[2].startswith("--homepath=")
     datasources = (tmp_path / "native" / "grafana" / "provisioning" / "datasources" / "obsbox.yaml").read_text()
     assert "http://127.0.0.1:19090" in datasources and "http://127.0.0.1:19093" in datasources
     assert "http://prometheus:" not in datasources
-    env = runtime._env_for("grafana")
+    env = runtime._launch("grafana", Path("/usr/sbin/grafana"), "13.2.0", FULL).env
     assert env["GF_SERVER_HTTP_ADDR"] == "127.0.0.1" and env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == (tmp_path / "grafana-admin-password").read_text().strip()
     assert env["GF_PATHS_PROVISIONING"] == str(tmp_path / "native" / "grafana" / "provisioning")
