@@ -126,6 +126,16 @@ SEMCONV_METRICS: dict[str, MetricSpec] = _specs(
          "server.address", "server.port", "db.response.status_code", "error.type"),
         "Duration of database (and cache) client operations: SQL statements, Redis commands.",
     ),
+    MetricSpec(
+        "rpc.client.call.duration", "histogram", "s",
+        ("rpc.system.name", "rpc.method", "rpc.response.status_code", "server.address", "server.port", "error.type"),
+        "Duration of outgoing RPCs (gRPC), until the status arrives.",
+    ),
+    MetricSpec(
+        "rpc.server.call.duration", "histogram", "s",
+        ("rpc.system.name", "rpc.method", "rpc.response.status_code", "error.type"),
+        "Duration of incoming RPCs (gRPC), until the status is sent.",
+    ),
     MetricSpec("process.cpu.time", "counter", "s", ("cpu.mode",), "CPU time by mode (user, system)."),
     # Instrument kinds as the semantic conventions define them (model/process/metrics.yaml: updowncounter);
     # in Prometheus these are gauges all the same.
