@@ -40,11 +40,8 @@ from obsbox.instrumentation.integrations._sql import analyse
 
 __all__ = ["DbCall", "Operation", "Target", "inside", "outer"]
 
-_SUPPRESS_KEYS = tuple(
-    getattr(otel_context, name)
-    for name in ("_SUPPRESS_INSTRUMENTATION_KEY",)
-    if hasattr(otel_context, name)
-)
+# What OpenTelemetry's exporters set to keep their own calls out of the telemetry.
+_SUPPRESS_KEY = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
 _get_current = otel_context.get_current
 _CLIENT = SpanKind.CLIENT._value_ + 1  # the OTLP number the lean tracer takes
 
@@ -69,7 +66,9 @@ def reset_outer(token: Token[bool]) -> None:
         _outer.set(False)
 
 
-@dataclass(frozen=True)
+# Targets and Operations are compared by identity (eq=False: hashing one is free, the request path looks them up in
+# tables): each integration keeps one Target per engine, connection or client, and Operations are interned.
+@dataclass(frozen=True, eq=False)
 class Target:
     """Where operations go: the same for every operation on a connection."""
 
@@ -79,7 +78,7 @@ class Target:
     namespace: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Operation:
     """What an operation is, as far as it may be told: never a literal, parameter, key or value."""
 
@@ -181,10 +180,6 @@ _metric_attrs: Interned[tuple[Target, Operation, str | None, str | None], Attrib
     _metric_attributes, limit=4096)
 
 
-def _suppressed() -> bool:
-    return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
-
-
 def status_code_of(exc: BaseException) -> str | None:
     """`db.response.status_code`: the SQLSTATE psycopg and asyncpg put on their errors (None otherwise)."""
     code = getattr(exc, "sqlstate", None)
@@ -208,7 +203,8 @@ class DbCall:
     def begin(cls, target: Target, operation: Operation) -> DbCall | None:
         """Start the CLIENT span under the current one; None when instrumentation is suppressed or failed."""
         try:
-            if _SUPPRESS_KEYS and _suppressed():
+            parent = _get_current()
+            if parent.get(_SUPPRESS_KEY):
                 return None
             self = cls()
             self.runtime = runtime = _runtime.current()
@@ -217,13 +213,13 @@ class DbCall:
             shape = _shapes[(target, operation)]
             tracer = runtime.tracer
             if type(tracer) is LeanTracer:
-                span = tracer.start(shape.name, _get_current(), _CLIENT)
+                span = tracer.start(shape.name, parent, _CLIENT)
                 if type(span) is LeanSpan:
                     span.shared = [shape.span_attributes]
             elif isinstance(tracer, LeanTracer):  # a sampler or on_start hook reads the start attributes
-                span = tracer.start(shape.name, _get_current(), _CLIENT, shape.merged)
+                span = tracer.start(shape.name, parent, _CLIENT, shape.merged)
             else:
-                span = tracer.start_span(shape.name, kind=SpanKind.CLIENT, attributes=shape.merged)
+                span = tracer.start_span(shape.name, parent, SpanKind.CLIENT, shape.merged)
             self.span = span
             self.started = perf_counter()
             return self
