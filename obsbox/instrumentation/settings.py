@@ -516,8 +516,9 @@ def _check_together(grouped: dict[str, dict[str, Any]], sources: Mapping[str, st
     for values in grouped.values():
         batch, queue = values.get("max_export_batch_size"), values.get("max_queue_size")
         if batch is not None and queue is not None and batch > queue:
-            _log.warning("obsbox: ignoring %s=%d (more than max_queue_size, %d); using %d",
-                         sources.get("max_export_batch_size", "max_export_batch_size"), batch, queue, queue)
+            if "max_export_batch_size" in sources:  # (the default batch above a small queue: no one to tell)
+                _log.warning("obsbox: ignoring %s=%d (more than max_queue_size, %d); using %d",
+                             sources["max_export_batch_size"], batch, queue, queue)
             values["max_export_batch_size"] = queue
 
 
