@@ -105,7 +105,8 @@ def _view(span: SpanRecord, sdk: bool) -> dict[str, Any]:
     events = [(name, _norm({k: v for k, v in attrs.items() if k != "exception.escaped" and not _replaced(k, v)}))
               for name, attrs in span.events]
     if sdk:  # obsbox redacts the URLs quoted in texts it cannot know are safe; the SDK does not
-        events = [(n, {k: redact_text(v) if k == "exception.message" else v for k, v in a.items()}) for n, a in events]
+        events = [(n, {k: redact_text(v) if k == "exception.message" and isinstance(v, str) else v
+                   for k, v in a.items()}) for n, a in events]
     attributes = {k: v for k, v in span.attributes.items() if not _replaced(k, v)}
     return {"name": span.name, "attributes": _norm(attributes), "events": events,
             "status": (span.status_code, redact_text(span.status_message) if sdk else span.status_message)}
