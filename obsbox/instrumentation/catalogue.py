@@ -136,6 +136,18 @@ SEMCONV_METRICS: dict[str, MetricSpec] = _specs(
         ("rpc.system.name", "rpc.method", "rpc.response.status_code", "error.type"),
         "Duration of incoming RPCs (gRPC), until the status is sent.",
     ),
+    MetricSpec(
+        "messaging.client.operation.duration", "histogram", "s",
+        ("messaging.system", "messaging.operation.name", "messaging.operation.type", "messaging.destination.name",
+         "celery.task.name", "error.type"),
+        "Duration of sending a message (a Celery task).",
+    ),
+    MetricSpec(
+        "messaging.process.duration", "histogram", "s",
+        ("messaging.system", "messaging.operation.name", "messaging.operation.type", "messaging.destination.name",
+         "celery.task.name", "celery.task.state", "error.type"),
+        "Duration of processing a message (running a Celery task), by its final state (SUCCESS, FAILURE, RETRY).",
+    ),
     MetricSpec("process.cpu.time", "counter", "s", ("cpu.mode",), "CPU time by mode (user, system)."),
     # Instrument kinds as the semantic conventions define them (model/process/metrics.yaml: updowncounter);
     # in Prometheus these are gauges all the same.

@@ -437,7 +437,7 @@ class LibrarySettings:
 
     disabled_integrations: tuple[str, ...] = _setting(
         (), "name,...", _names,
-        "Libraries configure() leaves uninstrumented: any of sqlalchemy, psycopg, asyncpg, redis, grpc, or `all`. "
+        "Libraries configure() leaves uninstrumented: any of sqlalchemy, psycopg, asyncpg, redis, grpc, celery, or `all`. "
         "The others are instrumented when installed (see docs/integrations.md).",
         argument="Sequence[str] | str | None")
 
