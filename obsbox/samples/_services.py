@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
+from obsbox.stack.model import ProcessSpec
+
 
 @dataclass(frozen=True)
 class ServiceInfo:
@@ -45,6 +47,31 @@ def missing_modules(modules: tuple[str, ...]) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
+def require(modules: tuple[str, ...], what: str) -> None:
+    """MissingPackageError, with the `pip install` line, when a module `what` needs is not installed."""
+    from obsbox.stack.errors import MissingPackageError
+
+    missing = missing_modules(modules)
+    if missing:
+        raise MissingPackageError(f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                                  "not installed (they come with the `samples` extra)", install_hint())
+
+
 def install_hint() -> str:
     """The exact command that installs the `samples` extra into the Python running obsbox."""
     return f"{INSTALL_SAMPLES}   (into this Python: {sys.executable} -m {INSTALL_SAMPLES})"
+
+
+# Start order: each service after those it calls.
+START_ORDER = ("inventory", "payments", "orders", "gateway")
+
+
+def shop_processes() -> tuple[ProcessSpec, ...]:
+    """The sample shop as processes for the engine to run (`obsbox up --samples` on the native runtime)."""
+    return tuple(
+        ProcessSpec(name, SERVICES[name].default_port,
+                    (sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "{host}", "--port", "{port}"),
+                    health_path="/admin/faults", url_env=SERVICES[name].url_env, requires=SHOP_MODULES,
+                    install_hint=install_hint())
+        for name in START_ORDER
+    )

@@ -159,3 +159,33 @@ def set_faults(
 def reset_faults(target: str) -> Faults:
     """Remove every fault at `target`. Returns the (cleared) faults now in force."""
     return _request("DELETE", target)
+
+
+def chaos(service: str, *, base: str | None = None, error_rate: float | None = None,
+          latency_ms: float | None = None, jitter_ms: float | None = None, outage: bool | None = None,
+          reset: bool = False) -> dict[str, object]:
+    """Set (or with `reset` clear) faults in a sample service at `base` (default: its usual local address);
+    returns the faults now in force. Bad input raises UsageError before anything is sent."""
+    from obsbox.stack.errors import NotRunningError, UsageError
+
+    if service not in SERVICES:
+        raise UsageError(f"unknown sample service {service!r}", "the services are: " + ", ".join(SERVICES))
+    given = any(v is not None for v in (error_rate, latency_ms, jitter_ms, outage))
+    if reset and given:
+        raise UsageError("--reset clears every fault; give it alone", "e.g. `obsbox chaos payments --reset`")
+    if not reset and not given:
+        raise UsageError("say which fault to inject",
+                         "e.g. `obsbox chaos payments --error-rate 0.5`, `--latency-ms 300`, `--outage` or `--reset`")
+    try:
+        validate(error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
+    except ValueError as e:
+        raise UsageError(str(e), "see `obsbox chaos --help`") from None
+    target = base or base_url(service)
+    try:
+        now = reset_faults(target) if reset else set_faults(
+            target, error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
+    except ValueError as e:
+        raise UsageError(str(e), "see `obsbox chaos --help`") from None
+    except (ConnectionError, PermissionError) as e:
+        raise NotRunningError(str(e), "start the sample shop with `obsbox up --samples` (or `obsbox demo`)") from None
+    return dict(now.to_json())

@@ -92,7 +92,7 @@ def find_tool(name: str) -> Path | None:
     return Path(found) if found else None
 
 
-BUILDABLE = ("collector", "prometheus", "alertmanager", "jaeger")
+BUILDABLE = ("collector", "prometheus", "alertmanager", "jaeger", "helm", "compose")
 
 
 def build(components: tuple[str, ...] = ()) -> None:

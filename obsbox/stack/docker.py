@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +25,7 @@ from obsbox.stack.components import COMPONENTS
 from obsbox.stack.compose import StackTree
 from obsbox.stack.errors import DockerError, RuntimeUnavailableError, UsageError
 from obsbox.stack.health import firing_alerts, http_ok
-from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
+from obsbox.stack.model import ComponentStatus, ProcessSpec, Progress, Started, StatusReport, UpReport
 from obsbox.stack.ports import check_ports
 from obsbox.stack.render import render_alertmanager_config
 from obsbox.stack.state import grafana_password
@@ -192,12 +192,14 @@ class DockerRuntime:
         profiles = {str(p) for svc in self.tree.services.values() for p in svc.get("profiles") or []}
         return ["--profile", "samples"] if samples and "samples" in profiles else []
 
-    def up(self, *, samples: bool, progress: Progress) -> UpReport:
+    def up(self, *, samples: Sequence[ProcessSpec] = (), progress: Progress) -> UpReport:
+        """Start the compose services; with `samples`, the compose file's `samples` profile (the shop's images
+        stand for the processes handed over)."""
         # First: whether the password is new decides whether it is printed (once).
         password, new = grafana_password(self.state)
         self.check_compose()
         running = {c.name for c in self._ps() if c.state in ("healthy", "running", "starting")}
-        profile = self._sample_profile_args(samples)
+        profile = self._sample_profile_args(bool(samples))
         services = [s for s, svc in self.tree.services.items()
                     if not svc.get("profiles") or (profile and "samples" in svc.get("profiles", []))]
         wanted = {k: v for k, v in self._all_published(services).items() if k.split(":")[0] not in running}
@@ -283,7 +285,7 @@ class DockerRuntime:
                 name, "docker", status, url=f"http://127.0.0.1:{port}" if port else None, version=version,
                 pid=(pids.get(str(item.get("Name"))) or None) if status != "exited" else None,
                 exit_code=item.get("ExitCode") if status == "exited" else None,
-                kind="sample" if service in _sample_names() else "backend",
+                kind="sample" if "samples" in (self.tree.services.get(service, {}).get("profiles") or []) else "backend",
             ))
         return result
 
@@ -344,10 +346,7 @@ def _component_names() -> tuple[str, ...]:
     return tuple(COMPONENTS)
 
 
-def _sample_names() -> tuple[str, ...]:
-    from obsbox.samples._services import SERVICES
 
-    return tuple(SERVICES)
 
 
 def _published(spec: Any) -> tuple[int, int] | None:

@@ -1,7 +1,7 @@
-"""The engine the CLI drives: pick a runtime, start/stop/inspect the box, inject faults into the sample shop.
+"""The engine the CLI drives: pick a runtime, start/stop/inspect the box and the processes handed to it.
 
 >>> from obsbox.stack import engine
->>> report = engine.up(runtime="auto", samples=True, progress=print)    # doctest: +SKIP
+>>> report = engine.up(runtime="auto", samples=shop_processes(), progress=print)    # doctest: +SKIP
 >>> engine.status().to_json()["components"][0]["state"]                 # doctest: +SKIP
 'healthy'
 
@@ -12,14 +12,14 @@ the state dir, so `status`, `down`, `chaos`, `top` talk to what is actually runn
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from obsbox.samples._services import SHOP_MODULES, install_hint, missing_modules
 from obsbox.stack import targets
 from obsbox.stack.docker import DockerRuntime, engine_available
-from obsbox.stack.errors import MissingPackageError, NotRunningError, RuntimeUnavailableError, UsageError
-from obsbox.stack.model import Progress, Runtime, StatusReport, UpReport
+from obsbox.stack.errors import NotRunningError, RuntimeUnavailableError, UsageError
+from obsbox.stack.model import ProcessSpec, Progress, Runtime, StatusReport, UpReport
 from obsbox.stack.native import NativeRuntime
 from obsbox.stack.state import active_runtime, forget_runtime, record_runtime, state_dir
 
@@ -54,7 +54,7 @@ def current() -> Runtime | None:
     return NativeRuntime(state_dir())
 
 
-def up(*, runtime: RuntimeChoice = "auto", samples: bool = False, download: bool = False,
+def up(*, runtime: RuntimeChoice = "auto", samples: Sequence[ProcessSpec] = (), download: bool = False,
        progress: Progress) -> UpReport:
     """Start the box (idempotent: what already runs is left alone and reported)."""
     recorded = active_runtime()
@@ -70,8 +70,6 @@ def up(*, runtime: RuntimeChoice = "auto", samples: bool = False, download: bool
             chosen.download = download
     else:
         chosen = choose(runtime, download=download, progress=progress)
-    if samples and isinstance(chosen, NativeRuntime):  # docker runs the shop from its image instead
-        require_samples(SHOP_MODULES, "the sample shop")
     record_runtime({"runtime": chosen.name, "since": (recorded or {}).get("since", time.time())})
     report = chosen.up(samples=samples, progress=progress)
     if isinstance(chosen, NativeRuntime):
@@ -124,14 +122,6 @@ def _targets_runtime() -> NativeRuntime | None:
     return runtime if isinstance(runtime, NativeRuntime) else None
 
 
-def require_samples(modules: tuple[str, ...], what: str) -> None:
-    """MissingPackageError, with the `pip install` line, when a module `what` needs is not installed."""
-    missing = missing_modules(modules)
-    if missing:
-        raise MissingPackageError(f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                                  "not installed (they come with the `samples` extra)", install_hint())
-
-
 def down(*, purge: bool = False, progress: Progress) -> bool:
     """Stop what `up` started; False when nothing was recorded as running."""
     runtime = current()
@@ -164,34 +154,5 @@ def url_of(component: str) -> str:
     return found
 
 
-def chaos(service: str, *, error_rate: float | None = None, latency_ms: float | None = None,
-          jitter_ms: float | None = None, outage: bool | None = None, reset: bool = False) -> dict[str, object]:
-    """Set (or with `reset` clear) faults in a sample service; returns the faults now in force."""
-    from obsbox.samples import faults
-    from obsbox.samples._services import SERVICES
-
-    if service not in SERVICES:
-        raise UsageError(f"unknown sample service {service!r}", "the services are: " + ", ".join(SERVICES))
-    given = any(v is not None for v in (error_rate, latency_ms, jitter_ms, outage))
-    if reset and given:
-        raise UsageError("--reset clears every fault; give it alone", "e.g. `obsbox chaos payments --reset`")
-    if not reset and not given:
-        raise UsageError("say which fault to inject",
-                         "e.g. `obsbox chaos payments --error-rate 0.5`, `--latency-ms 300`, `--outage` or `--reset`")
-    try:
-        faults.validate(error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
-    except ValueError as e:
-        raise UsageError(str(e), "see `obsbox chaos --help`") from None
-    base = urls().get(service) or faults.base_url(service)
-    try:
-        now = faults.reset_faults(base) if reset else faults.set_faults(
-            base, error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
-    except ValueError as e:
-        raise UsageError(str(e), "see `obsbox chaos --help`") from None
-    except (ConnectionError, PermissionError) as e:
-        raise NotRunningError(str(e), "start the sample shop with `obsbox up --samples` (or `obsbox demo`)") from None
-    return dict(now.to_json())
-
-
-__all__ = ["add_target", "chaos", "choose", "current", "down", "list_targets", "remove_target", "require_samples",
+__all__ = ["add_target", "choose", "current", "down", "list_targets", "remove_target",
            "status", "up", "url_of", "urls"]

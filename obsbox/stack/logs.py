@@ -7,16 +7,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
-def known_components() -> list[str]:
-    """Every name `obsbox logs` takes: the box's components and the sample services."""
-    from obsbox.samples._services import SERVICES
+def known_components(extra: Iterable[str] = ()) -> list[str]:
+    """Every name `obsbox logs` takes: the box's components, and `extra` (the processes handed to `up`)."""
     from obsbox.stack.components import COMPONENTS
 
-    return [*COMPONENTS, *SERVICES]
+    return [*COMPONENTS, *(n for n in extra if n not in COMPONENTS)]
 
 
 def tail(files: list[tuple[str, str]], *, lines: int, follow: bool, write: Callable[[str], None],

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -151,12 +151,39 @@ class UpReport:
     failed_downloads: list[str] = field(default_factory=list)  # `up --download`: components whose download failed
 
 
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A process the engine runs beside the box, described by whoever owns it (the sample shop hands its services
+    over this way; the engine knows none of them by name).
+
+    `argv` may contain "{host}" and "{port}"; `url_env` is the variable in which every process of the group gets
+    this one's base URL; `requires` are modules that must be importable first, `install_hint` says how to get them.
+    """
+
+    name: str
+    default_port: int
+    argv: tuple[str, ...]
+    health_path: str = "/"
+    url_env: str | None = None
+    requires: tuple[str, ...] = ()
+    install_hint: str = ""
+
+    def command(self, host: str, port: int) -> list[str]:
+        return [a.format(host=host, port=port) for a in self.argv]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProcessSpec:
+        return cls(str(data["name"]), int(data["default_port"]), tuple(data["argv"]),
+                   str(data.get("health_path") or "/"), data.get("url_env"), tuple(data.get("requires") or ()),
+                   str(data.get("install_hint") or ""))
+
+
 class Runtime(Protocol):
     """What the CLI asks of a runtime (docker or native)."""
 
     name: str
 
-    def up(self, *, samples: bool, progress: Progress) -> UpReport: ...
+    def up(self, *, samples: Sequence[ProcessSpec], progress: Progress) -> UpReport: ...
 
     def down(self, *, purge: bool, progress: Progress) -> None: ...
 

@@ -2,7 +2,7 @@
 
 >>> from obsbox.stack.native import NativeRuntime
 >>> runtime = NativeRuntime()                      # doctest: +SKIP
->>> report = runtime.up(samples=True, progress=print)   # doctest: +SKIP
+>>> report = runtime.up(samples=shop_processes(), progress=print)   # doctest: +SKIP
 
 Each component gets `<state>/native/<name>/` with its rendered config, data dir, log file and supervisor state
 file. Ports come from OBSBOX_<NAME>_PORT (0 = any free port) and are kept in `<state>/native/record.json`, so
@@ -13,29 +13,36 @@ they are).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from obsbox.stack import binaries, process
 from obsbox.stack.components import COMPONENTS, Component, port_setting
 from obsbox.stack.compose import StackTree
-from obsbox.stack.errors import ComponentFailedError, DownloadError, NotRunningError, StackError, UsageError
+from obsbox.stack.errors import (
+    ComponentFailedError,
+    DownloadError,
+    MissingPackageError,
+    NotRunningError,
+    StackError,
+    UsageError,
+)
 from obsbox.stack.health import firing_alerts, http_ok
 from obsbox.stack.launch import LAUNCHERS, Launch, LaunchContext
-from obsbox.stack.model import ComponentStatus, Progress, Started, StatusReport, UpReport
+from obsbox.stack.model import ComponentStatus, ProcessSpec, Progress, Started, StatusReport, UpReport
 from obsbox.stack.native_config import major
 from obsbox.stack.native_record import NativeRecord, Running
 from obsbox.stack.ports import check_ports, free_port
 from obsbox.stack.state import grafana_password, write_json
 
-# Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go); samples dependencies first.
+# Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go). Processes handed over
+# with `up(samples=...)` start after the box, in the order given.
 BACKEND_ORDER = ("alertmanager", "prometheus", "loki", "jaeger", "collector", "grafana")
-SAMPLE_ORDER = ("inventory", "payments", "orders", "gateway")
 
 
 @dataclass
@@ -77,6 +84,7 @@ class NativeRuntime:
     def __init__(self, state: Path, tree: StackTree | None = None, *, download: bool = False,
                  docker_reason: str | None = None) -> None:
         self.state = state
+        self._specs: dict[str, ProcessSpec] = {}
         self.root = state / "native"
         self._tree = tree
         self.sd_file: Path | None = None
@@ -144,13 +152,22 @@ class NativeRuntime:
         return f"no {names} binary on PATH or in {binaries.cache_dir()}; to get it: {comp.install_hint}"
 
     # --- up ---------------------------------------------------------------------------------------------------
-    def up(self, *, samples: bool, progress: Progress) -> UpReport:
+    def up(self, *, samples: Sequence[ProcessSpec] = (), progress: Progress) -> UpReport:
+        """Start the box's components found here, then `samples` (or those of the last `up` until a `down`)."""
+        record = self.record()
+        specs = list(samples) or list(record.samples)
+        for spec in specs:
+            missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+            if missing:
+                raise MissingPackageError(
+                    f"{spec.name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                    "installed", spec.install_hint or "install them into the Python running obsbox")
         self.root.mkdir(parents=True, exist_ok=True)
         plan = self.plan(progress)
-        record = self.record()
         known = record.components
         want = [n for n in BACKEND_ORDER if n in plan.run]
-        sample_names = list(SAMPLE_ORDER) if (samples or record.samples) else []
+        self._specs = {spec.name: spec for spec in specs}
+        sample_names = list(self._specs)
 
         # Which need starting, and on which ports (kept from the last `up`, so URLs stay stable).
         to_start: list[str] = []
@@ -176,7 +193,7 @@ class NativeRuntime:
             known[name] = Running(port=ports[name], url=url, health=comp.health_url(ports[name]), kind="backend",
                                   version=version, binary=str(plan.run[name]))
         record.unavailable = dict(plan.unavailable)
-        record.samples = bool(sample_names)
+        record.samples = specs
         self._save(record)
         for name in want:
             if name in to_start:
@@ -205,7 +222,7 @@ class NativeRuntime:
     def _port_for(self, name: str) -> int:
         if name in COMPONENTS and COMPONENTS[name].fixed_port:
             return COMPONENTS[name].default_port
-        default = COMPONENTS[name].default_port if name in COMPONENTS else self._sample_default(name)
+        default = COMPONENTS[name].default_port if name in COMPONENTS else self._specs[name].default_port
         port = port_setting(name, default)
         return port or free_port()
 
@@ -215,12 +232,6 @@ class NativeRuntime:
         if name in COMPONENTS and COMPONENTS[name].fixed_port:
             return 0
         return port_setting(name, 0)
-
-    @staticmethod
-    def _sample_default(name: str) -> int:
-        from obsbox.samples._services import SERVICES
-
-        return SERVICES[name].default_port
 
     def _supervised(self, name: str) -> process.Supervised:
         return process.read_supervised(name, self._state_file(name))
@@ -271,8 +282,9 @@ class NativeRuntime:
                        record: NativeRecord, progress: Progress, notes: list[str]) -> list[Started]:
         known = record.components
         env = os.environ.copy()
-        for svc in SAMPLE_ORDER:
-            env[f"{svc.upper()}_URL"] = f"http://127.0.0.1:{ports[svc]}"
+        for name in names:
+            if self._specs[name].url_env:
+                env[str(self._specs[name].url_env)] = f"http://127.0.0.1:{ports[name]}"
         if "collector" in ports:
             env.setdefault("OBSBOX_ENDPOINT", f"http://127.0.0.1:{ports['collector']}")
         started = []
@@ -283,10 +295,10 @@ class NativeRuntime:
             if name not in to_start:
                 started.append(Started(name, url, None))
                 continue
-            known[name] = Running(port=ports[name], url=url, health=url + "/admin/faults", kind="sample")
-            argv = [sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "127.0.0.1",
-                    "--port", str(ports[name])]
-            started.append(self._start(name, argv, url + "/admin/faults", url, env, progress))
+            spec = self._specs[name]
+            health = url + spec.health_path
+            known[name] = Running(port=ports[name], url=url, health=health, kind="sample")
+            started.append(self._start(name, spec.command("127.0.0.1", ports[name]), health, url, env, progress))
         if record.samples_otlp_off:
             notes.append(SAMPLES_OTLP_OFF_NOTE)
         # Metrics reach Prometheus one way only: pushed through the collector when Prometheus can take OTLP
@@ -305,14 +317,14 @@ class NativeRuntime:
     # --- down / status / logs ---------------------------------------------------------------------------------
     def down(self, *, purge: bool, progress: Progress) -> None:
         record = self.record()
-        names = list(SAMPLE_ORDER)[::-1] + list(BACKEND_ORDER)[::-1]
+        names = [s.name for s in record.samples][::-1] + list(BACKEND_ORDER)[::-1]
         names += [n for n in record.components if n not in names]
         for name in names:
             if self._state_file(name).exists():
                 if self._supervised(name).alive:
                     progress(f"stopping {name}")
                 process.stop_supervised(name, self._state_file(name))
-        record.samples = False
+        record.samples = []
         self._save(record)
         sd = record.sd_file
         if sd and Path(sd).exists():

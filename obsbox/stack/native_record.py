@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from obsbox.stack.model import ProcessSpec
 from obsbox.stack.state import read_json, write_json
 
 Kind = Literal["backend", "sample"]
@@ -43,7 +44,7 @@ class Running:
 class NativeRecord:
     components: dict[str, Running] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)   # component -> why, and how to get it
-    samples: bool = False                 # the sample shop belongs to this box (a later `up` starts it again)
+    samples: list[ProcessSpec] = field(default_factory=list)   # handed to `up`; a later `up` starts them again
     samples_otlp_off: bool = False        # the shop runs with OTLP export off (no collector)
     sd_file: str | None = None            # where Prometheus discovers the shop's pull endpoints
 
@@ -53,7 +54,9 @@ class NativeRecord:
             components={n: Running.from_json(c) for n, c in (data.get("components") or {}).items()
                         if isinstance(c, dict) and "port" in c and "url" in c},
             unavailable=dict(data.get("unavailable") or {}),
-            samples=bool(data.get("samples")),
+            # A record of an older obsbox says only `true`: the processes are handed over again by the next `up`.
+            samples=[ProcessSpec.from_json(p) for p in data.get("samples") or [] if isinstance(p, dict)]
+            if isinstance(data.get("samples"), list) else [],
             samples_otlp_off=bool(data.get("samples_otlp_off")),
             sd_file=data.get("sd_file"),
         )
