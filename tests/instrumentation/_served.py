@@ -20,8 +20,14 @@ from typing import Any
 @contextlib.contextmanager
 def served(app: Any) -> Iterator[str]:
     """Serve the ASGI `app` with uvicorn until the block ends; yields the base URL."""
+    import logging
+
     import uvicorn
 
+    # uvicorn.Config(log_level=...) sets its loggers' levels process-wide; put them back afterwards so that a later
+    # test's INFO record on uvicorn.error is not filtered out by this one's server.
+    loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")]
+    levels = [lg.level for lg in loggers]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
@@ -37,6 +43,8 @@ def served(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 @contextlib.contextmanager
