@@ -204,7 +204,7 @@ class DockerRuntime:
                     if not svc.get("profiles") or (profile and "samples" in svc.get("profiles", []))]
         wanted = {k: v for k, v in self._all_published(services).items() if k.split(":")[0] not in running}
         # check_ports wants component → port; the key keeps the service name in the message.
-        check_ports({k.split(":")[0]: v for k, v in wanted.items()})
+        check_ports({k.split(":")[0]: v for k, v in wanted.items()}, settable=())
         begin = time.monotonic()
         progress("starting the stack with docker compose (first run pulls images)")
         ready_at = self._up_watching(profile, begin, progress)

@@ -35,12 +35,14 @@ class PortInUseError(StackError):
 
     exit_code = 3
 
-    def __init__(self, port: int, component: str, holder: str | None = None) -> None:
+    def __init__(self, port: int, component: str, holder: str | None = None, *, settable: bool = True) -> None:
         by = f" by {holder}" if holder else ""
-        super().__init__(
-            f"port 127.0.0.1:{port} ({component}) is already in use{by}",
-            f"stop that process, or pick another port with OBSBOX_{component.upper()}_PORT=<port>",
-        )
+        # Only some ports can be moved by a variable: natively those of Prometheus, Alertmanager and the sample
+        # services; the others are where the tree's configs (and stack.yml) put them.
+        hint = (f"stop that process, or pick another port with OBSBOX_{component.upper()}_PORT=<port>" if settable
+                else f"stop that process ({component}'s port is set in the stack tree's configs; a copy of the tree "
+                     "in OBSBOX_STACK_DIR can move it)")
+        super().__init__(f"port 127.0.0.1:{port} ({component}) is already in use{by}", hint)
         self.port = port
         self.component = component
         self.holder = holder

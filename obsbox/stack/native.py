@@ -179,7 +179,8 @@ class NativeRuntime:
                 continue
             ports[name] = self._explicit_port(name) or (prior.port if prior else 0) or self._port_for(name)
             to_start.append(name)
-        check_ports({n: ports[n] for n in to_start})
+        check_ports({n: ports[n] for n in to_start},
+                    settable=[n for n in to_start if not (n in COMPONENTS and COMPONENTS[n].fixed_port)])
 
         report = UpReport("native", unavailable=dict(plan.unavailable), note=self.docker_reason,
                           failed_downloads=plan.failed_downloads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Collection
 from pathlib import Path
 
 from obsbox.stack.errors import PortInUseError
@@ -53,11 +54,13 @@ def port_holder(port: int) -> str | None:
     return "another process"
 
 
-def check_ports(wanted: dict[str, int]) -> None:
-    """Raise PortInUseError for the first component whose port is taken (name → port)."""
+def check_ports(wanted: dict[str, int], *, settable: Collection[str] | None = None) -> None:
+    """Raise PortInUseError for the first component whose port is taken (name → port). `settable`: the names whose
+    port an OBSBOX_<NAME>_PORT variable moves (None: all of them)."""
     for component, port in wanted.items():
         if port and not port_is_free(port):
-            raise PortInUseError(port, component, port_holder(port))
+            raise PortInUseError(port, component, port_holder(port),
+                                 settable=settable is None or component in settable)
 
 
 def _listening_inodes(port: int) -> set[str]:

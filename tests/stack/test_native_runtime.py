@@ -173,3 +173,23 @@ def test_samples_added_later_are_scraped(env: dict[str, str]) -> None:
     obsbox(env, "down")
     obsbox(env, "up")  # after down the shop is not started again unless asked
     assert "gateway" not in {c["name"] for c in status(env)["components"] if c["state"] == "healthy"}
+
+
+def test_a_taken_port_hint_offers_a_variable_only_where_one_moves_it() -> None:
+    """OBSBOX_PROMETHEUS_PORT moves Prometheus; nothing moves Jaeger's fixed ports, so its hint must not offer
+    OBSBOX_JAEGER_PORT (it did, and setting it changed nothing)."""
+    import socket
+
+    from obsbox.stack.errors import PortInUseError
+    from obsbox.stack.ports import check_ports
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        with pytest.raises(PortInUseError) as moved:
+            check_ports({"prometheus": port}, settable=["prometheus"])
+        assert "OBSBOX_PROMETHEUS_PORT=<port>" in str(moved.value.hint)
+        with pytest.raises(PortInUseError) as fixed:
+            check_ports({"jaeger": port}, settable=["prometheus"])
+        assert "OBSBOX_JAEGER_PORT" not in str(fixed.value.hint) and "OBSBOX_STACK_DIR" in str(fixed.value.hint)
