@@ -87,7 +87,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, every: float = 0.3) -> T:
+def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, every: float = 0.3, what: str = "") -> T:
     """The first truthy value of `predicate()`, polled every `every` seconds; AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -95,7 +95,7 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, every: float 
         if value:
             return value
         time.sleep(every)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out after {timeout:.0f}s" + (f" waiting for {what}" if what else ""))
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ from obsbox.samples import load
 from obsbox.stack import binaries
 from obsbox.stack.components import COMPONENTS
 from obsbox.stack.render import render_collector_config
-from tests.stack._harness import alive, component, native_env, obsbox, status, supervised_pids
+from tests.stack._harness import alive, component, native_env, obsbox, status, supervised_pids, wait_for
 from tests.tree.test_queries import Query, dashboard_queries, metric_names, substitute
 
 BUILT = ("collector", "prometheus", "alertmanager", "jaeger")
@@ -126,15 +126,8 @@ class Traffic:
         self._thread.join(15)
 
 
-def wait(what: str, predicate: Any, timeout: float, every: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+def wait(what: str, predicate: Any, timeout: float) -> Any:
+    return wait_for(predicate, timeout=timeout, every=2.0, what=what)
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from tests.stack._harness import (
     obsbox,
     status,
     supervised_pids,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, needs_native_binaries, pytest.mark.timeout(420)]
@@ -71,15 +72,8 @@ def _alertmanager_alert(alertmanager: str, service: str) -> dict[str, Any] | Non
     return None
 
 
-def _wait(what: str, predicate: Any, timeout: float, every: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+def _wait(what: str, predicate: Any, timeout: float) -> Any:
+    return wait_for(predicate, timeout=timeout, every=2.0, what=what)
 
 
 def test_alert_fires_reaches_alertmanager_resolves_and_down_leaves_nothing(tmp_path: Path) -> None:
