@@ -133,19 +133,3 @@ def redis_server() -> Iterator[Redis]:
             process.wait()
         shutil.rmtree(root, ignore_errors=True)
 
-
-@pytest.fixture(autouse=True)
-def _uvicorn_loggers_restored() -> Iterator[None]:
-    """uvicorn.Config (tests/instrumentation/_served.py) sets its loggers' levels and handlers for the process;
-    put them back so that later tests see the loggers as they were."""
-    import logging
-
-    names = ("uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers), logging.getLogger(n).propagate)
-             for n in names}
-    yield
-    for n, (level, handlers, propagate) in saved.items():
-        lg = logging.getLogger(n)
-        lg.setLevel(level)
-        lg.handlers[:] = handlers
-        lg.propagate = propagate
