@@ -65,6 +65,10 @@ go_tools() {  # component version module-version ldflags tags package...  (one s
       || { say "$comp: go build $pkg failed"; return 1; }
   done
   install_into "$comp" "$ver" "$out" "${bins[@]}"
+  case "$comp" in  # built from Go modules alone: their web UIs' assets are not in the modules
+    prometheus|alertmanager|jaeger) echo "built from the Go module without the web UI; the API is whole" \
+      >"$cache/$comp/$ver/NO-WEB-UI" ;;
+  esac
   say "$comp $ver: built in $((SECONDS - t0)) s -> $cache/$comp/$ver"
 }
 

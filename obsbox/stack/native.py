@@ -214,6 +214,12 @@ class NativeRuntime:
             report.unavailable["collector→prometheus"] = (
                 f"Prometheus {prometheus_version} has no OTLP receiver, so metrics pushed to the "
                 "collector do not reach it; the sample services are scraped instead (Prometheus 3 lifts this)")
+        headless = [n for n in want if (Path(str(known[n].binary)).parent / "NO-WEB-UI").exists()]
+        if headless:
+            report.notes.append(
+                f"{', '.join(headless)}: built from source without {'its' if len(headless) == 1 else 'their'} web "
+                "UI; the APIs answer (e.g. /api/v1/query, /api/v2/alerts, /api/traces), and Grafana (with Docker) "
+                "is where to look")
         if sample_names:
             report.started.extend(self._start_samples(sample_names, ports, to_start, record, progress,
                                                       report.notes))

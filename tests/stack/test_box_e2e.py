@@ -254,6 +254,8 @@ def test_up_runs_the_pinned_versions_and_names_what_it_cannot_run(box: Box) -> N
     for name in ("loki", "grafana"):
         assert component(report, name)["state"] == "unavailable"
     assert "loki" in box.up_output and "grafana" in box.up_output
+    # The builds have no web UI assets; `up` says so instead of sending users to a blank page.
+    assert "alertmanager, prometheus, jaeger: built from source without their web UI" in box.up_output
     print("\nbox report:", json.dumps(box.report))
 
 
