@@ -48,3 +48,4 @@ class SettingArguments(TypedDict, total=False):
     console: bool | None
     log_level: str | None
     disabled_integrations: Sequence[str] | str | None
+    slow_operation_threshold: float | None

@@ -440,6 +440,11 @@ class LibrarySettings:
         "Libraries configure() leaves uninstrumented: any of sqlalchemy, psycopg, asyncpg, redis, grpc, celery, or `all`. "
         "The others are instrumented when installed (see docs/integrations.md).",
         argument="Sequence[str] | str | None")
+    slow_operation_threshold: float = _setting(
+        1.0, "seconds", _seconds,
+        "A database or cache operation that takes at least this long also logs one structured WARNING line "
+        "(`slow database operation`, with db.system.name, db.query.summary and duration_s), in the trace of the "
+        "operation (environment: milliseconds).", env_in_ms=True)
 
 
 @dataclass(frozen=True)

@@ -519,7 +519,7 @@ def _integrations(settings: Settings) -> None:
     try:
         from obsbox.instrumentation.integrations import instrument_libraries
 
-        instrument_libraries(settings.libraries.disabled_integrations)
+        instrument_libraries(settings.libraries.disabled_integrations, settings.libraries.slow_operation_threshold)
     except Exception:  # noqa: BLE001
         _log.debug("obsbox: library integrations not installed", exc_info=True)
     try:

@@ -117,14 +117,19 @@ def _instrument_pending(name: str) -> None:
         _log.warning("obsbox: instrumenting %s failed; it runs uninstrumented", name, exc_info=True)
 
 
-def instrument_libraries(disabled: Collection[str] = ()) -> dict[str, str]:
+def instrument_libraries(disabled: Collection[str] = (), slow_threshold: float | None = None) -> dict[str, str]:
     """Instrument every registered library that is installed, of a supported version, and not `disabled`.
 
+    `slow_threshold`: seconds from which a database or cache operation also logs a line.
     Returns each library's outcome: instrumented, instrumented on import, disabled, not installed, unsupported
     version, or failed.
     Never raises.
     """
     outcome: dict[str, str] = {}
+    if slow_threshold is not None:
+        from obsbox.instrumentation.integrations._db import Slow
+
+        Slow.threshold = slow_threshold
     for name in INTEGRATIONS:
         try:
             module = _module(name)

@@ -188,6 +188,28 @@ def status_code_of(exc: BaseException) -> str | None:
     return code if isinstance(code, str) else None
 
 
+class Slow:
+    """Operations at least `threshold` seconds long log one line (configure() sets it: slow_operation_threshold)."""
+
+    threshold = 1.0
+
+
+def _log_slow(target: Target, op: Operation, elapsed: float, error: str | None, span: Span) -> None:
+    from opentelemetry import trace
+
+    from obsbox.instrumentation.logs import logger
+
+    fields = {"db.system.name": target.system, "db.operation.name": op.name, "db.query.summary": op.summary,
+              "db.collection.name": op.collection, "server.address": target.address, "error.type": error,
+              "duration_s": round(elapsed, 6)}
+    token = otel_context.attach(trace.set_span_in_context(span))  # the line carries the operation's span id
+    try:
+        logger.bind(**{k: v for k, v in fields.items() if v is not None}).warning(
+            "slow database operation: {} took {:.3f} s", op.summary or op.name or target.system, elapsed)
+    finally:
+        otel_context.detach(token)
+
+
 class DbCall:
     """One operation in flight: `begin` before it runs, `finish` once (with the exception when it raised)."""
 
@@ -246,6 +268,8 @@ class DbCall:
                     span.set_status(Status(StatusCode.ERROR, error))
             self.runtime.db_duration.record(
                 elapsed, _metric_attrs[(self.target, self.operation, error, status)], span.get_span_context())
+            if elapsed >= Slow.threshold:
+                _log_slow(self.target, self.operation, elapsed, error, span)
             span.end()
         except Exception as failure:  # noqa: BLE001
             report(failure)

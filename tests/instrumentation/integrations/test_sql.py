@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -290,3 +291,21 @@ def test_sqlite_in_memory(cap: Capture) -> None:
     assert insert.attributes["db.system.name"] == "sqlite"
     assert "server.address" not in insert.attributes
     assert insert.attributes["db.query.text"] == "INSERT INTO t VALUES (?)"
+
+
+def test_a_slow_operation_logs_one_structured_line_in_its_trace(postgres_server: Postgres, table: None) -> None:
+    with capture(service_name="slow-db", console=False, schedule_delay=0.05, slow_operation_threshold=0.2) as c:
+        with psycopg.connect(postgres_server.dsn) as conn:
+            conn.execute("SELECT count(*) FROM items")  # fast: no line
+            conn.execute("SELECT pg_sleep(0.3), name FROM items WHERE name <> %s", (SECRET,))
+        (span,) = c.receiver.wait_for(lambda: [s for s in c.spans() if s.name == "SELECT items"
+                                               and "pg_sleep" in str(s.attributes["db.query.text"])])
+        (line,) = c.receiver.wait_for(lambda: [r for r in c.logs() if "slow database operation" in str(r.body)])
+        assert re.fullmatch(r"slow database operation: SELECT items took \d+\.\d{3} s", str(line.body))
+        assert line.severity_text == "WARNING"
+        assert line.attributes["db.system.name"] == "postgresql"
+        assert line.attributes["db.query.summary"] == "SELECT items"
+        assert 0.3 <= float(line.attributes["duration_s"]) < 30  # type: ignore[arg-type]
+        assert line.trace_id == span.trace_id and line.span_id == span.span_id
+        assert SECRET not in str(line.body) + str(line.attributes)
+        assert len([r for r in c.logs() if "slow database operation" in str(r.body)]) == 1
