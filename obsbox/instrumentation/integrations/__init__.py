@@ -1,8 +1,9 @@
-"""The libraries `configure()` instruments besides HTTP: databases and caches — one module each, registered here.
+"""The libraries `configure()` instruments besides HTTP — databases, caches, Celery, gRPC — one module each,
+registered here.
 
 >>> from obsbox.instrumentation.integrations import instrument_libraries, uninstrument_libraries
 >>> instrument_libraries()            # configure() does this, less what `disabled_integrations` names  # doctest: +SKIP
-{'sqlalchemy': 'instrumented', 'psycopg': 'instrumented', 'asyncpg': 'not installed', 'redis': 'instrumented'}
+{'sqlalchemy': 'instrumented', 'psycopg': 'instrumented on import', 'asyncpg': 'not installed', ...}
 >>> uninstrument_libraries()                                                                           # doctest: +SKIP
 
 Each module has the same shape: `LIBRARY` (the import name), `DISTRIBUTION` (its PyPI name), `SUPPORTED`
