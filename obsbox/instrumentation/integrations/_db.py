@@ -20,8 +20,10 @@ context, and the drivers' hooks check `inside()`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from functools import wraps
 from time import perf_counter
 from typing import Any
 
@@ -273,6 +275,49 @@ class DbCall:
             span.end()
         except Exception as failure:  # noqa: BLE001
             report(failure)
+
+
+def _finish(call: DbCall, exc: BaseException | None) -> None:
+    call.finish(exc)
+
+
+def traced(original: Callable[..., Any], begin: Callable[..., DbCall | None],
+           finish: Callable[[DbCall, BaseException | None], None] = _finish) -> Callable[..., Any]:
+    """`original` (a client method) wrapped in a DbCall: `begin` gets the method's own arguments (self first) and
+    returns the call, or None to run the method untraced; `finish` ends it with the exception, if one was raised."""
+    @wraps(original)
+    def method(*args: Any, **kwargs: Any) -> Any:
+        call = begin(*args, **kwargs)
+        if call is None:
+            return original(*args, **kwargs)
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            finish(call, exc)
+            raise
+        finish(call, None)
+        return result
+
+    return method
+
+
+def traced_async(original: Callable[..., Any], begin: Callable[..., DbCall | None],
+                 finish: Callable[[DbCall, BaseException | None], None] = _finish) -> Callable[..., Any]:
+    """traced() for a coroutine method."""
+    @wraps(original)
+    async def method(*args: Any, **kwargs: Any) -> Any:
+        call = begin(*args, **kwargs)
+        if call is None:
+            return await original(*args, **kwargs)
+        try:
+            result = await original(*args, **kwargs)
+        except BaseException as exc:
+            finish(call, exc)
+            raise
+        finish(call, None)
+        return result
+
+    return method
 
 
 def mapping_int(value: Any) -> int | None:

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from obsbox.instrumentation._server import report
-from obsbox.instrumentation.integrations._db import DbCall, Operation, Target, inside, mapping_int
+from obsbox.instrumentation.integrations._db import (
+    DbCall,
+    Operation,
+    Target,
+    inside,
+    mapping_int,
+    traced_async,
+)
 from obsbox.instrumentation.integrations._patch import unwrap_method, wrap_method
 
 __all__ = ["DISTRIBUTION", "LIBRARY", "SUPPORTED", "instrument", "uninstrument"]
@@ -41,26 +47,18 @@ def _target(connection: Any) -> Target:
     return target
 
 
-def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(original)
-    async def method(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        call = None
-        if not inside():
-            try:
-                call = DbCall.begin(_target(self), Operation.of_sql(query if isinstance(query, str) else str(query)))
-            except Exception as exc:  # noqa: BLE001
-                report(exc)
-        if call is None:
-            return await original(self, query, *args, **kwargs)
-        try:
-            result = await original(self, query, *args, **kwargs)
-        except BaseException as exc:
-            call.finish(exc)
-            raise
-        call.finish(None)
-        return result
+def _begin(self: Any, query: Any, *args: Any, **kwargs: Any) -> DbCall | None:
+    if inside():
+        return None
+    try:
+        return DbCall.begin(_target(self), Operation.of_sql(query if isinstance(query, str) else str(query)))
+    except Exception as exc:  # noqa: BLE001
+        report(exc)
+        return None
 
-    return method
+
+def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+    return traced_async(original, _begin)
 
 
 def instrument() -> None:

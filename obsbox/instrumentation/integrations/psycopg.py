@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from obsbox.instrumentation._server import report
-from obsbox.instrumentation.integrations._db import DbCall, Operation, Target, first_host, inside, mapping_int
+from obsbox.instrumentation.integrations._db import (
+    DbCall,
+    Operation,
+    Target,
+    first_host,
+    inside,
+    mapping_int,
+    traced,
+    traced_async,
+)
 from obsbox.instrumentation.integrations._patch import unwrap_method, wrap_method
 
 __all__ = ["DISTRIBUTION", "LIBRARY", "SUPPORTED", "instrument", "uninstrument"]
@@ -58,37 +66,11 @@ def _begin(cursor: Any, query: Any) -> DbCall | None:
 
 
 def _wrap_sync(original: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(original)
-    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _begin(self, query)
-        if call is None:
-            return original(self, query, *args, **kwargs)
-        try:
-            result = original(self, query, *args, **kwargs)
-        except BaseException as exc:
-            call.finish(exc)
-            raise
-        call.finish(None)
-        return result
-
-    return execute
+    return traced(original, lambda self, query, *args, **kwargs: _begin(self, query))
 
 
 def _wrap_async(original: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(original)
-    async def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _begin(self, query)
-        if call is None:
-            return await original(self, query, *args, **kwargs)
-        try:
-            result = await original(self, query, *args, **kwargs)
-        except BaseException as exc:
-            call.finish(exc)
-            raise
-        call.finish(None)
-        return result
-
-    return execute
+    return traced_async(original, lambda self, query, *args, **kwargs: _begin(self, query))
 
 
 def _targets() -> list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]]:

@@ -17,11 +17,17 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from obsbox.instrumentation._server import report
-from obsbox.instrumentation.integrations._db import DbCall, Operation, Target, mapping_int
+from obsbox.instrumentation.integrations._db import (
+    DbCall,
+    Operation,
+    Target,
+    mapping_int,
+    traced,
+    traced_async,
+)
 from obsbox.instrumentation.integrations._patch import unwrap_method, wrap_method
 
 __all__ = ["DISTRIBUTION", "LIBRARY", "SUPPORTED", "instrument", "uninstrument"]
@@ -87,72 +93,28 @@ def _batch(pipeline: Any) -> Operation:
     return Operation.of_batch(tuple(_command(args[0]) for args, _ in pipeline.command_stack if args))
 
 
-def _wrap_command(original: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(original)
-    def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        call = _begin(self, lambda: Operation.of_command(_command(args[0]))) if args else None
-        if call is None:
-            return original(self, *args, **options)
-        try:
-            result = original(self, *args, **options)
-        except BaseException as exc:
-            _finish(call, exc)
-            raise
-        _finish(call, None)
-        return result
+def _command_call(client: Any, *args: Any, **options: Any) -> DbCall | None:
+    return _begin(client, lambda: Operation.of_command(_command(args[0]))) if args else None
 
-    return execute_command
+
+def _pipeline_call(pipeline: Any, *args: Any, **kwargs: Any) -> DbCall | None:
+    return _begin(pipeline, lambda: _batch(pipeline)) if pipeline.command_stack else None
+
+
+def _wrap_command(original: Callable[..., Any]) -> Callable[..., Any]:
+    return traced(original, _command_call, _finish)
 
 
 def _wrap_command_async(original: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(original)
-    async def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        call = _begin(self, lambda: Operation.of_command(_command(args[0]))) if args else None
-        if call is None:
-            return await original(self, *args, **options)
-        try:
-            result = await original(self, *args, **options)
-        except BaseException as exc:
-            _finish(call, exc)
-            raise
-        _finish(call, None)
-        return result
-
-    return execute_command
+    return traced_async(original, _command_call, _finish)
 
 
 def _wrap_pipeline(original: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(original)
-    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _begin(self, lambda: _batch(self)) if self.command_stack else None
-        if call is None:
-            return original(self, *args, **kwargs)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as exc:
-            _finish(call, exc)
-            raise
-        _finish(call, None)
-        return result
-
-    return execute
+    return traced(original, _pipeline_call, _finish)
 
 
 def _wrap_pipeline_async(original: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(original)
-    async def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _begin(self, lambda: _batch(self)) if self.command_stack else None
-        if call is None:
-            return await original(self, *args, **kwargs)
-        try:
-            result = await original(self, *args, **kwargs)
-        except BaseException as exc:
-            _finish(call, exc)
-            raise
-        _finish(call, None)
-        return result
-
-    return execute
+    return traced_async(original, _pipeline_call, _finish)
 
 
 def _targets() -> list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]]:
