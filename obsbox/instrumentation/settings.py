@@ -437,8 +437,8 @@ class LibrarySettings:
 
     disabled_integrations: tuple[str, ...] = _setting(
         (), "name,...", _names,
-        "Libraries configure() leaves uninstrumented: any of sqlalchemy, psycopg, asyncpg, redis, grpc, celery, or `all`. "
-        "The others are instrumented when installed (see docs/integrations.md).",
+        "Libraries configure() leaves uninstrumented: any of sqlalchemy, django, psycopg, asyncpg, redis, grpc, "
+        "celery, or `all`. The others are instrumented when installed (see docs/integrations.md).",
         argument="Sequence[str] | str | None")
     slow_operation_threshold: float = _setting(
         1.0, "seconds", _seconds,

@@ -34,7 +34,7 @@ __all__ = ["INTEGRATIONS", "instrument_libraries", "uninstrument_libraries"]
 _log = logging.getLogger("obsbox")
 
 # name → module under obsbox.instrumentation.integrations; the order is the order they are instrumented in.
-INTEGRATIONS: tuple[str, ...] = ("sqlalchemy", "psycopg", "asyncpg", "redis", "grpc", "celery")
+INTEGRATIONS: tuple[str, ...] = ("sqlalchemy", "django", "psycopg", "asyncpg", "redis", "grpc", "celery")
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

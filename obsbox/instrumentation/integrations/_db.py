@@ -187,6 +187,8 @@ def status_code_of(exc: BaseException) -> str | None:
     code = getattr(exc, "sqlstate", None)
     if code is None:
         code = getattr(getattr(exc, "orig", None), "sqlstate", None)  # SQLAlchemy wraps the driver's error
+    if code is None:
+        code = getattr(exc.__cause__, "sqlstate", None)  # Django raises its own, from the driver's
     return code if isinstance(code, str) else None
 
 
@@ -282,19 +284,27 @@ def _finish(call: DbCall, exc: BaseException | None) -> None:
 
 
 def traced(original: Callable[..., Any], begin: Callable[..., DbCall | None],
-           finish: Callable[[DbCall, BaseException | None], None] = _finish) -> Callable[..., Any]:
+           finish: Callable[[DbCall, BaseException | None], None] = _finish, *,
+           covers_driver: bool = False) -> Callable[..., Any]:
     """`original` (a client method) wrapped in a DbCall: `begin` gets the method's own arguments (self first) and
-    returns the call, or None to run the method untraced; `finish` ends it with the exception, if one was raised."""
+    returns the call, or None to run the method untraced; `finish` ends it with the exception, if one was raised.
+    `covers_driver`: the method runs a driver that has a hook of its own (Django's cursor over psycopg's), which stays
+    silent while the method runs."""
     @wraps(original)
     def method(*args: Any, **kwargs: Any) -> Any:
         call = begin(*args, **kwargs)
         if call is None:
             return original(*args, **kwargs)
+        token = _outer.set(True) if covers_driver else None
         try:
             result = original(*args, **kwargs)
         except BaseException as exc:
+            if token is not None:
+                reset_outer(token)
             finish(call, exc)
             raise
+        if token is not None:
+            reset_outer(token)
         finish(call, None)
         return result
 

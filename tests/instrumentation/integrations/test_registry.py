@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-LIBRARIES = ("sqlalchemy", "psycopg", "asyncpg", "redis", "grpc", "celery")
+LIBRARIES = ("sqlalchemy", "django", "psycopg", "asyncpg", "redis", "grpc", "celery")
 
 
 def test_configure_imports_no_library_and_instruments_each_on_first_import() -> None:
@@ -17,11 +17,13 @@ def test_configure_imports_no_library_and_instruments_each_on_first_import() -> 
         obsbox.configure(service_name="lazy", console=False, endpoint="http://127.0.0.1:9")
         assert [m for m in {LIBRARIES!r} if m in sys.modules] == [], "configure() imported a library"
         assert set(instrument_libraries().values()) == {{"instrumented on import"}}
-        import redis, sqlalchemy, grpc, psycopg, asyncpg.connection, celery.signals
+        import redis, sqlalchemy, grpc, psycopg, asyncpg.connection, celery.signals, django
+        from django.db.backends.utils import CursorWrapper
         from sqlalchemy.engine import Engine
         from obsbox.instrumentation.integrations import sqlalchemy as sa_hooks
         assert hasattr(redis.client.Redis.execute_command, "__obsbox_original__")
         assert hasattr(psycopg.Cursor.execute, "__obsbox_original__")
+        assert hasattr(CursorWrapper.execute, "__obsbox_original__")
         assert hasattr(asyncpg.connection.Connection.fetch, "__obsbox_original__")
         assert hasattr(grpc.insecure_channel, "__obsbox_original__")
         assert sqlalchemy.event.contains(Engine, "before_cursor_execute", sa_hooks._before)

@@ -1,8 +1,10 @@
 from django.urls import path
 
-from catalog import views
+from catalog import shelf, views
 
 urlpatterns = [
     path("<int:pk>/", views.book),
     path("crash/", views.crash),
+    path("shelf/<int:pk>/", shelf.lookup),
+    path("shelf/add/<int:n>/", shelf.add),
 ]
