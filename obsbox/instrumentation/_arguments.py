@@ -49,3 +49,7 @@ class SettingArguments(TypedDict, total=False):
     log_level: str | None
     disabled_integrations: Sequence[str] | str | None
     slow_operation_threshold: float | None
+    profiling: bool | None
+    profiling_endpoint: str | None
+    profiling_rate: int | None
+    profiling_interval: float | None

@@ -94,8 +94,8 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
     # --- the exporter's own health ----------------------------------------------------------------------------
     MetricSpec(
         "obsbox.export.items", "counter", "{item}", ("signal", "export.outcome"),
-        "Spans, metric points and log records leaving the process, by outcome: exported, dropped (queue full or "
-        "collector unreachable after retries).",
+        "Spans, metric points, log records and profiles (signal=profiles) leaving the process, by outcome: "
+        "exported, dropped (queue full, or collector or Pyroscope unreachable after retries).",
     ),
     # --- process (what the semantic conventions do not cover) -------------------------------------------------
     MetricSpec(

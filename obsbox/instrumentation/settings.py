@@ -6,7 +6,7 @@
 >>> (s.service_name, s.sampling.sampler, s.sampling.sample_ratio, s.export.otlp_endpoint)
 ('orders', 'traceidratio', 0.25, 'http://127.0.0.1:4318')
 
-The declaration is the `Settings` dataclass and its groups (export, batching, sampling, pull, logs, as logfire
+The declaration is the `Settings` dataclass and its groups (export, batching, sampling, pull, logs, libraries, profiler, as logfire
 groups its options): each field says its default, parser, OTEL_* variables and doc (`_setting`). Everything else is
 derived from it: the table `SETTINGS` that resolution walks, docs/configuration.md
 (`python -m obsbox.instrumentation.settings`) and `configure()`'s typed keyword arguments in `_arguments.py`
@@ -448,6 +448,22 @@ class LibrarySettings:
 
 
 @dataclass(frozen=True)
+class ProfilingSettings:
+    """The continuous profiler (see docs/profiling.md)."""
+
+    profiling: bool = _setting(
+        False, "bool", _bool,
+        "Sample every thread's stack (CPU and wall time) and send a pprof profile to Pyroscope every "
+        "`profiling_interval`; samples taken in a span carry its `span_id`. Off by default.")
+    profiling_endpoint: str = _setting(
+        "http://127.0.0.1:4040", "URL", _url, "Pyroscope's base URL; profiles are posted to its /ingest API.")
+    profiling_rate: int = _setting(100, "Hz", _int(1, 1000), "Stack samples per second.")
+    profiling_interval: float = _setting(
+        15.0, "seconds", _seconds, "Interval between two profiles sent (environment: milliseconds).",
+        env_in_ms=True)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The resolved values, grouped; each field is the one declaration of its setting (see `_setting`)."""
 
@@ -471,6 +487,7 @@ class Settings:
     pull: PullSettings = _group(PullSettings)
     logs: LogSettings = _group(LogSettings)
     libraries: LibrarySettings = _group(LibrarySettings)
+    profiler: ProfilingSettings = _group(ProfilingSettings)
 
     def value(self, name: str) -> Any:
         """A setting's value by its flat name (`settings.value("protocol")` is `settings.export.protocol`)."""

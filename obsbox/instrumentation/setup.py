@@ -302,6 +302,7 @@ class Telemetry:
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self.meter: metrics.Meter = metrics.NoOpMeter(SCOPE)
         self.metrics_server: Any = None
+        self.profiler: Any = None  # obsbox.profiling.continuous.Profiler while profiling is on
         self._shutdown = False
 
     @property
@@ -342,6 +343,8 @@ class Telemetry:
             self._shutdown = True
             try:
                 _deactivate(self)
+                if self.profiler is not None:
+                    self.profiler.stop(timeout)
                 if self.metrics_server is not None:
                     self.metrics_server.stop()
                 if self.pipeline is not None:
@@ -474,6 +477,8 @@ def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
     if pipeline.export_logs:
         logs.attach_export(pipeline.logs.offer, settings.logs.log_level)
     _integrations(settings)
+    if settings.profiler.profiling:
+        telemetry.profiler = _start_profiler(settings, resource, g.instruments.export_items)
     if settings.pull.metrics_port is not None:
         from obsbox.instrumentation import pull
 
@@ -534,6 +539,32 @@ def _integrations(settings: Settings) -> None:
         process_metrics.register()
     except Exception:  # noqa: BLE001
         _log.debug("obsbox: process metrics not registered", exc_info=True)
+
+
+def _start_profiler(settings: Settings, resource: Mapping[str, Any], export_items: Counter) -> Any:
+    """The continuous profiler, sending to Pyroscope with the service's resource as labels; None if it cannot run."""
+    try:
+        from obsbox.profiling._pyroscope import PyroscopeSender
+        from obsbox.profiling.continuous import Profiler
+
+        labels = {key.replace(".", "_"): str(resource[key]) for key in _PROFILE_LABELS if key in resource}
+        sender = PyroscopeSender(
+            settings.profiler.profiling_endpoint, str(resource.get("service.name", settings.service_name)), labels,
+            rate=settings.profiler.profiling_rate, timeout=settings.export.export_timeout,
+            on_drop=lambda n: export_items.add(n, {"signal": "profiles", "export.outcome": "dropped"}),
+            on_sent=lambda n: export_items.add(n, {"signal": "profiles", "export.outcome": "exported"}))
+        profiler = Profiler(sender, rate=settings.profiler.profiling_rate,
+                            interval=settings.profiler.profiling_interval)
+        profiler.start()
+        return profiler
+    except Exception:  # noqa: BLE001
+        _log.warning("obsbox: the profiler could not start; the service runs without it", exc_info=True)
+        return None
+
+
+# Resource attributes that become Pyroscope series labels (dots as underscores, as in Prometheus); service.name is
+# the application name. Per-process ids (service.instance.id, process.pid) are left out: a series each.
+_PROFILE_LABELS = ("service.namespace", "service.version", "deployment.environment.name")
 
 
 # --- resource ---------------------------------------------------------------------------------------------------
@@ -643,5 +674,7 @@ def _after_fork_in_child() -> None:
             logs.attach_export(telemetry.pipeline.logs.offer, telemetry.settings.logs.log_level)
         # The parent keeps its /metrics port; a worker cannot serve the same one.
         telemetry.metrics_server = None
+        if telemetry.profiler is not None:  # the worker profiles itself, with a sampler thread of its own
+            telemetry.profiler.after_fork()
     except Exception:  # noqa: BLE001
         _log.warning("obsbox: telemetry could not restart in the forked process", exc_info=True)

@@ -1,0 +1,236 @@
+"""The continuous profiler: stack samples of every thread, CPU and wall time, sent to Pyroscope as pprof.
+
+>>> profiler = Profiler(PyroscopeSender("http://127.0.0.1:4040", "orders", {}), rate=100, interval=15.0)  # doctest: +SKIP
+>>> profiler.start()     # a daemon thread samples 100 times a second and sends every 15 s    # doctest: +SKIP
+>>> profiler.stop()      # sends what it has, then ends                                      # doctest: +SKIP
+
+`configure(profiling=True)` runs one (see docs/profiling.md). Each tick the sampler thread takes every other
+thread's current frame (`sys._current_frames()`), the thread's CPU time (its Linux per-thread CPU clock, read
+without a system call per thread beyond clock_gettime) and the span current in it or in the asyncio task its event
+loop is running (`_active`). Samples are aggregated by stack and span id; every `interval` seconds two pprof
+profiles go to Pyroscope: `cpu` (samples and CPU nanoseconds; only threads that used CPU since the last tick) and
+`wall` (samples and wall nanoseconds, every thread, idle ones too). A sample taken inside a span carries the pprof
+label `span_id` (16 hex digits), the label Pyroscope keeps per sample for span profiles instead of making it a
+series; the trace id is not sent as a label, since Pyroscope would make each trace its own series.
+
+The sampler never touches the application's threads: it only reads. Memory is bounded: at most MAX_STACKS distinct
+stacks per interval (samples with further new stacks are dropped and counted), MAX_DEPTH frames per stack (the
+leaf-most are kept), and at most MAX_PENDING encoded profiles waiting for the sender.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+from obsbox.profiling import _active
+from obsbox.profiling._pyroscope import PyroscopeSender
+from obsbox.profiling.pprof import ProfileBuilder
+
+__all__ = ["MAX_DEPTH", "MAX_STACKS", "Profiler"]
+
+_log = logging.getLogger("obsbox")
+MAX_DEPTH = 128  # frames kept per stack (the leaf-most)
+MAX_STACKS = 20_000  # distinct (stack, span) keys per interval
+MAX_PENDING = 4  # encoded profiles waiting for the sender
+_CPU_TYPES = [("samples", "count"), ("cpu", "nanoseconds")]
+_WALL_TYPES = [("samples", "count"), ("wall", "nanoseconds")]
+_current_tasks: dict[Any, Any] = _active._current_tasks
+
+
+def _cpu_clock(native_id: int) -> int:
+    """The Linux CPU-time clock of one thread of this process (glibc's pthread_getcpuclockid computes the same id;
+    for a thread that has ended, clock_gettime fails with EINVAL instead of reading another's clock)."""
+    return (~native_id << 3) | 6  # MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)
+
+
+def _task_name(task: Any) -> str | None:
+    """A task's name when someone chose it (asyncio names the others Task-<n>, which says nothing)."""
+    try:
+        name = task.get_name()
+    except Exception:  # noqa: BLE001 - another loop's task-like object
+        return None
+    return None if not isinstance(name, str) or name.startswith("Task-") else name
+
+
+class Profiler:
+    """Samples the process at `rate` Hz and hands a CPU and a wall profile to `sender` every `interval` seconds."""
+
+    def __init__(self, sender: PyroscopeSender, *, rate: int = 100, interval: float = 15.0) -> None:
+        self.sender = sender
+        self.rate = rate
+        self.interval = interval
+        self.period_ns = 1_000_000_000 // rate
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Thread ids whose Thread object has a stale native_id: after fork(), threading keeps the parent's.
+        self._native_ids: dict[int, int] = {}
+        self._reset_window()
+        self.samples_dropped = 0  # samples with a new stack beyond MAX_STACKS (for tests and the docs)
+
+    def _reset_window(self) -> None:
+        # (stack key, span id) -> [cpu samples, cpu ns, wall samples, wall ns]; a stack key is a flat tuple of
+        # (code object, line) pairs, leaf first, optionally ending with the task's name.
+        self._counts: dict[tuple[tuple[Any, ...], int], list[int]] = {}
+        self._window_start = time.time_ns()
+        self._last_cpu: dict[int, int] = {}  # thread id -> CPU ns at the previous tick
+        self._last_wall: dict[int, int] = {}  # thread id -> monotonic ns at the previous tick
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        _active.enable()
+        self.sender.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="obsbox-profiler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """End sampling, send the last window, wait up to `timeout` seconds for the sender."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout)
+        _active.disable()
+        self.sender.stop(timeout)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's threads are gone; profile this process afresh (a new sampler thread)."""
+        self._thread = None
+        self._stop = threading.Event()
+        self._native_ids = {threading.get_ident(): threading.get_native_id()}  # (the hook runs in that thread)
+        self._reset_window()
+        _active.reset_after_fork()
+        self.sender.after_fork()
+        self.start()
+
+    # --- the sampler thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        period = self.period_ns / 1e9
+        next_tick = time.monotonic()
+        flush_at = next_tick + self.interval
+        while True:
+            next_tick += period
+            now = time.monotonic()
+            if next_tick < now:  # fell behind (a long GIL hold): skip the ticks missed, do not catch up in a burst
+                next_tick = now + period
+            if self._stop.wait(next_tick - now):
+                break
+            try:
+                self.sample()
+                if time.monotonic() >= flush_at:
+                    flush_at += self.interval
+                    self.flush()
+            except Exception:  # noqa: BLE001 - the profiler must never take anything down
+                _log.debug("obsbox: profiler tick failed", exc_info=True)
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001
+            _log.debug("obsbox: last profile not sent", exc_info=True)
+
+    def sample(self) -> None:
+        """Take one sample of every thread but the profiler's own."""
+        frames = sys._current_frames()
+        me = threading.get_ident()
+        now = time.monotonic_ns()
+        threads = threading._active  # type: ignore[attr-defined]  # ident -> Thread, without enumerate()'s copy
+        loop_task: dict[int, Any] = {}
+        for loop, task in list(_current_tasks.items()):
+            thread_id = getattr(loop, "_thread_id", None)
+            if thread_id is not None:
+                loop_task[thread_id] = task
+        counts = self._counts
+        last_cpu, last_wall = self._last_cpu, self._last_wall
+        sender_ident = self.sender.thread_ident
+        native_ids = self._native_ids
+        for thread_id, frame in frames.items():
+            if thread_id in (me, sender_ident):
+                continue
+            cpu_ns = 0
+            native_id = native_ids.get(thread_id) or getattr(threads.get(thread_id), "native_id", None)
+            if native_id is not None:
+                try:
+                    cpu = time.clock_gettime_ns(_cpu_clock(native_id))
+                except OSError:  # the thread ended since _current_frames(): its wall time still counts
+                    cpu = None
+                if cpu is not None:
+                    previous = last_cpu.get(thread_id)
+                    last_cpu[thread_id] = cpu
+                    cpu_ns = cpu - previous if previous is not None else 0
+            previous_wall = last_wall.get(thread_id)
+            last_wall[thread_id] = now
+            wall_ns = now - previous_wall if previous_wall is not None else self.period_ns
+            task = loop_task.get(thread_id)
+            span = _active.active_span(thread_id, task)
+            span_id = 0
+            if span is not None:
+                try:
+                    span_id = span.get_span_context().span_id
+                except Exception:  # noqa: BLE001 - a foreign span object
+                    span_id = 0
+            stack: list[Any] = []
+            depth = 0
+            f: Any = frame
+            while f is not None and depth < MAX_DEPTH:
+                stack.append(f.f_code)
+                stack.append(f.f_lineno)
+                f = f.f_back
+                depth += 1
+            if task is not None:
+                name = _task_name(task)
+                if name is not None:
+                    stack.append(name)
+            key = (tuple(stack), span_id)
+            values = counts.get(key)
+            if values is None:
+                if len(counts) >= MAX_STACKS:
+                    self.samples_dropped += 1
+                    continue
+                values = counts[key] = [0, 0, 0, 0]
+            if cpu_ns > 0:
+                values[0] += 1
+                values[1] += cpu_ns
+            values[2] += 1
+            values[3] += wall_ns
+        del frames
+
+    def flush(self) -> None:
+        """Encode the window's samples as a CPU and a wall profile and queue them for sending; start a new window."""
+        counts, start = self._counts, self._window_start
+        live = set(sys._current_frames())
+        self._counts = {}
+        self._window_start = end = time.time_ns()
+        for table in (self._last_cpu, self._last_wall):
+            for thread_id in [t for t in table if t not in live]:
+                del table[thread_id]
+        _active.forget_finished(live)
+        if not counts:
+            return
+        duration = end - start
+        cpu = ProfileBuilder(_CPU_TYPES, period_type=("cpu", "nanoseconds"), period=self.period_ns,
+                             start_ns=start, duration_ns=duration)
+        wall = ProfileBuilder(_WALL_TYPES, period_type=("wall", "nanoseconds"), period=self.period_ns,
+                              start_ns=start, duration_ns=duration)
+        names: dict[Any, tuple[str, str]] = {}
+        for (stack, span_id), (cpu_samples, cpu_ns, wall_samples, wall_ns) in counts.items():
+            frames: list[tuple[str, str, int]] = []
+            for i in range(0, len(stack) - 1, 2):
+                code = stack[i]
+                name = names.get(code)
+                if name is None:
+                    name = names[code] = (code.co_qualname, code.co_filename)
+                frames.append((name[0], name[1], stack[i + 1] or 0))
+            if len(stack) % 2:  # the asyncio task's name, as the root-most frame
+                frames.append((f"<task {stack[-1]}>", "<asyncio>", 0))
+            labels = {"span_id": format(span_id, "016x")} if span_id else None
+            if cpu_samples:
+                cpu.add(frames, (cpu_samples, cpu_ns), labels)
+            wall.add(frames, (wall_samples, wall_ns), labels)
+        for kind, builder in (("cpu", cpu), ("wall", wall)):
+            if len(builder):
+                self.sender.offer(kind, builder.encode(), start, end)

@@ -1,0 +1,234 @@
+"""The continuous profiler end to end: a program burns CPU in a known function inside a span, with profiling on;
+what it sends to a receiver speaking Pyroscope's ingest API is read with the real `go tool pprof`.
+
+The receiver keeps each request as Pyroscope's /ingest handler would see it (path, query, body). The facts of that
+API which obsbox relies on (grafana/pyroscope: pkg/ingester/pyroscope/ingest_handler.go, og/convert/pprof/
+profile.go, api/model/labelset, pkg/distributor pprofsplit) are pinned in `test_request_is_what_pyroscope_parses`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from obsbox.testing import OTLPReceiver
+from tests._processes import free_port
+from tests.profiling._gopprof import go_pprof
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Ingested:
+    path: str
+    query: dict[str, str]
+    content_type: str
+    body: bytes
+
+
+class IngestReceiver:
+    """Pyroscope's HTTP ingest API as far as obsbox uses it: POST /ingest, 200 with an empty body."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list[Ingested] = []
+        self.status = status
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                parts = urllib.parse.urlsplit(self.path)
+                receiver.requests.append(Ingested(parts.path, dict(urllib.parse.parse_qsl(parts.query)),
+                                                  self.headers.get("Content-Type", ""), body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def ingest() -> Iterator[IngestReceiver]:
+    receiver = IngestReceiver()
+    yield receiver
+    receiver.close()
+
+
+BURNER = textwrap.dedent("""
+    import os, sys, time
+    import obsbox
+
+    telemetry = obsbox.configure(service_name="burner", environment="test", console=bool(os.environ.get("CONSOLE")),
+                                 endpoint=os.environ["OTLP"], schedule_delay=0.05,
+                                 profiling_interval=float(os.environ.get("INTERVAL", "1")))
+
+    def burn_cpu_here(n):
+        x = 0
+        for i in range(n):
+            x += i * i
+        return x
+
+    def idle_outside_spans():
+        time.sleep(0.3)
+
+    with telemetry.tracer.start_as_current_span("burn"):
+        deadline = time.monotonic() + float(os.environ.get("BURN", "2"))
+        while time.monotonic() < deadline:
+            burn_cpu_here(20_000)
+    idle_outside_spans()
+    if os.environ.get("FORK"):
+        pid = os.fork()
+        if pid == 0:  # a gunicorn-style worker: profiles itself, in its own span
+            with telemetry.tracer.start_as_current_span("child"):
+                deadline = time.monotonic() + 1.5
+                while time.monotonic() < deadline:
+                    burn_cpu_here(20_000)
+            telemetry.shutdown()
+            os._exit(0)
+        os.waitpid(pid, 0)
+    telemetry.shutdown()
+    print("exported", file=sys.stderr)
+""")
+
+
+def _run(tmp_path: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "burner.py"
+    script.write_text(BURNER)
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("OBSBOX_", "OTEL_"))}
+    full.update(env)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
+                          env=full, check=False)
+
+
+def _save(tmp_path: Path, requests: list[Ingested], kind: str) -> list[Path]:
+    """The profiles of one kind (by their sample types, as Pyroscope tells them apart) as files for go tool pprof."""
+    paths = []
+    for i, request in enumerate(requests):
+        path = tmp_path / f"{kind}-{i}.pb.gz"
+        path.write_bytes(request.body)
+        if f"{kind}/nanoseconds" in go_pprof("-raw", path):
+            paths.append(path)
+    return paths
+
+
+def _span_id(receiver: OTLPReceiver, name: str) -> str:
+    (span,) = receiver.wait_for(lambda: receiver.spans(name=name))
+    return str(span.span_id)
+
+
+def test_hot_function_and_span_id_read_by_go_pprof(tmp_path: Path, ingest: IngestReceiver) -> None:
+    with OTLPReceiver() as otlp:
+        result = _run(tmp_path, {"OTLP": otlp.endpoint, "OBSBOX_PROFILING": "true",
+                                 "OBSBOX_PROFILING_ENDPOINT": ingest.endpoint})
+        assert result.returncode == 0, result.stderr
+        span_id = _span_id(otlp, "burn")
+    assert re.fullmatch(r"[0-9a-f]{16}", span_id)
+    cpu = _save(tmp_path, ingest.requests, "cpu")
+    wall = _save(tmp_path, ingest.requests, "wall")
+    assert cpu and wall, [r.query for r in ingest.requests]
+    # go tool pprof merges the profiles given together, as Pyroscope adds up a time range.
+    top = go_pprof("-top", *cpu)
+    rows = [line.split() for line in top.splitlines() if re.match(r"\s*[\d.]+m?s\s", line)]
+    assert rows[0][-1] == "burn_cpu_here", top  # the hot function first, by flat CPU time
+    tags = go_pprof("-tags", *cpu)
+    assert re.search(rf"span_id: Total .*\n\s+[\d.]+m?s \(\s*[\d.]+%\): {span_id}\b", tags), tags
+    traces = go_pprof("-traces", *cpu)
+    blocks = traces.split("-----------+")
+    burning = [b for b in blocks if "burn_cpu_here" in b]
+    assert burning and all(f"span_id:  {span_id}" in b for b in burning), traces
+    assert all("<module>" in b for b in burning), traces  # the caller chain up to the module
+    # Wall time: the idle sleep after the span is there, without a span id.
+    wall_traces = go_pprof("-traces", *wall)
+    idle = [b for b in wall_traces.split("-----------+") if "idle_outside_spans" in b]
+    assert idle and not any("span_id" in b for b in idle), wall_traces
+
+
+def test_request_is_what_pyroscope_parses(tmp_path: Path, ingest: IngestReceiver) -> None:
+    with OTLPReceiver() as otlp:
+        result = _run(tmp_path, {"OTLP": otlp.endpoint, "OBSBOX_PROFILING": "1",
+                                 "OBSBOX_PROFILING_ENDPOINT": ingest.endpoint + "/"})
+        assert result.returncode == 0, result.stderr
+    assert ingest.requests
+    for request in ingest.requests:
+        assert request.path == "/ingest"
+        # format=pprof: Pyroscope takes the raw body as the profile (no multipart form); gzip is accepted.
+        assert request.query["format"] == "pprof"
+        assert gzip.decompress(request.body)
+        # name=app{k=v,...}: the app name becomes service_name; resource labels as Prometheus-style names.
+        assert request.query["name"] == "burner{deployment_environment_name=test}"
+        assert request.query["spyName"] == "obsbox"  # not pyspy/rbspy: function names are kept as they are
+        assert request.query["sampleRate"] == "100"
+        assert re.fullmatch(r"\d{10}", request.query["from"]) and re.fullmatch(r"\d{10}", request.query["until"])
+        assert int(request.query["from"]) <= int(request.query["until"])
+    kinds = []
+    for i, request in enumerate(ingest.requests):
+        path = tmp_path / f"p{i}.pb.gz"
+        path.write_bytes(request.body)
+        raw = go_pprof("-raw", path)
+        types = re.search(r"Samples:\n(.*)\n", raw)
+        assert types, raw
+        kinds.append(types.group(1).strip())
+        # Only span_id is sent as a sample label: Pyroscope makes every other sample label a series label.
+        assert set(re.findall(r"(\w+):\[", raw)) <= {"span_id"}, raw
+    # Pyroscope names a profile `wall` when a sample type is `wall`, `process_cpu` when one contains `cpu`:
+    # so CPU and wall go as separate profiles, the CPU one with Go's sample types.
+    assert set(kinds) == {"samples/count cpu/nanoseconds", "samples/count wall/nanoseconds"}, kinds
+
+
+def test_off_by_default(tmp_path: Path, ingest: IngestReceiver) -> None:
+    with OTLPReceiver() as otlp:
+        result = _run(tmp_path, {"OTLP": otlp.endpoint, "BURN": "0.5"})
+        assert result.returncode == 0, result.stderr
+        otlp.wait_for(lambda: otlp.spans(name="burn"))
+    assert ingest.requests == []
+
+
+def test_unreachable_pyroscope_drops_counts_and_warns_once(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    with OTLPReceiver() as otlp:
+        result = _run(tmp_path, {"OTLP": otlp.endpoint, "OBSBOX_PROFILING": "true", "BURN": "2.5",
+                                 "OBSBOX_PROFILING_ENDPOINT": f"http://127.0.0.1:{port}", "INTERVAL": "0.5",
+                                 "CONSOLE": "1"},
+                      timeout=90)
+        assert result.returncode == 0, result.stderr
+        assert "exported" in result.stderr  # the program ran to its end: nothing raised into it
+        assert result.stderr.count("profiles cannot be sent") == 1, result.stderr
+        points = otlp.wait_for(lambda: [p for p in otlp.metrics("obsbox.export.items")
+                                        if p.attributes.get("signal") == "profiles"
+                                        and p.attributes.get("export.outcome") == "dropped" and p.value >= 2])
+    assert points
+
+
+def test_forked_child_profiles_itself(tmp_path: Path, ingest: IngestReceiver) -> None:
+    with OTLPReceiver() as otlp:
+        result = _run(tmp_path, {"OTLP": otlp.endpoint, "OBSBOX_PROFILING": "true", "FORK": "1", "BURN": "1",
+                                 "OBSBOX_PROFILING_ENDPOINT": ingest.endpoint})
+        assert result.returncode == 0, result.stderr
+        parent_span = _span_id(otlp, "burn")
+        child_span = _span_id(otlp, "child")
+    cpu = _save(tmp_path, ingest.requests, "cpu")
+    tags = go_pprof("-tags", *cpu)
+    # Samples in the child's span reached Pyroscope: the child's own sampler thread took them.
+    assert child_span in tags and parent_span in tags, tags
