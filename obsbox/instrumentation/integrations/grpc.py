@@ -4,22 +4,25 @@ call's metadata, and the `rpc.client.call.duration` / `rpc.server.call.duration`
 >>> from obsbox.instrumentation.integrations import grpc as grpc_integration
 >>> grpc_integration.instrument()     # configure() does this when grpcio is installed      # doctest: +SKIP
 
-Channels made by `grpc.insecure_channel()` / `grpc.secure_channel()` and servers made by `grpc.server()` after
-`instrument()` are intercepted (code that imported those functions by name before keeps the originals). Per the
+Channels made by `grpc.insecure_channel()` / `grpc.secure_channel()` and servers made by `grpc.server()`, and by
+their `grpc.aio` twins, after `instrument()` are intercepted (code that imported those functions by name before
+keeps the originals); grpc.aio servers' coroutine and async-generator handlers are wrapped as such, their sync ones
+(run in the server's thread pool) as grpc.server's. Per the
 RPC conventions: span name and `rpc.method` the full method (`shop.Inventory/Reserve`), `rpc.system.name` grpc,
 `rpc.response.status_code` the status's name (`OK`, `UNAVAILABLE`), server.address/server.port from the channel's
 target; a status other than OK on the client, or one of UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
 UNAVAILABLE, DATA_LOSS on the server, is an error (`error.type` the status name, span status ERROR). Messages and
 metadata are never recorded. Calls to OTLP collectors (`/opentelemetry.proto.collector...`) are left alone, so
-exporting over gRPC never records itself. Not covered: `grpc.aio`.
+exporting over gRPC never records itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -91,6 +94,44 @@ def _finish(span: Any, started: float, histogram: metrics.Histogram, attributes:
 
 
 # --- client ---------------------------------------------------------------------------------------------------
+class _ClientCall:
+    """One outgoing call's CLIENT span and duration, sync or asyncio."""
+
+    __slots__ = ("span", "started", "attributes")
+
+    span: Any
+    started: float
+    attributes: dict[str, Any]
+
+    @classmethod
+    def begin(cls, details: Any, address: str, port: int | None) -> tuple[_ClientCall, dict[str, str]] | None:
+        """The call and the trace context's headers for its metadata; None for an exporter's own call, when
+        instrumentation is suppressed, or when the span could not start."""
+        method = details.method if isinstance(details.method, str) else details.method.decode()
+        if method.startswith(_EXPORTER_PREFIX) or otel_context.get_current().get(_SUPPRESS_KEY):
+            return None
+        try:
+            self = cls()
+            self.attributes = {"rpc.system.name": "grpc", "rpc.method": method.lstrip("/"), "server.address": address}
+            if port is not None:
+                self.attributes["server.port"] = port
+            self.span = _runtime.current().tracer.start_span(method.lstrip("/"), kind=SpanKind.CLIENT,
+                                                             attributes=self.attributes)
+            carrier: dict[str, str] = {}
+            inject_headers(self.span.get_span_context(), carrier)
+            self.started = time.perf_counter()
+            return self, carrier
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+            return None
+
+    def end(self, code: str, error: str | None = None) -> None:
+        """`error`: error.type when it is not the status (an exception before the call started)."""
+        client, _ = _Durations.get()
+        _finish(self.span, self.started, client, self.attributes, code,
+                error if error is not None else (None if code == "OK" else code))
+
+
 def _client_interceptor(target: str) -> Any:
     import grpc
 
@@ -107,30 +148,15 @@ def _client_interceptor(target: str) -> Any:
 
     class Interceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor, grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]  # noqa: E501
         def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-            method = details.method if isinstance(details.method, str) else details.method.decode()
-            if method.startswith(_EXPORTER_PREFIX) or otel_context.get_current().get(_SUPPRESS_KEY):
-                return continuation(details, request)
-            started = None
-            try:
-                attributes: dict[str, Any] = {"rpc.system.name": "grpc", "rpc.method": method.lstrip("/"),
-                                              "server.address": address}
-                if port is not None:
-                    attributes["server.port"] = port
-                span = _runtime.current().tracer.start_span(method.lstrip("/"), kind=SpanKind.CLIENT,
-                                                            attributes=attributes)
-                carrier: dict[str, str] = {}
-                inject_headers(span.get_span_context(), carrier)
-                details = Details(details, [*(details.metadata or ()), *carrier.items()])
-                started = time.perf_counter()
-            except Exception as exc:  # noqa: BLE001
-                report(exc)
+            started = _ClientCall.begin(details, address, port)
             if started is None:
                 return continuation(details, request)
-            client, _ = _Durations.get()
+            call_, carrier = started
+            details = Details(details, [*(details.metadata or ()), *carrier.items()])
             try:
                 call = continuation(details, request)
             except BaseException as exc:
-                _finish(span, started, client, attributes, "UNKNOWN", error_type(exc))
+                call_.end("UNKNOWN", error_type(exc))
                 raise
 
             def done(future: Any) -> None:
@@ -139,7 +165,7 @@ def _client_interceptor(target: str) -> Any:
                     name = code.name if code is not None else "UNKNOWN"
                 except Exception:  # noqa: BLE001
                     name = "UNKNOWN"
-                _finish(span, started, client, attributes, name, None if name == "OK" else name)
+                call_.end(name)
 
             call.add_done_callback(done)
             return call
@@ -169,6 +195,101 @@ def _wrap_channel(original: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # noqa: BLE001
             report(exc)
             return made
+
+    channel.__doc__ = original.__doc__
+    channel.__name__ = original.__name__
+    return channel
+
+
+def _code_now(call: Any) -> str:
+    """The status name of a finished grpc.aio call. Its code() is a coroutine that, the call being done, returns
+    without waiting: run it to its end here rather than schedule a task per call."""
+    coroutine = call.code()
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        code = finished.value
+        return str(code.name) if code is not None else "UNKNOWN"
+    coroutine.close()  # it would have waited: not a finished call after all
+    return "UNKNOWN"
+
+
+def _aio_client_interceptors(target: str) -> list[Any]:
+    from grpc import aio
+
+    address, port = _split_target(target)
+
+    def start(details: Any) -> tuple[_ClientCall, Any] | None:
+        started = _ClientCall.begin(details, address, port)
+        if started is None:
+            return None
+        call_, carrier = started
+        metadata = aio.Metadata(*(details.metadata or ()), *carrier.items())
+        return call_, details._replace(metadata=metadata)
+
+    async def unary_response(continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        started = start(details)
+        if started is None:
+            return await continuation(details, request)
+        call_, details = started
+        try:
+            call = await continuation(details, request)
+            code = await call.code()  # the response has come (or the call failed)
+        except BaseException as exc:
+            call_.end("UNKNOWN", error_type(exc))
+            raise
+        call_.end(str(code.name) if code is not None else "UNKNOWN")
+        return call
+
+    async def stream_response(continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        started = start(details)
+        if started is None:
+            return await continuation(details, request)
+        call_, details = started
+        try:
+            call = await continuation(details, request)
+        except BaseException as exc:
+            call_.end("UNKNOWN", error_type(exc))
+            raise
+        try:
+            call.add_done_callback(lambda done: call_.end(_code_now(done)))
+        except Exception:  # noqa: BLE001 - an inner interceptor's call without callbacks: its end is unknown
+            call_.end("UNKNOWN")
+        return call
+
+    class UnaryUnary(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            return await unary_response(continuation, details, request)
+
+    class StreamUnary(aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+            return await unary_response(continuation, details, request_iterator)
+
+    class UnaryStream(aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+            return await stream_response(continuation, details, request)
+
+    class StreamStream(aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+        async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+            return await stream_response(continuation, details, request_iterator)
+
+    # grpc.aio files an interceptor under the first of the four kinds it is an instance of: one object each.
+    return [UnaryUnary(), StreamUnary(), UnaryStream(), StreamStream()]
+
+
+def _wrap_aio_channel(original: Callable[..., Any]) -> Callable[..., Any]:
+    def channel(target: str, *args: Any, **kwargs: Any) -> Any:
+        # insecure_channel(target, options, compression, interceptors); secure_channel(target, credentials, ...)
+        position = 3 if original.__name__ == "insecure_channel" else 4
+        try:
+            ours = _aio_client_interceptors(str(target))
+            if len(args) >= position:
+                args = (*args[:position - 1], [*ours, *(args[position - 1] or ())], *args[position:])
+            else:
+                kwargs["interceptors"] = [*ours, *(kwargs.get("interceptors") or ())]
+        except Exception as exc:  # noqa: BLE001
+            report(exc)
+        return original(target, *args, **kwargs)
 
     channel.__doc__ = original.__doc__
     channel.__name__ = original.__name__
@@ -251,39 +372,95 @@ def _stream_response(method: str, behavior: Callable[..., Any]) -> Callable[...,
     return handle
 
 
+def _async_unary_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle(request: Any, context: Any) -> Any:
+        call = _begin_server(method, context)
+        if call is None:
+            return await behavior(request, context)
+        try:
+            response = await behavior(request, context)
+        except BaseException as exc:
+            call.end(context, exc)
+            raise
+        call.end(context, None)
+        return response
+
+    return handle
+
+
+def _async_stream_response(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle(request: Any, context: Any) -> AsyncIterator[Any]:
+        call = _begin_server(method, context)
+        if call is None:
+            async for response in behavior(request, context):
+                yield response
+            return
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as exc:
+            call.end(context, exc)
+            raise
+        call.end(context, None)
+
+    return handle
+
+
+def _instrumented(handler: Any, method: str) -> Any:
+    """The method's handler with its behavior wrapped in a SERVER span: for grpc.server's sync behaviors, and for
+    grpc.aio.server's coroutines and async generators (a sync one there runs in a thread: wrapped as in grpc.server;
+    a streaming coroutine that writes with context.write() is wrapped as a unary one)."""
+    if handler is None or method.startswith(_EXPORTER_PREFIX):
+        return handler
+    try:
+        for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
+            behavior = getattr(handler, kind)
+            if behavior is None:
+                continue
+            if inspect.isasyncgenfunction(behavior):
+                wrapped = _async_stream_response(method, behavior)
+            elif inspect.iscoroutinefunction(behavior):
+                wrapped = _async_unary_response(method, behavior)
+            elif kind.endswith("_unary"):
+                wrapped = _unary_response(method, behavior)
+            else:
+                wrapped = _stream_response(method, behavior)
+            return handler._replace(**{kind: wrapped})
+    except Exception as exc:  # noqa: BLE001 - a handler of another shape: served uninstrumented
+        report(exc)
+    return handler
+
+
 def _server_interceptor() -> Any:
     import grpc
 
     class Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
-            handler = continuation(details)
-            method = details.method
-            if handler is None or method.startswith(_EXPORTER_PREFIX):
-                return handler
-            try:
-                if handler.unary_unary is not None:
-                    return handler._replace(unary_unary=_unary_response(method, handler.unary_unary))
-                if handler.stream_unary is not None:
-                    return handler._replace(stream_unary=_unary_response(method, handler.stream_unary))
-                if handler.unary_stream is not None:
-                    return handler._replace(unary_stream=_stream_response(method, handler.unary_stream))
-                if handler.stream_stream is not None:
-                    return handler._replace(stream_stream=_stream_response(method, handler.stream_stream))
-            except Exception as exc:  # noqa: BLE001 - a handler of another shape: served uninstrumented
-                report(exc)
-            return handler
+            return _instrumented(continuation(details), details.method)
 
     return Interceptor()
 
 
-def _wrap_server(original: Callable[..., Any]) -> Callable[..., Any]:
+def _aio_server_interceptor() -> Any:
+    from grpc import aio
+
+    class Interceptor(aio.ServerInterceptor):  # type: ignore[misc]
+        async def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
+            return _instrumented(await continuation(details), details.method)
+
+    return Interceptor()
+
+
+def _wrap_server(original: Callable[..., Any], make: Callable[[], Any] = _server_interceptor,
+                 position: int = 2) -> Callable[..., Any]:
     def server(*args: Any, **kwargs: Any) -> Any:
-        # grpc.server(thread_pool, handlers=None, interceptors=None, ...): ours goes first, the caller's after it.
+        # grpc.server(thread_pool, handlers=None, interceptors=None, ...) and grpc.aio.server(migration_thread_pool,
+        # handlers, interceptors, ...): ours goes first, the caller's after it.
         try:
-            if len(args) > 2:
-                args = (*args[:2], [_server_interceptor(), *(args[2] or ())], *args[3:])
+            if len(args) > position:
+                args = (*args[:position], [make(), *(args[position] or ())], *args[position + 1:])
             else:
-                kwargs["interceptors"] = [_server_interceptor(), *(kwargs.get("interceptors") or ())]
+                kwargs["interceptors"] = [make(), *(kwargs.get("interceptors") or ())]
         except Exception as exc:  # noqa: BLE001
             report(exc)
         return original(*args, **kwargs)
@@ -293,28 +470,37 @@ def _wrap_server(original: Callable[..., Any]) -> Callable[..., Any]:
     return server
 
 
-_PATCHES: tuple[tuple[str, Callable[[Callable[..., Any]], Callable[..., Any]]], ...] = (
-    ("insecure_channel", _wrap_channel), ("secure_channel", _wrap_channel), ("server", _wrap_server),
+def _wrap_aio_server(original: Callable[..., Any]) -> Callable[..., Any]:
+    return _wrap_server(original, _aio_server_interceptor)
+
+
+# (module, function, wrapper): grpc.aio's functions are wrapped where users call them, on grpc.aio.
+_PATCHES: tuple[tuple[str, str, Callable[[Callable[..., Any]], Callable[..., Any]]], ...] = (
+    ("grpc", "insecure_channel", _wrap_channel), ("grpc", "secure_channel", _wrap_channel),
+    ("grpc", "server", _wrap_server), ("grpc.aio", "insecure_channel", _wrap_aio_channel),
+    ("grpc.aio", "secure_channel", _wrap_aio_channel), ("grpc.aio", "server", _wrap_aio_server),
 )
 
 
 def instrument() -> None:
-    """Wrap grpc.insecure_channel, grpc.secure_channel and grpc.server. Idempotent."""
+    """Wrap grpc's and grpc.aio's insecure_channel, secure_channel and server. Idempotent."""
     import grpc
+    import grpc.aio  # noqa: F401 - grpc imports it itself; named here so that it is there to wrap
 
-    for name, wrap in _PATCHES:
-        current = getattr(grpc, name)
+    for module, name, wrap in _PATCHES:
+        owner = sys.modules[module]
+        current = getattr(owner, name)
         if not hasattr(current, _ORIGINAL):
             wrapper = wrap(current)
             setattr(wrapper, _ORIGINAL, current)
-            setattr(grpc, name, wrapper)
+            setattr(owner, name, wrapper)
 
 
 def uninstrument() -> None:
-    grpc = sys.modules.get(LIBRARY)
-    if grpc is None:
-        return
-    for name, _ in _PATCHES:
-        original = getattr(getattr(grpc, name), _ORIGINAL, None)
+    for module, name, _ in _PATCHES:
+        owner = sys.modules.get(module)
+        if owner is None:
+            continue
+        original = getattr(getattr(owner, name), _ORIGINAL, None)
         if original is not None:
-            setattr(grpc, name, original)
+            setattr(owner, name, original)
