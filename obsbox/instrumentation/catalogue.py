@@ -91,6 +91,16 @@ CATALOGUE: dict[str, MetricSpec] = _specs(
         "obsbox.pool.task.duration", "histogram", "s", ("pool.name", "task.outcome"),
         "Run time of each task, by outcome (success, failure).",
     ),
+    # --- Celery (beyond the messaging conventions' durations) ------------------------------------------------
+    MetricSpec(
+        "obsbox.celery.task.retries", "counter", "{retry}", ("messaging.system", "celery.task.name"),
+        "Retries Celery tasks asked for (self.retry() or autoretry), counted in the worker by task.",
+    ),
+    MetricSpec(
+        "obsbox.celery.queue.messages", "gauge", "{message}", ("messaging.system", "messaging.destination.name"),
+        "Messages waiting in the broker's queue (not yet taken by a worker), read by each worker's main process "
+        "for the queues it consumes at every metric export.",
+    ),
     # --- the exporter's own health ----------------------------------------------------------------------------
     MetricSpec(
         "obsbox.export.items", "counter", "{item}", ("signal", "export.outcome"),

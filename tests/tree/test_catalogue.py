@@ -163,6 +163,24 @@ _EMITTER = textwrap.dedent("""
     except ValueError:
         pass
     pool.shutdown()
+
+    # Celery: a task that asks for one retry (run eagerly: Celery's own tracer sends task_retry), and a queue
+    # with three waiting messages that a worker reports once Celery says it is ready (worker_ready, whose sender
+    # is the worker's consumer: only its app is read) — read from the (in-process) broker at each export.
+    from celery import Celery, signals
+
+    app = Celery("catalogue", broker="memory://")
+
+    @app.task(bind=True, max_retries=1)
+    def flaky(self):
+        if self.request.retries == 0:
+            raise self.retry(countdown=0)
+
+    flaky.apply()
+    for _ in range(3):
+        app.send_task("catalogue.later", queue="catalogue")
+    app.amqp.queues.select(["catalogue"])
+    signals.worker_ready.send(sender=type("Consumer", (), {"app": app})())
     telemetry.force_flush()
     telemetry.force_flush()
     print(telemetry.metrics_port, flush=True)

@@ -12,24 +12,33 @@ messaging.system `celery`, messaging.operation.name / .type (send, process), mes
 routing key or queue), messaging.message.id (the task id, spans only) and `celery.task.name`. A task that raised
 sets error.type (the exception's class) and status ERROR; a retry is marked `celery.task.state` RETRY. Durations:
 `messaging.client.operation.duration` (send) and `messaging.process.duration` (process), seconds, labelled with
-the task name and outcome, never its arguments. The worker's processes export by themselves: obsbox restarts its
-pipeline in each forked (prefork) child.
+the task name and outcome, never its arguments. Retries a task asks for are counted in
+`obsbox.celery.task.retries` (by task; the conventions have no such metric, so it is in the catalogue). The
+backlog: each worker's main process reads, at every metric export, how many messages wait in the broker for each
+queue it consumes (`obsbox.celery.queue.messages`, by queue) — a passive queue declare, which the broker answers
+with the queue's length (Redis: LLEN of the queue's list; RabbitMQ: the queue's message count); messages a worker
+has already taken (prefetched or running) are not counted. The worker's processes export by themselves: obsbox
+restarts its pipeline in each forked (prefork) child.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._propagation import extract_context, inject_headers
 from obsbox.instrumentation._server import error_type, report
-from obsbox.instrumentation.catalogue import HTTP_DURATION_BUCKETS, SEMCONV_METRICS
+from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, SEMCONV_METRICS
 
 __all__ = ["DISTRIBUTION", "LIBRARY", "SUPPORTED", "instrument", "uninstrument"]
 
@@ -37,6 +46,7 @@ LIBRARY = "celery"
 DISTRIBUTION = "celery"
 SUPPORTED = ("5.2", "6")
 
+_log = logging.getLogger("obsbox")
 _SENDING = "_obsbox_send"  # kept on the headers dict between before_ and after_task_publish
 _RUNNING: dict[str, tuple[Any, Any, float, dict[str, Any]]] = {}  # task id -> (span, token, started, attributes)
 _PUBLISH: dict[int, tuple[Any, float, dict[str, Any]]] = {}  # id(headers) -> (span, started, attributes)
@@ -152,11 +162,86 @@ def _postrun(task_id: Any = None, task: Any = None, state: Any = None, **_: Any)
         report(exc)
 
 
+class _Retries:
+    counter: metrics.Counter | None = None
+
+    @classmethod
+    def get(cls) -> metrics.Counter:
+        if cls.counter is None:
+            spec = CATALOGUE["obsbox.celery.task.retries"]
+            cls.counter = metrics.get_meter("obsbox.celery").create_counter(spec.name, spec.unit, spec.description)
+        return cls.counter
+
+
+def _retry(sender: Any = None, **_: Any) -> None:
+    try:
+        _Retries.get().add(1, {"messaging.system": "celery", "celery.task.name": str(getattr(sender, "name", sender))})
+    except Exception as exc:  # noqa: BLE001
+        report(exc)
+
+
+class _Backlog:
+    """The queues this worker consumes, and the broker connection that reads their length at each export."""
+
+    app: Any = None
+    queues: tuple[str, ...] = ()
+    pid = 0  # the worker's main process: a prefork child forked later inherits this state and must not report
+    connection: Any = None
+    gauge: Any = None
+
+
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    try:
+        app = sender.app
+        _Backlog.queues = tuple(app.amqp.queues.consume_from or ()) or (str(app.conf.task_default_queue),)
+        _Backlog.app, _Backlog.pid = app, os.getpid()
+        if _Backlog.gauge is None:
+            spec = CATALOGUE["obsbox.celery.queue.messages"]
+            _Backlog.gauge = metrics.get_meter("obsbox.celery").create_observable_gauge(
+                spec.name, [_observe_backlog], spec.unit, spec.description)
+    except Exception as exc:  # noqa: BLE001
+        report(exc)
+
+
+def _observe_backlog(options: CallbackOptions) -> Iterable[Observation]:
+    if _Backlog.app is None or os.getpid() != _Backlog.pid:
+        return []
+    try:
+        from kombu.exceptions import ChannelError
+
+        connection = _Backlog.connection
+        if connection is None:
+            # Bounded: this runs in the metric exporter's thread, which must not hang on an unreachable broker.
+            connection = _Backlog.app.connection_for_read(connect_timeout=2)
+            connection.ensure_connection(max_retries=1)
+            _Backlog.connection = connection
+        channel = connection.default_channel
+        observations = []
+        for queue in _Backlog.queues:
+            try:
+                waiting = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # kombu's Redis transport: an empty queue's list does not exist
+                waiting = 0
+            observations.append(Observation(waiting, {"messaging.system": "celery",
+                                                      "messaging.destination.name": queue}))
+        return observations
+    except Exception:  # noqa: BLE001 - the broker is unreachable: no observation, a new connection next time
+        _log.debug("obsbox: reading the Celery queues' length failed", exc_info=True)
+        stale, _Backlog.connection = _Backlog.connection, None
+        if stale is not None:
+            try:
+                stale.release()
+            except Exception:  # noqa: BLE001
+                _log.debug("obsbox: closing the broker connection failed", exc_info=True)
+        return []
+
+
 def _signals() -> list[tuple[Any, Any]]:
     from celery import signals
 
     return [(signals.before_task_publish, _before_publish), (signals.after_task_publish, _after_publish),
-            (signals.task_prerun, _prerun), (signals.task_failure, _failure), (signals.task_postrun, _postrun)]
+            (signals.task_prerun, _prerun), (signals.task_failure, _failure), (signals.task_postrun, _postrun),
+            (signals.task_retry, _retry), (signals.worker_ready, _worker_ready)]
 
 
 def instrument() -> None:
@@ -166,6 +251,7 @@ def instrument() -> None:
 
 
 def uninstrument() -> None:
+    _Backlog.app = None  # the gauge, registered once, reports nothing more
     if LIBRARY not in sys.modules:
         return
     for signal, handler in _signals():

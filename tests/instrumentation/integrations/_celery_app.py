@@ -4,6 +4,7 @@ itself (OBSBOX_TEST_WORKER=1); the test process only sends tasks."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from celery import Celery
@@ -16,7 +17,9 @@ if os.environ.get("OBSBOX_TEST_WORKER") == "1":
 
 app = Celery("shopjobs", broker=os.environ.get("CELERY_TEST_BROKER", "redis://127.0.0.1:1/0"),
              backend=os.environ.get("CELERY_TEST_BROKER", "redis://127.0.0.1:1/0"))
-app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+# One message taken at a time per worker process: the rest wait in the broker, where the backlog gauge sees them.
+app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
+                worker_prefetch_multiplier=1)
 
 
 @app.task(bind=True, max_retries=1, name="shop.fulfil")
@@ -27,3 +30,8 @@ def fulfil(self: Any, order: str) -> str:
         raise self.retry(countdown=0)
     with trace.get_tracer("shop").start_as_current_span("pack"):  # the task's own span, under its CONSUMER span
         return f"fulfilled {order}"
+
+
+@app.task(name="shop.restock")
+def restock(seconds: float) -> None:
+    time.sleep(seconds)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from obsbox.testing import Capture, SpanRecord, capture
+from obsbox.testing import Capture, MetricPoint, SpanRecord, capture
 from tests.instrumentation.integrations.conftest import Redis
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,7 +28,7 @@ def worker(redis_server: Redis) -> Iterator[tuple[Capture, object]]:
 
         _celery_app.app.conf.update(broker_url=broker, result_backend=broker)
         env = {**os.environ, "OBSBOX_TEST_WORKER": "1", "OBSBOX_ENDPOINT": cap.receiver.endpoint,
-               "PYTHONPATH": str(ROOT), "CELERY_TEST_BROKER": broker}
+               "PYTHONPATH": str(ROOT), "CELERY_TEST_BROKER": broker, "OBSBOX_METRIC_EXPORT_INTERVAL": "300"}
         env.pop("OTEL_SERVICE_NAME", None)
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tests.instrumentation.integrations._celery_app", "worker",
@@ -92,3 +92,31 @@ def test_failures_and_retries(worker: tuple[Capture, object]) -> None:
     (failure,) = [s for s in runs if s.attributes["celery.task.state"] == "FAILURE"]
     assert failure.status_code == ERROR and failure.attributes["error.type"] == "ValueError"
     assert "cannot fulfil" not in failure.status_message
+
+    def retries() -> list[MetricPoint]:
+        return [p for p in cap.metrics("obsbox.celery.task.retries")
+                if p.attributes.get("celery.task.name") == "shop.fulfil" and p.resource["process.pid"] != os.getpid()]
+
+    point = cap.receiver.wait_for(retries, timeout=30)[-1]  # counted in the worker, cumulative
+    assert point.kind == "sum" and point.monotonic and point.value == 1 and point.unit == "{retry}"
+    assert point.attributes["messaging.system"] == "celery"
+
+
+def test_the_worker_reports_the_backlog_of_its_queue(worker: tuple[Capture, object]) -> None:
+    """Six 1.5 s tasks for one worker process that takes one message at a time: the others wait in Redis, and the
+    worker's main process reports how many, going down to 0 as they run."""
+    cap, app = worker
+    results = [app.restock.delay(1.5) for _ in range(6)]  # type: ignore[attr-defined]
+
+    def backlog() -> list[MetricPoint]:
+        return [p for p in cap.metrics("obsbox.celery.queue.messages")
+                if p.attributes.get("messaging.destination.name") == "celery"]
+
+    assert cap.receiver.wait_for(lambda: [p for p in backlog() if p.value >= 3], timeout=30)
+    for result in results:
+        result.get(timeout=60)
+    assert cap.receiver.wait_for(lambda: backlog()[-1].value == 0 or None, timeout=30)
+    points = backlog()
+    assert {p.kind for p in points} == {"gauge"} and points[-1].unit == "{message}"
+    assert len({p.resource["process.pid"] for p in points}) == 1  # the main process only, not the pool's child
+    assert points[0].resource["service.name"] == "shop-worker"
