@@ -19,6 +19,8 @@ from fastapi import FastAPI
 MODES: dict[str, str] = {
     "bare": "no instrumentation",
     "obsbox": "obsbox.configure() + obsbox.instrument(app): server span, RED metrics, exemplars over OTLP",
+    "obsbox-profiling": "as obsbox, with the continuous profiler at its default rate (100 Hz) sending pprof to the "
+                        "receiver's /ingest every 15 s",
     "contrib": "OpenTelemetry SDK + OTLP/HTTP exporters + contrib FastAPIInstrumentor (stable HTTP semconv)",
     "contrib-lean": "as contrib, with exclude_spans=['receive', 'send']: the server span only",
     "native": "OpenTelemetry SDK + OTLP/HTTP exporters + FastAPI's own telemetry (operation spans on)",
@@ -63,6 +65,14 @@ def obsbox_mode() -> FastAPI:
     import obsbox
 
     obsbox.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "bench-obsbox"))
+    return obsbox.instrument(_routes(FastAPI()))
+
+
+def obsbox_profiling() -> FastAPI:
+    import obsbox
+
+    obsbox.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "bench-obsbox-profiling"), profiling=True,
+                     profiling_endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
     return obsbox.instrument(_routes(FastAPI()))
 
 
@@ -122,6 +132,7 @@ def pfi() -> FastAPI:
 BUILDERS: dict[str, Callable[[], FastAPI]] = {
     "bare": bare,
     "obsbox": obsbox_mode,
+    "obsbox-profiling": obsbox_profiling,
     "contrib": contrib,
     "contrib-lean": contrib_lean,
     "native": native,

@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import threading
+import urllib.parse
 import zlib
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,7 +105,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         elif encoding == "deflate":
             body = zlib.decompress(body)
-        route = _ROUTES.get(self.path)
+        path, _, query = self.path.partition("?")
+        if path == "/ingest":  # Pyroscope's ingest API: a pprof profile from obsbox's continuous profiler
+            self._count_profile(query, body)
+            return
+        route = _ROUTES.get(path)
         if route is None:
             self._reply(404, b"", "text/plain")
             return
@@ -118,6 +123,18 @@ class _Handler(BaseHTTPRequestHandler):
         with _lock:
             _counts["_all"]["exports"] += 1
         self._reply(200, response().SerializeToString(), "application/x-protobuf")
+
+    def _count_profile(self, query: str, body: bytes) -> None:
+        name = urllib.parse.parse_qs(query).get("name", ["unknown_service{}"])[0]
+        try:
+            gzip.decompress(body)
+        except OSError as exc:
+            self._reply(400, str(exc).encode(), "text/plain")
+            return
+        with _lock:
+            _counts[name.partition("{")[0]]["profiles"] += 1
+            _counts["_all"]["exports"] += 1
+        self._reply(200, b"", "text/plain")
 
     def do_GET(self) -> None:
         if self.path != "/stats":
