@@ -232,3 +232,56 @@ def test_forked_child_profiles_itself(tmp_path: Path, ingest: IngestReceiver) ->
     tags = go_pprof("-tags", *cpu)
     # Samples in the child's span reached Pyroscope: the child's own sampler thread took them.
     assert child_span in tags and parent_span in tags, tags
+
+
+ASYNC_PROGRAM = textwrap.dedent("""
+    import asyncio, os, time
+    import obsbox
+
+    telemetry = obsbox.configure(service_name="tasks", console=False, endpoint=os.environ["OTLP"],
+                                 schedule_delay=0.05, profiling_interval=1.0)
+    tracer = telemetry.tracer
+
+    def burn_in_task(n):
+        x = 0
+        for i in range(n):
+            x += i * i
+        return x
+
+    async def burner():
+        with tracer.start_as_current_span("async-burn"):
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                burn_in_task(20_000)
+                await asyncio.sleep(0)  # the other task runs in between, on the same thread
+
+    async def waiter():
+        with tracer.start_as_current_span("async-wait"):
+            for _ in range(400):
+                await asyncio.sleep(0.001)
+
+    async def main():
+        await asyncio.gather(asyncio.create_task(burner(), name="burner"), asyncio.create_task(waiter()))
+
+    asyncio.run(main())
+    telemetry.shutdown()
+""")
+
+
+def test_asyncio_task_samples_carry_their_own_span(tmp_path: Path, ingest: IngestReceiver) -> None:
+    script = tmp_path / "tasks.py"
+    script.write_text(ASYNC_PROGRAM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSBOX_", "OTEL_"))}
+    with OTLPReceiver() as otlp:
+        env.update({"OTLP": otlp.endpoint, "OBSBOX_PROFILING": "true", "OBSBOX_PROFILING_ENDPOINT": ingest.endpoint})
+        result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+        burn_span, wait_span = _span_id(otlp, "async-burn"), _span_id(otlp, "async-wait")
+    cpu = _save(tmp_path, ingest.requests, "cpu")
+    traces = go_pprof("-traces", *cpu)
+    burning = [b for b in traces.split("-----------+") if "burn_in_task" in b]
+    # Both tasks take turns on one thread: each sample is labelled with the span of the task that was running.
+    assert burning and all(f"span_id:  {burn_span}" in b for b in burning), traces
+    assert not any(wait_span in b for b in burning), traces
+    assert all("<task burner>" in b for b in burning), traces  # a task's chosen name, as the root frame
