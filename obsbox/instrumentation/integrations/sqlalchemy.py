@@ -35,32 +35,39 @@ _CALL = "_obsbox_call"
 _TARGET = "_obsbox_target"
 
 
-def _target(engine: Any) -> Target:
-    target: Target | None = engine.__dict__.get(_TARGET)
-    if target is None:
+# SQLAlchemy drivers that obsbox also hooks: only under these must the driver's hook be told to stay silent.
+_HOOKED_DRIVERS = frozenset({"psycopg", "asyncpg"})  # dialect.driver (psycopg's async dialect too)
+
+
+def _target(engine: Any) -> tuple[Target, bool]:
+    """The engine's Target, and whether its driver has an obsbox hook of its own (built once per engine)."""
+    found: tuple[Target, bool] | None = engine.__dict__.get(_TARGET)
+    if found is None:
         url = engine.url
         system = _SYSTEMS.get(engine.dialect.name, "other_sql")
         if system == "sqlite":  # a file path or :memory:, no server
             target = Target(system)
         else:
             target = Target(system, url.host or None, url.port or _DEFAULT_PORTS.get(system), url.database or None)
-        engine.__dict__[_TARGET] = target
-    return target
+        found = engine.__dict__[_TARGET] = (target, engine.dialect.driver in _HOOKED_DRIVERS)
+    return found
 
 
 def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
     if context is None:
         return
-    call = DbCall.begin(_target(conn.engine), Operation.of_sql(statement))
+    target, hooked = _target(conn.engine)
+    call = DbCall.begin(target, Operation.of_sql(statement))
     if call is not None:
-        context.__dict__[_CALL] = (call, outer())
+        context.__dict__[_CALL] = (call, outer() if hooked else None)
 
 
 def _end(context: Any, exc: BaseException | None) -> None:
     pending = context.__dict__.pop(_CALL, None) if context is not None else None
     if pending is not None:
         call, token = pending
-        reset_outer(token)
+        if token is not None:
+            reset_outer(token)
         call.finish(exc)
 
 
