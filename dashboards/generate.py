@@ -26,6 +26,10 @@ ALERTMANAGER = {"type": "alertmanager", "uid": "alertmanager"}
 #: Grafana's silences page with the box's Alertmanager data source (provisioned under the name "Alertmanager").
 SILENCES_URL = "/alerting/silences?alertmanager=Alertmanager"
 JAEGER = {"type": "jaeger", "uid": "jaeger"}
+PYROSCOPE = {"type": "grafana-pyroscope-datasource", "uid": "pyroscope"}
+# Pyroscope's id of on-CPU time (name:sample type:unit:period type:unit): what a CPU profile pushed as pprof with
+# sample type cpu/nanoseconds is stored as. The Jaeger datasource's traces-to-profiles link uses the same id.
+CPU_PROFILE = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 
 UIDS = {
     "overview": "obsbox-services-overview",
@@ -418,6 +422,13 @@ def service_detail() -> dict[str, Any]:
         logs_panel("Logs", "The service's log records from Loki, newest first. Records written inside a "
                    "request carry trace_id: open a record's details and follow 'View trace' to Jaeger.",
                    '{service_name="$service_name"}'),
+        row("Profiles"),
+        panel("flamegraph", "CPU flame graph", "Where the service spent its CPU time over the dashboard's time "
+              "range, from the continuous profiles in Pyroscope (configure(profiling=...)): the wider a frame, "
+              "the more samples were taken in it or below it.",
+              [{"datasource": PYROSCOPE, "queryType": "profile", "profileTypeId": CPU_PROFILE,
+                "labelSelector": '{service_name="$service_name"}', "groupBy": []}],
+              unit="ns", datasource=PYROSCOPE, w=24, h=14),
     ]
     variables = [
         environment_variable(f"{HTTP_DURATION}_count"),
@@ -436,7 +447,7 @@ def service_detail() -> dict[str, Any]:
     ]
     return dashboard("detail", "Service detail",
                      "One service: RED per route, latency heatmap with exemplars, errors, outbound calls, "
-                     "traces and logs.", panels, variables, tags=["services"], links=links)
+                     "traces, logs and a CPU flame graph.", panels, variables, tags=["services"], links=links)
 
 
 # --- 3. SLOs --------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from obsbox.stack.compose import ComposeLoadError, StackTree, compose_cli, compo
 from obsbox.stack.native_config import dump, render_alertmanager, render_prometheus
 
 Outcome = Literal["ok", "fail", "skip"]
-DATASOURCE_UIDS = ("prometheus", "loki", "jaeger", "alertmanager", "-- Grafana --", "grafana")
+DATASOURCE_UIDS = ("prometheus", "loki", "jaeger", "pyroscope", "alertmanager", "-- Grafana --", "grafana")
 
 
 @dataclass

@@ -123,6 +123,11 @@ COMPONENTS: dict[str, Component] = {
             "LOKI_IMAGE", fixed_port=True,
         ),
         Component(
+            "pyroscope", ("pyroscope",), 4040, "/ready", "pyroscope",
+            "download pyroscope from https://github.com/grafana/pyroscope/releases, or run the box with Docker",
+            "PYROSCOPE_IMAGE", fixed_port=True,
+        ),
+        Component(
             "jaeger", ("jaeger",), 16686, "/status", "jaeger",
             "`obsbox build` (builds the pinned version with Go), or run the box with Docker",
             "JAEGER_IMAGE", fixed_port=True, health_port=13134,  # render.NATIVE_JAEGER_PORTS moves 13133 off the collector's

@@ -149,7 +149,8 @@ def url_of(component: str) -> str:
     found = urls().get(component)
     if not found:
         raise NotRunningError(f"{component} is not running", "start the box with `obsbox up`"
-                              + (" (Grafana, Jaeger and Loki need Docker)" if component in ("grafana", "jaeger", "loki")
+                              + (" (Grafana, Jaeger, Loki and Pyroscope need Docker)"
+                                 if component in ("grafana", "jaeger", "loki", "pyroscope")
                                  else ""))
     return found
 

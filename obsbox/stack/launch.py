@@ -27,6 +27,7 @@ from obsbox.stack.render import (
     render_grafana_provisioning,
     render_jaeger_config,
     render_loki_config,
+    render_pyroscope_config,
 )
 from obsbox.stack.state import grafana_password, write_json
 
@@ -115,6 +116,12 @@ def loki(ctx: LaunchContext) -> Launch:
     return Launch([str(ctx.binary), f"-config.file={ctx.write('loki.yaml', text)}"])
 
 
+def pyroscope(ctx: LaunchContext) -> Launch:
+    source = ctx.tree.config_file("pyroscope", "-config.file", "backends/pyroscope/config.yaml").read_text()
+    text = render_pyroscope_config(source, data_dir=ctx.data)
+    return Launch([str(ctx.binary), f"-config.file={ctx.write('pyroscope.yaml', text)}"])
+
+
 def jaeger(ctx: LaunchContext) -> Launch:
     source = (ctx.tree.root / "backends" / "jaeger" / "config.yaml").read_text()
     return Launch([str(ctx.binary), f"--config={ctx.write('jaeger.yaml', render_jaeger_config(source))}"])
@@ -148,6 +155,6 @@ def grafana(ctx: LaunchContext) -> Launch:
 
 
 LAUNCHERS: dict[str, Callable[[LaunchContext], Launch]] = {
-    "prometheus": prometheus, "alertmanager": alertmanager, "loki": loki, "jaeger": jaeger,
-    "collector": collector, "grafana": grafana,
+    "prometheus": prometheus, "alertmanager": alertmanager, "loki": loki, "pyroscope": pyroscope,
+    "jaeger": jaeger, "collector": collector, "grafana": grafana,
 }

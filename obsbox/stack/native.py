@@ -42,7 +42,7 @@ from obsbox.stack.state import grafana_password, write_json
 
 # Start order: Alertmanager before Prometheus (so the first alerts have somewhere to go). Processes handed over
 # with `up(samples=...)` start after the box, in the order given.
-BACKEND_ORDER = ("alertmanager", "prometheus", "loki", "jaeger", "collector", "grafana")
+BACKEND_ORDER = ("alertmanager", "prometheus", "loki", "pyroscope", "jaeger", "collector", "grafana")
 
 
 @dataclass

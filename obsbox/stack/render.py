@@ -32,14 +32,18 @@ __all__ = [
     "render_grafana_provisioning",
     "render_jaeger_config",
     "render_loki_config",
+    "render_pyroscope_config",
 ]
 
 #: The compose service names the configs use to reach each other.
-CONTAINER_HOSTNAMES = ("collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana")
+CONTAINER_HOSTNAMES = ("collector", "prometheus", "alertmanager", "loki", "pyroscope", "jaeger", "grafana")
 
 #: Where Jaeger listens when the stack runs as local processes. In containers Jaeger and the collector both use
 #: 4317/4318 (OTLP), 13133 (health) and 8888 (self-metrics); on one host the collector keeps them and Jaeger moves.
 NATIVE_JAEGER_PORTS: Mapping[int, int] = {4317: 14317, 4318: 14318, 13133: 13134, 8888: 8889}
+
+#: Pyroscope's gRPC port when it runs as a local process: its default, 9095, is Loki's gRPC port too.
+NATIVE_PYROSCOPE_GRPC_PORT = 9097
 
 #: Environment variables read by render_alertmanager_config(), with what each one does (docs/stack.md).
 NOTIFICATION_VARIABLES: Mapping[str, str] = {
@@ -163,6 +167,30 @@ def render_loki_config(source: str, *, data_dir: Path, rules_dir: Path) -> str:
         config["compactor"]["working_directory"] = moved(config["compactor"]["working_directory"])
     if "ruler" in config and "rule_path" in config["ruler"]:
         config["ruler"]["rule_path"] = moved(config["ruler"]["rule_path"])
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def render_pyroscope_config(source: str, *, data_dir: Path) -> str:
+    """Return backends/pyroscope/config.yaml for a local Pyroscope process.
+
+    ``data_dir`` replaces the container's /data (the volume of the image) in every storage path; the HTTP and gRPC
+    listeners and memberlist bind 127.0.0.1, and gRPC moves to NATIVE_PYROSCOPE_GRPC_PORT (Loki keeps 9095).
+    """
+    config: dict[str, Any] = yaml.safe_load(source)
+    server = config.setdefault("server", {})
+    server["http_listen_address"] = server["grpc_listen_address"] = "127.0.0.1"
+    server["grpc_listen_port"] = NATIVE_PYROSCOPE_GRPC_PORT
+    config["memberlist"] = {**config.get("memberlist", {}), "bind_addr": ["127.0.0.1"],
+                            "advertise_addr": "127.0.0.1"}
+
+    def moved(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: moved(value) for key, value in node.items()}
+        return _replace_prefix(node, "/data", data_dir) if isinstance(node, str) else node
+
+    for section in ("pyroscopedb", "storage", "metastore"):
+        if section in config:
+            config[section] = moved(config[section])
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
 

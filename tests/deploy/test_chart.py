@@ -205,7 +205,7 @@ def test_datasources_keep_the_boxs_uids_and_links_with_in_cluster_urls(all_on: l
     rendered = yaml.safe_load(cm["data"]["obsbox-datasources.yaml"])
     box = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))
     values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["datasources"]
-    assert [d["uid"] for d in rendered["datasources"]] == ["prometheus", "loki", "jaeger", "alertmanager"]
+    assert [d["uid"] for d in rendered["datasources"]] == ["prometheus", "loki", "jaeger", "pyroscope", "alertmanager"]
     for ours, theirs in zip(rendered["datasources"], box["datasources"], strict=True):
         assert ours["url"] == values["urls"][ours["uid"]]
         strip = ("url", "isDefault")

@@ -4,13 +4,14 @@ Jaeger v2 built from their Go modules (scripts/build-components.sh, which `make 
     sample shop ──OTLP──► Collector ──► Jaeger (traces)
                               ├──────► Prometheus 3 over OTLP (metrics, span metrics, service graph)
                               └─x      Loki (not run here: AGPL, no binary)
+    (profiles ─x Pyroscope: not run here either, AGPL, no binary)
     Prometheus rules ──► Alertmanager ──► a webhook receiver in this test
 
 `obsbox up --samples` runs the box exactly as a user's does; only the intervals are shortened (scrape and rule
 evaluation 2 s, the services' metric export 2 s, Alertmanager's grouping 1 s/5 s in a copy of the tree) so that the
 whole run fits in a few minutes. Everything listens on 127.0.0.1; the load is bounded in rate and time.
-Loki and Grafana cannot run here: `up` must name them as unavailable, and the queries that need them are listed
-with their reason (the list fails the test when it goes stale).
+Loki, Pyroscope and Grafana cannot run here: `up` must name them as unavailable, and the queries and panels that
+need them are listed with their reason (the list fails the test when it goes stale).
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ pytestmark = [
 NEEDS_COMPONENT = {
     "loki_": "Loki's own metrics: Loki is AGPL, no binary here",
     "otelcol_exporter_sent_log_records": "the Collector's logs exporter delivers to Loki, which cannot run here",
+}
+# Dashboard panels whose datasource is a backend this test cannot run (datasource uid), each with its reason.
+NEEDS_BACKEND = {
+    "pyroscope": "Pyroscope is AGPL, no binary here: no profiles to draw the flame graph from",
 }
 E2E_INTERVALS = {"__rate_interval": "30s", "__interval": "2s", "__auto": "30s", "__range": "5m"}
 
@@ -251,9 +256,9 @@ def test_up_runs_the_pinned_versions_and_names_what_it_cannot_run(box: Box) -> N
                                              ["components"][name]["binary"])
     for name in SERVICES:
         assert component(report, name)["state"] == "healthy"
-    for name in ("loki", "grafana"):
+    for name in ("loki", "pyroscope", "grafana"):
         assert component(report, name)["state"] == "unavailable"
-    assert "loki" in box.up_output and "grafana" in box.up_output
+        assert name in box.up_output
     # The builds have no web UI assets; `up` says so instead of sending users to a blank page.
     assert "alertmanager, prometheus, jaeger: built from source without their web UI" in box.up_output
     print("\nbox report:", json.dumps(box.report))
@@ -321,9 +326,21 @@ def test_every_dashboard_query_returns_data_from_prometheus_3_over_otlp(box: Box
         time.sleep(5)
         left = [q for q in left if not query(box.prometheus, substitute(q.expr, _values_for(q)))]
     assert not left, "queries without data:\n" + "\n".join(f"{q.id}: {q.expr}" for q in left)
-    print(f"\n{len(todo)} dashboard queries returned data; {len(skipped)} need Loki: {sorted(skipped)}")
+    elsewhere = _panels_of_absent_backends()
+    print(f"\n{len(todo)} dashboard queries returned data; {len(skipped)} need Loki: {sorted(skipped)}; "
+          f"panels of backends not run here: {elsewhere}")
     assert len(todo) >= 60
     assert set(skipped.values()) == set(NEEDS_COMPONENT.values())  # no stale exception
+    assert set(elsewhere.values()) == set(NEEDS_BACKEND.values())
+    assert "service-detail.json/CPU flame graph" in elsewhere
+
+
+def _panels_of_absent_backends() -> dict[str, str]:
+    """Every dashboard panel that queries a datasource this test cannot run, with the reason."""
+    from tests.tree.test_queries import DASHBOARD_FILES, load, panels
+
+    return {f"{path.name}/{p['title']}": NEEDS_BACKEND[uid] for path in DASHBOARD_FILES for p in panels(load(path))
+            if (uid := (p.get("datasource") or {}).get("uid")) in NEEDS_BACKEND}
 
 
 def test_span_metrics_and_service_graph_series_carry_the_labels_dashboards_and_jaeger_use(box: Box) -> None:

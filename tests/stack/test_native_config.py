@@ -140,5 +140,28 @@ def test_binaries_found_on_path_are_planned(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("OBSBOX_CACHE_DIR", str(tmp_path / "cache"))
     plan = NativeRuntime(tmp_path, tree).plan(lambda _m: None)
     assert set(plan.run) == {"prometheus", "alertmanager", "loki", "grafana"}
-    assert set(plan.unavailable) == {"jaeger", "collector"}
+    assert set(plan.unavailable) == {"jaeger", "collector", "pyroscope"}
     assert "otelcol-contrib" in plan.unavailable["collector"] and "to get it" in plan.unavailable["collector"]
+    # like Loki: not built here, so the hint names its releases and Docker
+    assert "`pyroscope` binary" in plan.unavailable["pyroscope"]
+    assert "github.com/grafana/pyroscope/releases" in plan.unavailable["pyroscope"]
+    assert "Docker" in plan.unavailable["pyroscope"]
+
+
+def test_a_pyroscope_binary_on_path_is_planned_and_started_after_loki(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      tree: StackTree) -> None:
+    from obsbox.stack.native import BACKEND_ORDER
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("prometheus", "pyroscope"):
+        exe = bin_dir / name
+        exe.write_text("#!/bin/sh\necho 'version 1.2.3'\n")
+        exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("OBSBOX_CACHE_DIR", str(tmp_path / "cache"))
+    plan = NativeRuntime(tmp_path, tree).plan(lambda _m: None)
+    assert plan.run["pyroscope"] == bin_dir / "pyroscope"
+    assert "pyroscope" not in plan.unavailable
+    # before Grafana, which provisions it as a datasource
+    assert BACKEND_ORDER.index("pyroscope") < BACKEND_ORDER.index("grafana")

@@ -18,10 +18,10 @@ from obsbox.samples._chaos import ANY_HOST_ENV
 from obsbox.stack.tree import pinned_images, stack_root
 
 ROOT = stack_root()
-CORE = ("collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana")
+CORE = ("collector", "prometheus", "alertmanager", "loki", "pyroscope", "jaeger", "grafana")
 SAMPLES = tuple(SERVICES)
 # Host ports the issue asks for, all on 127.0.0.1.
-CORE_PORTS = {3000, 9090, 9093, 3100, 16686, 4317, 4318, 13133}
+CORE_PORTS = {3000, 9090, 9093, 3100, 4040, 16686, 4317, 4318, 13133}
 # Which tool in each image can run a health check (tests/tree/test_facts.py pins where each fact comes from).
 HEALTH_TOOL = {
     "prometheus": "wget",
@@ -29,6 +29,7 @@ HEALTH_TOOL = {
     "jaeger": "wget",
     "grafana": "curl",
     "loki": "/usr/bin/loki",
+    "pyroscope": "/usr/bin/profilecli",
     **{name: "python" for name in SAMPLES},
 }
 NO_HEALTH_TOOL = {"collector"}  # FROM scratch: nothing to exec
@@ -150,7 +151,7 @@ def test_every_bind_mount_exists_in_the_tree_and_ships_in_the_wheel() -> None:
             checked += 1
     build = services()["gateway"]["build"]
     assert (ROOT / build["context"] / build["dockerfile"]).is_file()
-    assert checked == 13  # collector 1, prometheus 3, alertmanager 2, loki 2, jaeger 1, grafana 4
+    assert checked == 14  # collector 1, prometheus 3, alertmanager 2, loki 2, pyroscope 1, jaeger 1, grafana 4
 
 
 def test_named_volumes_keep_the_data_of_the_stateful_components() -> None:
@@ -158,6 +159,7 @@ def test_named_volumes_keep_the_data_of_the_stateful_components() -> None:
         "prometheus": "/prometheus",
         "alertmanager": "/alertmanager",
         "loki": "/loki",
+        "pyroscope": "/data",
         "grafana": "/var/lib/grafana",
     }
     for name, target in expected.items():
@@ -171,6 +173,10 @@ def test_storage_paths_match_the_named_volumes() -> None:
     assert "--storage.path=/alertmanager" in services()["alertmanager"]["command"]
     loki = yaml.safe_load((ROOT / "backends/loki/config.yaml").read_text())
     assert loki["common"]["path_prefix"] == "/loki"
+    pyroscope = yaml.safe_load((ROOT / "backends/pyroscope/config.yaml").read_text())
+    paths = [pyroscope["pyroscopedb"]["data_path"], pyroscope["storage"]["filesystem"]["dir"],
+             pyroscope["metastore"]["data_dir"], pyroscope["metastore"]["raft"]["dir"]]
+    assert all(path.startswith("/data/") for path in paths), paths
 
 
 def test_retention_is_bounded() -> None:
@@ -210,6 +216,7 @@ def test_health_probes_hit_each_components_ready_endpoint() -> None:
     assert urls["jaeger"].endswith("127.0.0.1:13133/status")
     assert urls["grafana"].endswith("127.0.0.1:3000/api/health")
     assert urls["loki"] == "-health.url=http://127.0.0.1:3100/ready"
+    assert urls["pyroscope"] == "--url=http://127.0.0.1:4040"  # profilecli ready GETs <url>/ready
 
 
 def _start_order() -> list[str]:
@@ -253,6 +260,7 @@ def test_default_commands_are_repeated_when_overridden() -> None:
     ]
     assert services()["loki"]["command"] == ["-config.file=/etc/loki/config.yaml"]
     assert services()["jaeger"]["command"] == ["--config=/etc/jaeger/config.yml"]
+    assert services()["pyroscope"]["command"] == ["-config.file=/etc/pyroscope/config.yaml"]
     assert "command" not in services()["collector"]  # the image reads /etc/otelcol-contrib/config.yaml
     mounted = {target: source for source, target in _bind_sources(services()["collector"])}
     assert mounted["/etc/otelcol-contrib/config.yaml"] == "./collector/config.yaml"
@@ -269,6 +277,7 @@ def test_config_mounts_point_at_the_right_files() -> None:
     assert mounts("loki")["/etc/loki/config.yaml"] == "./backends/loki/config.yaml"
     assert mounts("loki")["/etc/loki/rules"] == "./alerts/loki"
     assert mounts("jaeger")["/etc/jaeger/config.yml"] == "./backends/jaeger/config.yaml"
+    assert mounts("pyroscope")["/etc/pyroscope/config.yaml"] == "./backends/pyroscope/config.yaml"
     grafana = mounts("grafana")
     assert grafana["/etc/grafana/dashboards"] == "./dashboards"
     for kind in ("datasources", "dashboards", "alerting"):

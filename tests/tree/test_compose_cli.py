@@ -25,21 +25,22 @@ from obsbox.stack.tree import pinned_images, stack_root
 from tests.stack._compose_cli import docker_with_compose_plugin, real_compose
 
 ROOT = stack_root()
-CORE = {"collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana"}
-CORE_PORTS = {3000, 9090, 9093, 3100, 16686, 4317, 4318, 13133}
+CORE = {"collector", "prometheus", "alertmanager", "loki", "pyroscope", "jaeger", "grafana"}
+CORE_PORTS = {3000, 9090, 9093, 3100, 4040, 16686, 4317, 4318, 13133}
 IMAGE_PINS = {"collector": "OTELCOL_IMAGE", "prometheus": "PROMETHEUS_IMAGE", "alertmanager": "ALERTMANAGER_IMAGE",
-              "loki": "LOKI_IMAGE", "jaeger": "JAEGER_IMAGE", "grafana": "GRAFANA_IMAGE"}
+              "loki": "LOKI_IMAGE", "pyroscope": "PYROSCOPE_IMAGE", "jaeger": "JAEGER_IMAGE",
+              "grafana": "GRAFANA_IMAGE"}
 # Who waits for whom, and for what: the start order docs/stack.md describes.
 DEPENDS_ON = {
     "collector": {"prometheus": "service_healthy", "jaeger": "service_healthy", "loki": "service_started"},
     "prometheus": {"alertmanager": "service_healthy"},
     "loki": {"alertmanager": "service_healthy"},
     "grafana": {"collector": "service_started", "prometheus": "service_healthy", "alertmanager": "service_healthy",
-                "loki": "service_healthy", "jaeger": "service_healthy"},
+                "loki": "service_healthy", "jaeger": "service_healthy", "pyroscope": "service_healthy"},
     **{name: {"collector": "service_started"} for name in SERVICES},
 }
 DATA_VOLUMES = {"prometheus": "/prometheus", "alertmanager": "/alertmanager", "loki": "/loki",
-                "grafana": "/var/lib/grafana"}
+                "pyroscope": "/data", "grafana": "/var/lib/grafana"}
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -27,9 +27,9 @@ from tests.tree.test_queries import (
     substitute,
 )
 
-DATASOURCE_UIDS = {"prometheus", "loki", "jaeger", "alertmanager"}
+DATASOURCE_UIDS = {"prometheus", "loki", "jaeger", "pyroscope", "alertmanager"}
 # Grafana unit ids the dashboards use (a typo would silently show raw numbers); "suffix:..." is Grafana's custom unit.
-GRAFANA_UNITS = {"none", "short", "percentunit", "reqps", "ops", "s", "bytes"}
+GRAFANA_UNITS = {"none", "short", "percentunit", "reqps", "ops", "s", "ns", "bytes"}
 EXPECTED = {
     "services-overview.json": "obsbox-services-overview",
     "service-detail.json": "obsbox-service-detail",
@@ -145,8 +145,9 @@ def test_queries_key_on_service_name_never_job(name: str) -> None:
 
 
 def test_panels_are_core_grafana_panel_types() -> None:
-    # core panels only: a plugin panel would render empty in a Grafana without that plugin
-    core = {"row", "timeseries", "stat", "table", "heatmap", "logs", "state-timeline", "alertlist"}
+    # core panels only: a plugin panel would render empty in a Grafana without that plugin. The flame graph is
+    # core too (grafana/grafana public/app/plugins/panel/flamegraph/plugin.json: id "flamegraph").
+    core = {"row", "timeseries", "stat", "table", "heatmap", "logs", "state-timeline", "alertlist", "flamegraph"}
     assert {p["type"] for board in BOARDS.values() for p in panels(board)} <= core
 
 

@@ -41,6 +41,7 @@ FACT_VERSIONS = {
     "LOKI_IMAGE": "grafana/loki:3.7.6",
     "JAEGER_IMAGE": "jaegertracing/jaeger:2.12.0",  # v2 (Go module v1.75.0); built and run in test_box_e2e.py
     "GRAFANA_IMAGE": "grafana/grafana:13.2.0",
+    "PYROSCOPE_IMAGE": "grafana/pyroscope:2.0.2",  # its facts: tests/tree/test_pyroscope.py
 }
 
 
@@ -223,6 +224,6 @@ def test_compose_reads_dot_env_next_to_stack_yml() -> None:
     """docker compose loads `.env` from the project directory, which is the directory of the first -f file:
     so .env sits beside stack.yml, and both ship together in the wheel."""
     assert (ROOT / ".env").is_file() and (ROOT / "stack.yml").is_file()
-    for name in ("collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana"):
+    for name in ("collector", "prometheus", "alertmanager", "loki", "pyroscope", "jaeger", "grafana"):
         variable = re.fullmatch(r"\$\{(\w+)\}", service(name)["image"])
         assert variable is not None and variable[1] in pinned_images()

@@ -20,7 +20,7 @@ from obsbox.stack.tree import stack_root
 
 ROOT = stack_root()
 PROVISIONING = ROOT / "backends/grafana/provisioning"
-UIDS = {"prometheus", "loki", "jaeger", "alertmanager"}
+UIDS = {"prometheus", "loki", "jaeger", "pyroscope", "alertmanager"}
 
 
 def datasources() -> dict[str, dict[str, Any]]:
@@ -59,12 +59,15 @@ def expanded(node: Any) -> Any:
     return grafana_expand(node, dict(os.environ)) if isinstance(node, str) else node
 
 
-def test_the_four_datasources_have_fixed_unique_uids() -> None:
+def test_the_five_datasources_have_fixed_unique_uids() -> None:
     data = yaml.safe_load((PROVISIONING / "datasources/obsbox.yaml").read_text())["datasources"]
     uids = [ds["uid"] for ds in data]
     assert sorted(uids) == sorted(UIDS) and len(set(uids)) == len(uids)
     types = {ds["uid"]: ds["type"] for ds in data}
-    assert types == {"prometheus": "prometheus", "loki": "loki", "jaeger": "jaeger", "alertmanager": "alertmanager"}
+    # grafana/grafana public/app/plugins/datasource/grafana-pyroscope-datasource/plugin.json: id
+    # "grafana-pyroscope-datasource" (alias "phlare"), a core datasource: no plugin to install.
+    assert types == {"prometheus": "prometheus", "loki": "loki", "jaeger": "jaeger",
+                     "pyroscope": "grafana-pyroscope-datasource", "alertmanager": "alertmanager"}
     assert [ds["uid"] for ds in data if ds.get("isDefault")] == ["prometheus"]
     assert all(ds["editable"] is False for ds in data)
 
@@ -75,6 +78,7 @@ def test_urls_point_at_the_services_and_ports_of_stack_yml() -> None:
         "prometheus": "http://prometheus:9090",
         "loki": "http://loki:3100",
         "jaeger": "http://jaeger:16686",
+        "pyroscope": "http://pyroscope:4040",
         "alertmanager": "http://alertmanager:9093",
     }
     for uid, url in expected.items():
@@ -94,7 +98,7 @@ def _linked_uids(node: Any) -> list[str]:
 
 def test_every_cross_link_points_at_an_existing_uid() -> None:
     links = _linked_uids(list(datasources().values()))
-    assert sorted(links) == ["jaeger", "jaeger", "loki", "prometheus"]
+    assert sorted(links) == ["jaeger", "jaeger", "loki", "prometheus", "pyroscope"]
     assert set(links) <= set(datasources())
 
 
@@ -178,6 +182,47 @@ def test_the_mapped_tag_reaches_grafana_and_names_a_prometheus_label() -> None:
     prometheus = yaml.safe_load((ROOT / "backends/prometheus/prometheus.yml").read_text())
     assert "service.instance.id" in prometheus["otlp"]["promote_resource_attributes"]
     assert all(m["value"] == m["key"].replace(".", "_") for m in mapping)
+
+
+# --- traces -> profiles ----------------------------------------------------------------------------------------
+#
+# Grafana 13 (grafana/grafana):
+# - packages/grafana-o11y-ds-frontend TraceToProfilesSettings.tsx: jsonData.tracesToProfiles = {datasourceUid?,
+#   tags?: [{key, value?}], query?, profileTypeId?, customQuery: boolean}; the picker offers only datasources of
+#   type grafana-pyroscope-datasource.
+# - public/app/features/explore/TraceView/createSpanLink.tsx: the profiles link is made only when that datasource
+#   is a grafana-pyroscope-datasource AND the span has a tag `pyroscope.profile.id` (pyroscopeProfileIdTagKey);
+#   without tags configured it maps service.name -> service_name and service.namespace -> service_namespace
+#   (defaultProfilingKeys), which Jaeger's API would expand to nothing (see jaeger_process above).
+TRACES_TO_PROFILES_KEYS = {"datasourceUid", "tags", "query", "profileTypeId", "customQuery"}
+PROFILE_ID_TAG = "pyroscope.profile.id"
+
+
+def test_spans_link_to_the_cpu_profile_of_their_service_in_pyroscope() -> None:
+    board = json.loads((ROOT / "dashboards/obsbox/service-detail.json").read_text())
+    (flame,) = [p for p in board["panels"] if p["type"] == "flamegraph"]
+    profiles = expanded(datasources()["jaeger"])["jsonData"]["tracesToProfiles"]
+    assert set(profiles) <= TRACES_TO_PROFILES_KEYS
+    assert profiles["datasourceUid"] == "pyroscope"
+    assert datasources()["pyroscope"]["type"] == "grafana-pyroscope-datasource"
+    assert profiles["profileTypeId"] == flame["targets"][0]["profileTypeId"]  # what the flame graph shows
+    assert profiles["customQuery"] is False and "query" not in profiles
+    # the same tag the metrics links use: the one that survives Jaeger's API (test below)
+    assert profiles["tags"] == expanded(datasources()["jaeger"])["jsonData"]["tracesToMetrics"]["tags"]
+
+
+def test_the_profile_links_label_selector_names_the_spans_instance() -> None:
+    """What Grafana fills into the Pyroscope query's label selector for a span of this library's resource."""
+    from obsbox.instrumentation.settings import resolve
+    from obsbox.instrumentation.setup import build_resource
+
+    resource = build_resource(resolve({"service_name": "orders"}, environ={}))
+    _, process_tags = jaeger_process(resource)
+    mapping = expanded(datasources()["jaeger"])["jsonData"]["tracesToProfiles"]["tags"]
+    assert grafana_metric_tags(process_tags, mapping) == f'service_instance_id="{resource["service.instance.id"]}"'
+    default = [{"key": "service.name", "value": "service_name"}, {"key": "service.namespace",
+                                                                   "value": "service_namespace"}]
+    assert "service_name" not in grafana_metric_tags(process_tags, default)
 
 
 # The Prometheus the box pins (the cached build) when there is one, else Debian's: both evaluate these queries alike.
@@ -285,6 +330,7 @@ def test_native_provisioning_keeps_escapes_and_points_at_local_paths(tmp_path: P
         "prometheus": "http://127.0.0.1:9090",
         "loki": "http://127.0.0.1:3100",
         "jaeger": "http://127.0.0.1:16686",
+        "pyroscope": "http://127.0.0.1:4040",
         "alertmanager": "http://127.0.0.1:9093",
     }
     provider = render_grafana_provisioning((PROVISIONING / "dashboards/obsbox.yaml").read_text(),
