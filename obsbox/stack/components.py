@@ -140,7 +140,7 @@ COMPONENTS: dict[str, Component] = {
     )
 }
 
-BROWSABLE = ("grafana", "prometheus", "jaeger", "alertmanager")
+BROWSABLE = ("grafana", "prometheus", "jaeger", "alertmanager", "pyroscope")
 
 
 def port_setting(name: str, default: int) -> int:

@@ -135,10 +135,11 @@ def test_open_prints_the_url_and_opens_it(state: Path, monkeypatch: pytest.Monke
     assert invoke("open", "kibana").exit_code == 2  # not a choice
 
 
-def test_grafana_without_docker_says_what_it_needs(state: Path) -> None:
+@pytest.mark.parametrize("component", ["grafana", "pyroscope"])
+def test_an_agpl_component_without_docker_says_what_it_needs(state: Path, component: str) -> None:
     record_native(state, {"prometheus": "http://127.0.0.1:19090"})
-    result = invoke("open", "grafana")
-    assert result.exit_code == 8 and "grafana is not running" in result.output and "Docker" in result.output
+    result = invoke("open", component)
+    assert result.exit_code == 8 and f"{component} is not running" in result.output and "Docker" in result.output
 
 
 def test_logs_prints_the_last_lines_of_a_component(state: Path) -> None:

@@ -56,8 +56,8 @@ IMAGE_PROFILECLI = "/usr/bin/profilecli"
 # push API the Pyroscope SDKs use, pprof among its formats), OTLP profiles at /v1development/profiles (HTTP) and
 # /opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export.
 READY_PATH = "/ready"
-# cmd/profilecli/ready.go + client.go: `profilecli ready --url=URL` GETs URL + "/ready" and exits non-zero unless
-# the answer is 200.
+# cmd/profilecli/main.go registers `ready` ("Check Pyroscope health."); ready.go + client.go: `profilecli ready
+# --url=URL` GETs URL + "/ready" and exits non-zero unless the answer is 200.
 
 
 def config() -> dict[str, Any]:
