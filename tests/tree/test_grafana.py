@@ -190,12 +190,14 @@ def test_the_mapped_tag_reaches_grafana_and_names_a_prometheus_label() -> None:
 # - packages/grafana-o11y-ds-frontend TraceToProfilesSettings.tsx: jsonData.tracesToProfiles = {datasourceUid?,
 #   tags?: [{key, value?}], query?, profileTypeId?, customQuery: boolean}; the picker offers only datasources of
 #   type grafana-pyroscope-datasource.
-# - public/app/features/explore/TraceView/createSpanLink.tsx: the profiles link is made only when that datasource
-#   is a grafana-pyroscope-datasource AND the span has a tag `pyroscope.profile.id` (pyroscopeProfileIdTagKey);
-#   without tags configured it maps service.name -> service_name and service.namespace -> service_namespace
-#   (defaultProfilingKeys), which Jaeger's API would expand to nothing (see jaeger_process above).
+# - public/app/plugins/datasource/tempo/resultTransformer.ts transformTrace: the link is a DataLink on the trace's
+#   data frame whose Pyroscope query is {labelSelector: customQuery ? query : '{${__tags}}', profileTypeId,
+#   queryType: 'profile', spanSelector: [the span's pyroscope.profile.id tag]}.
+# - public/app/features/explore/TraceView/createSpanLink.tsx: the trace view turns a data frame's links into a
+#   profiles link only when the datasource is a grafana-pyroscope-datasource AND the span has the tag
+#   `pyroscope.profile.id` (pyroscopeProfileIdTagKey); without tags it maps service.name -> service_name and
+#   service.namespace -> service_namespace (defaultProfilingKeys), which Jaeger's API expands to nothing (below).
 TRACES_TO_PROFILES_KEYS = {"datasourceUid", "tags", "query", "profileTypeId", "customQuery"}
-PROFILE_ID_TAG = "pyroscope.profile.id"
 
 
 def test_spans_link_to_the_cpu_profile_of_their_service_in_pyroscope() -> None:
@@ -206,20 +208,19 @@ def test_spans_link_to_the_cpu_profile_of_their_service_in_pyroscope() -> None:
     assert profiles["datasourceUid"] == "pyroscope"
     assert datasources()["pyroscope"]["type"] == "grafana-pyroscope-datasource"
     assert profiles["profileTypeId"] == flame["targets"][0]["profileTypeId"]  # what the flame graph shows
-    assert profiles["customQuery"] is False and "query" not in profiles
-    # the same tag the metrics links use: the one that survives Jaeger's API (test below)
-    assert profiles["tags"] == expanded(datasources()["jaeger"])["jsonData"]["tracesToMetrics"]["tags"]
+    # the span selector narrows to the span; the label selector admits every service (a valid selector)
+    assert profiles["customQuery"] is True and "tags" not in profiles
+    assert str(promql_parser.parse(profiles["query"])) == '{service_name=~".+"}'
 
 
-def test_the_profile_links_label_selector_names_the_spans_instance() -> None:
-    """What Grafana fills into the Pyroscope query's label selector for a span of this library's resource."""
+def test_no_tag_of_a_jaeger_span_could_select_the_service_of_a_profile() -> None:
+    """Why the profiles link does not map tags: the profiles are labelled service_name (the ingest name) and a few
+    resource attributes, never the instance id, and Jaeger's API keeps service.name out of the span's tags."""
     from obsbox.instrumentation.settings import resolve
     from obsbox.instrumentation.setup import build_resource
 
     resource = build_resource(resolve({"service_name": "orders"}, environ={}))
     _, process_tags = jaeger_process(resource)
-    mapping = expanded(datasources()["jaeger"])["jsonData"]["tracesToProfiles"]["tags"]
-    assert grafana_metric_tags(process_tags, mapping) == f'service_instance_id="{resource["service.instance.id"]}"'
     default = [{"key": "service.name", "value": "service_name"}, {"key": "service.namespace",
                                                                    "value": "service_namespace"}]
     assert "service_name" not in grafana_metric_tags(process_tags, default)
