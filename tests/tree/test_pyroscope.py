@@ -213,3 +213,28 @@ def test_the_pinned_collector_carries_profiles_only_behind_an_alpha_feature_gate
     shipped = yaml.safe_load((ROOT / "collector/config.yaml").read_text())
     assert not any(name.split("/")[0] == "profiles" for name in shipped["service"]["pipelines"])
 
+
+
+# --- the library's side -------------------------------------------------------------------------------------------
+
+
+def test_the_library_pushes_where_the_box_publishes_pyroscope_and_the_type_grafana_reads() -> None:
+    """configure(profiling=True) with no endpoint reaches this Pyroscope, and its CPU profile is stored under the
+    profile type the flame graph and the traces-to-profiles setting query (obsbox/profiling/_pyroscope.py: a sample
+    type containing `cpu` makes the profile `process_cpu`; the id is name:sample type:unit:period type:unit)."""
+    from obsbox.instrumentation.settings import resolve
+    from obsbox.profiling.continuous import _CPU_TYPES
+
+    port = int(service()["ports"][0].split(":")[1])
+    assert resolve({}, environ={}).profiler.profiling_endpoint == f"http://127.0.0.1:{port}"
+    board = json.loads((ROOT / "dashboards/obsbox/service-detail.json").read_text())
+    (flame,) = [p for p in board["panels"] if p["type"] == "flamegraph"]
+    cpu_type = next(t for t in _CPU_TYPES if "cpu" in t[0])
+    assert flame["targets"][0]["profileTypeId"] == f"process_cpu:{cpu_type[0]}:{cpu_type[1]}:cpu:nanoseconds"
+
+
+def test_profiles_carry_no_instance_id_so_no_span_tag_could_select_them() -> None:
+    """Why tracesToProfiles uses a span selector and no tag mapping (tests/tree/test_grafana.py)."""
+    from obsbox.instrumentation.setup import _PROFILE_LABELS
+
+    assert "service.instance.id" not in _PROFILE_LABELS
