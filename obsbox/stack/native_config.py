@@ -12,8 +12,8 @@ from obsbox.stack.errors import UsageError
 False
 
 What the containers reach as `alertmanager:9093` the native Prometheus reaches as `127.0.0.1:<alertmanager port>`;
-targets of components that do not run natively (collector, Loki, Jaeger, Grafana) are dropped rather than left to
-fail every scrape. The Alertmanager config goes through obsbox.stack.render (notification integrations from
+targets of components that do not run natively (collector, Loki, Pyroscope, Jaeger, Grafana) are dropped rather than
+left to fail every scrape. The Alertmanager config goes through obsbox.stack.render (notification integrations from
 OBSBOX_ALERT_* variables) before its URLs are rewritten the same way.
 """
 

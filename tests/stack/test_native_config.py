@@ -39,7 +39,7 @@ def test_prometheus_2_config_is_local_and_loadable(tree: StackTree, tmp_path: Pa
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19090"]
     assert jobs["alertmanager"]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
-    for absent in ("collector", "loki", "jaeger", "grafana"):  # not running natively: not scraped
+    for absent in ("collector", "loki", "pyroscope", "jaeger", "grafana"):  # not running natively: not scraped
         assert absent not in jobs
     assert config["global"]["scrape_interval"] == config["global"]["scrape_timeout"] == "3s"
     assert config["global"]["evaluation_interval"] == "3s"
@@ -88,8 +88,8 @@ def test_alertmanager_config_is_valid_for_the_local_amtool(tree: StackTree, tmp_
     assert path.stat().st_mode & 0o777 == 0o600, "the rendered config may hold notification secrets"
 
 
-FULL = {"prometheus": 19090, "alertmanager": 19093, "loki": 3100, "jaeger": 16686, "collector": 4318,
-        "grafana": 3000}
+FULL = {"prometheus": 19090, "alertmanager": 19093, "loki": 3100, "pyroscope": 4040, "jaeger": 16686,
+        "collector": 4318, "grafana": 3000}
 
 
 def test_loki_jaeger_collector_and_grafana_are_rendered_for_local_processes(
@@ -126,6 +126,7 @@ def test_prometheus_scrapes_the_native_components_where_they_listen(tree: StackT
     assert targets["collector"] == ["127.0.0.1:8888"]
     assert targets["jaeger"] == ["127.0.0.1:8889"]  # Jaeger's self-metrics moved off the collector's 8888
     assert targets["loki"] == ["127.0.0.1:3100"] and targets["grafana"] == ["127.0.0.1:3000"]
+    assert targets["pyroscope"] == ["127.0.0.1:4040"]
 
 
 def test_binaries_found_on_path_are_planned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -32,6 +32,7 @@ STACK_JOBS = {
     "alertmanager": "alertmanager:9093",
     "collector": "collector:8888",
     "loki": "loki:3100",
+    "pyroscope": "pyroscope:4040",
     "jaeger": "jaeger:8888",
     "grafana": "grafana:3000",
 }
@@ -39,8 +40,8 @@ STACK_JOBS = {
 PROMTOOL, PROMETHEUS = _tool("promtool"), _tool("prometheus")
 PINNED = str(COMPONENTS["prometheus"].version)
 # Every component running, on its default port: what the box looks like natively.
-ALL_PORTS = {"prometheus": 9090, "alertmanager": 9093, "collector": 4318, "loki": 3100, "jaeger": 16686,
-             "grafana": 3000}
+ALL_PORTS = {"prometheus": 9090, "alertmanager": 9093, "collector": 4318, "loki": 3100, "pyroscope": 4040,
+             "jaeger": 16686, "grafana": 3000}
 
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool missing: scripts/build-components.sh builds it (or Debian's prometheus)"
@@ -78,6 +79,11 @@ def test_stack_job_ports_are_where_the_components_listen() -> None:
     assert STACK_JOBS["collector"].endswith(f":{reader['port']}")
     assert STACK_JOBS["jaeger"].endswith(f":{jreader['port']}")
     assert STACK_JOBS["loki"].endswith(f":{loki['server']['http_listen_port']}")
+    # Pyroscope serves /metrics on its HTTP port (server.register_instrumentation, default true: its reference
+    # configuration cmd/pyroscope/pyroscope.yaml)
+    pyroscope = yaml.safe_load((ROOT / "backends/pyroscope/config.yaml").read_text())
+    assert "register_instrumentation" not in pyroscope["server"]
+    assert STACK_JOBS["pyroscope"].endswith(f":{pyroscope['server']['http_listen_port']}")
 
 
 def test_alerts_go_to_alertmanager() -> None:
