@@ -442,9 +442,10 @@ class LibrarySettings:
         argument="Sequence[str] | str | None")
     slow_operation_threshold: float = _setting(
         1.0, "seconds", _seconds,
-        "A database or cache operation that takes at least this long also logs one structured WARNING line "
-        "(`slow database operation`, with db.system.name, db.query.summary and duration_s), in the trace of the "
-        "operation (environment: milliseconds).", env_in_ms=True)
+        "A database or cache operation or a Celery task run that takes at least this long also logs one structured "
+        "WARNING line (`slow database operation` with db.system.name, db.query.summary and duration_s; `slow task` "
+        "with celery.task.name, celery.task.state and duration_s), in the trace of the operation (environment: "
+        "milliseconds).", env_in_ms=True)
 
 
 @dataclass(frozen=True)

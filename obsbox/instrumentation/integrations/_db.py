@@ -40,7 +40,7 @@ from obsbox.instrumentation._tracer import Span as LeanSpan
 from obsbox.instrumentation._tracer import Tracer as LeanTracer
 from obsbox.instrumentation.integrations._sql import analyse
 
-__all__ = ["DbCall", "Operation", "Target", "inside", "outer"]
+__all__ = ["DbCall", "Operation", "Slow", "Target", "inside", "log_slow", "outer"]
 
 # What OpenTelemetry's exporters set to keep their own calls out of the telemetry.
 _SUPPRESS_KEY = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
@@ -198,20 +198,25 @@ class Slow:
     threshold = 1.0
 
 
-def _log_slow(target: Target, op: Operation, elapsed: float, error: str | None, span: Span) -> None:
+def log_slow(what: str, name: str, fields: dict[str, Any], elapsed: float, span: Span) -> None:
+    """One WARNING line `slow {what}: {name} took 1.234 s` with `fields` (None values left out) and `duration_s`
+    as attributes, in the trace of `span` (the operation's own span id)."""
     from opentelemetry import trace
 
     from obsbox.instrumentation.logs import logger
 
-    fields = {"db.system.name": target.system, "db.operation.name": op.name, "db.query.summary": op.summary,
-              "db.collection.name": op.collection, "server.address": target.address, "error.type": error,
-              "duration_s": round(elapsed, 6)}
     token = otel_context.attach(trace.set_span_in_context(span))  # the line carries the operation's span id
     try:
-        logger.bind(**{k: v for k, v in fields.items() if v is not None}).warning(
-            "slow database operation: {} took {:.3f} s", op.summary or op.name or target.system, elapsed)
+        logger.bind(**{k: v for k, v in fields.items() if v is not None}, duration_s=round(elapsed, 6)).warning(
+            "slow {}: {} took {:.3f} s", what, name, elapsed)
     finally:
         otel_context.detach(token)
+
+
+def _log_slow(target: Target, op: Operation, elapsed: float, error: str | None, span: Span) -> None:
+    fields = {"db.system.name": target.system, "db.operation.name": op.name, "db.query.summary": op.summary,
+              "db.collection.name": op.collection, "server.address": target.address, "error.type": error}
+    log_slow("database operation", op.summary or op.name or target.system, fields, elapsed, span)
 
 
 class DbCall:

@@ -18,7 +18,8 @@ backlog: each worker's main process reads, at every metric export, how many mess
 queue it consumes (`obsbox.celery.queue.messages`, by queue) — a passive queue declare, which the broker answers
 with the queue's length (Redis: LLEN of the queue's list; RabbitMQ: the queue's message count); messages a worker
 has already taken (prefetched or running) are not counted. The worker's processes export by themselves: obsbox
-restarts its pipeline in each forked (prefork) child.
+restarts its pipeline in each forked (prefork) child. A run that takes at least `slow_operation_threshold` logs one
+WARNING line, `slow task: shop.fulfil took 1.234 s`, with the run's attributes and duration_s, in its trace.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from obsbox.instrumentation import _runtime
 from obsbox.instrumentation._propagation import extract_context, inject_headers
 from obsbox.instrumentation._server import error_type, report
 from obsbox.instrumentation.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, SEMCONV_METRICS
+from obsbox.instrumentation.integrations._db import Slow, log_slow
 
 __all__ = ["DISTRIBUTION", "LIBRARY", "SUPPORTED", "instrument", "uninstrument"]
 
@@ -156,7 +158,10 @@ def _postrun(task_id: Any = None, task: Any = None, state: Any = None, **_: Any)
             span.set_attribute("celery.task.state", str(state))
             attributes["celery.task.state"] = str(state)
         _send, process = _Durations.get()
-        process.record(time.perf_counter() - started, attributes, trace.set_span_in_context(span))
+        elapsed = time.perf_counter() - started
+        process.record(elapsed, attributes, trace.set_span_in_context(span))
+        if elapsed >= Slow.threshold:
+            log_slow("task", str(attributes["celery.task.name"]), attributes, elapsed, span)
         span.end()
     except Exception as exc:  # noqa: BLE001
         report(exc)

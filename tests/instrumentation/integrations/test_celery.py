@@ -5,6 +5,7 @@ export to the same real OTLP receiver, and the worker's spans join the producer'
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -120,3 +121,20 @@ def test_the_worker_reports_the_backlog_of_its_queue(worker: tuple[Capture, obje
     assert {p.kind for p in points} == {"gauge"} and points[-1].unit == "{message}"
     assert len({p.resource["process.pid"] for p in points}) == 1  # the main process only, not the pool's child
     assert points[0].resource["service.name"] == "shop-worker"
+
+
+def test_a_slow_task_logs_one_structured_line_in_its_trace(worker: tuple[Capture, object]) -> None:
+    """The worker's threshold is the default 1 s: a 1.2 s run logs one line, a fast run none."""
+    cap, app = worker
+    assert app.fulfil.delay("quick").get(timeout=60) == "fulfilled quick"  # type: ignore[attr-defined]
+    app.restock.delay(1.2).get(timeout=60)  # type: ignore[attr-defined]
+    (run,) = _spans(cap, lambda s: s.name == "process shop.restock", 1)
+    (line,) = cap.receiver.wait_for(lambda: [r for r in cap.logs() if str(r.body).startswith("slow task")], timeout=30)
+    assert re.fullmatch(r"slow task: shop\.restock took \d+\.\d{3} s", str(line.body))
+    assert line.severity_text == "WARNING"
+    assert line.attributes["celery.task.name"] == "shop.restock"
+    assert line.attributes["celery.task.state"] == "SUCCESS"
+    assert 1.2 <= float(line.attributes["duration_s"]) < 30  # type: ignore[arg-type]
+    assert line.trace_id == run.trace_id and line.span_id == run.span_id
+    _spans(cap, lambda s: s.name == "process shop.fulfil", 1)
+    assert len([r for r in cap.logs() if str(r.body).startswith("slow task")]) == 1
