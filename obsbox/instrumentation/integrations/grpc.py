@@ -153,7 +153,10 @@ def _client_interceptor(target: str) -> Any:
             if started is None:
                 return continuation(details, request)
             call_, carrier = started
-            details = Details(details, [*(details.metadata or ()), *carrier.items()])
+            try:
+                details = Details(details, [*(details.metadata or ()), *carrier.items()])
+            except Exception as exc:  # noqa: BLE001 - metadata of a shape we do not know: sent without the context
+                report(exc)
             try:
                 call = continuation(details, request)
             except BaseException as exc:
@@ -242,8 +245,11 @@ def _aio_client_interceptors(target: str) -> list[Any]:
         if started is None:
             return None
         call_, carrier = started
-        metadata = aio.Metadata(*(details.metadata or ()), *carrier.items())
-        return call_, details._replace(metadata=metadata)
+        try:
+            return call_, details._replace(metadata=aio.Metadata(*(details.metadata or ()), *carrier.items()))
+        except Exception as exc:  # noqa: BLE001 - metadata of a shape we do not know: sent without the context
+            report(exc)
+            return call_, details
 
     async def unary_response(continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         started = start(details)
