@@ -38,12 +38,14 @@ class ShopError(RuntimeError):
 
 
 class Shop:
-    """The running shop: `.urls` (service → base URL), `.processes`, `.log_dir`; `.stop()` ends every process."""
+    """The running shop: `.urls` (service → base URL), `.processes`, `.log_dir`; `.stop()` ends every process.
+    `.worker_url`: where the Celery fulfilment worker answers /health and /metrics (None when it does not run)."""
 
     def __init__(self, urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], log_dir: Path | None):
         self.urls = urls
         self.processes = processes
         self.log_dir = log_dir
+        self.worker_url: str | None = None
         self._logs: list[IO[bytes]] = []
 
     def __enter__(self) -> Shop:
@@ -151,7 +153,7 @@ def start(
                 )
             waiting = dict(shop.urls)
             if worker is not None:
-                waiting[WORKER] = f"http://{url_host}:{worker.getsockname()[1]}"
+                shop.worker_url = waiting[WORKER] = f"http://{url_host}:{worker.getsockname()[1]}"
             _wait_ready(shop, waiting, timeout)
         except BaseException:
             shop.stop()

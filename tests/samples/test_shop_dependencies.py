@@ -148,6 +148,8 @@ def full_shop(receiver: OTLPReceiver, postgres_server: Postgres, redis_server: R
 def test_with_redis_and_celery_one_order_trace_has_the_query_the_cache_and_the_task(
         full_shop: shop.Shop, receiver: OTLPReceiver) -> None:
     assert WORKER in full_shop.processes and WORKER not in full_shop.urls
+    status, text, _ = http("GET", f"{full_shop.worker_url}/metrics")  # the pull endpoint, for scrapers
+    assert status == 200 and 'service_name="fulfilment"' in text
     assert REDIS_URL not in full_shop.log("orders")  # nothing skipped, nothing said
     trace_id = uuid.uuid4().hex
     status, body = _order(full_shop, trace_id)
