@@ -947,6 +947,13 @@ def dependencies() -> dict[str, Any]:
                    "acknowledgement), per producer and destination.",
                    [prom(_quantile("0.99", SEND_DURATION, sel, queue), queue_legend, exemplar=True)], unit="s",
                    w=12, thresholds_=LATENCY_S),
+        timeseries("Queue backlog", "Messages waiting in each queue, as the consuming workers read it from the "
+                   "broker (obsbox.celery.queue.messages; the largest report per queue). CeleryQueueBacklog fires "
+                   "above 100 for 15 minutes.",
+                   [prom("max by (messaging_system, messaging_destination_name) "
+                         f"(obsbox_celery_queue_messages{{{sel}}})",
+                         "{{messaging_system}} {{messaging_destination_name}}")], unit="short", w=24, h=6,
+                   thresholds_=thresholds((None, "green"), (100, "red"))),
         row("Peer services (http.client.request.duration, rpc.client.call.duration)"),
         timeseries("Calls per second by peer", "Outgoing HTTP requests and gRPC calls per second, per service "
                    "and server.address.",

@@ -246,7 +246,8 @@ def test_dependencies_dashboard_covers_databases_queues_and_peers_by_the_convent
                                                "messaging_process_duration_seconds",
                                                "http_client_request_duration_seconds",
                                                "rpc_client_call_duration_seconds")
-                     for suffix in ("count", "bucket")} | {"db_client_operation_duration_seconds_sum"}
+                     for suffix in ("count", "bucket")} | {"db_client_operation_duration_seconds_sum",
+                                                           "obsbox_celery_queue_messages"}
     exprs = " ".join(q.expr for q in queries)
     for label in ("db_system_name", "db_operation_name", "db_collection_name", "db_query_summary", "server_address",
                   "messaging_destination_name", "rpc_method", 'error_type!=""'):
@@ -254,7 +255,7 @@ def test_dependencies_dashboard_covers_databases_queues_and_peers_by_the_convent
     by_title = _by_title("dependencies.json")
     for title in ("Operations per second by dependency", "Error ratio by dependency", "p50 latency by operation",
                   "p99 latency by operation", "Messages processed per second", "Processing error ratio",
-                  "Calls per second by peer", "Error ratio by peer", "p99 latency by peer"):
+                  "Calls per second by peer", "Error ratio by peer", "p99 latency by peer", "Queue backlog"):
         assert title in by_title, title
     for title, p in by_title.items():
         if "latency" in title.lower():
