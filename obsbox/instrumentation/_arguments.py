@@ -45,6 +45,8 @@ class SettingArguments(TypedDict, total=False):
     sampling_rules: Sequence[SamplingRule | Mapping[str, Any]] | str | None
     metrics_port: int | None
     metrics_host: str | None
+    pprof_endpoint: bool | None
+    pprof_token: str | None
     console: bool | None
     log_level: str | None
     disabled_integrations: Sequence[str] | str | None

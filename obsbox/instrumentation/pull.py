@@ -10,6 +10,9 @@ braces add nothing), monotonic counters end in _total, histograms give _bucket/_
 as Prometheus promotes them from the resource. OpenMetrics responses carry each bucket's exemplar as
 `# {trace_id="…",span_id="…"} value timestamp`.
 
+The same port serves the on-demand /debug/pprof/ endpoint while it is on (`pprof_endpoint`, see
+obsbox.profiling.endpoint); while it is off those paths are 404s like any unknown path.
+
 The server binds 127.0.0.1 unless `metrics_host` says otherwise. A port already in use gives one warning naming
 the port and the setting; the service runs on without the endpoint.
 """
@@ -35,7 +38,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-__all__ = ["MetricsServer", "current_metrics", "exposition", "prometheus_name", "render", "serve"]
+__all__ = ["CurrentMetrics", "MetricsServer", "current_metrics", "exposition", "prometheus_name", "render", "serve"]
 
 _log = logging.getLogger("obsbox")
 
@@ -221,6 +224,14 @@ def _bucket_index(bounds: list[float], value: float) -> int:
     return len(bounds)
 
 
+class CurrentMetrics:
+    """What `serve` needs when no configure() handle is at hand: this process's metrics at each scrape."""
+
+    @staticmethod
+    def collect_metrics() -> MetricsData:
+        return current_metrics()
+
+
 class MetricsServer:
     """A running /metrics endpoint; `port` is the bound port (useful with port 0)."""
 
@@ -261,7 +272,15 @@ def _handler(collect: Callable[[], MetricsData]) -> type[BaseHTTPRequestHandler]
             return None
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path.split("?", 1)[0] != "/metrics":
+            path, _, query = self.path.partition("?")
+            if path.startswith("/debug/pprof"):  # answered only while pprof is on (obsbox.profiling.endpoint)
+                from obsbox.profiling.endpoint import respond
+
+                reply = respond(path, query, self.headers.get("Authorization"))
+                if reply is not None:
+                    self._send(*reply)
+                    return
+            if path != "/metrics":
                 self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics\n")
                 return
             openmetrics = "application/openmetrics-text" in (self.headers.get("Accept") or "")
@@ -273,10 +292,12 @@ def _handler(collect: Callable[[], MetricsData]) -> type[BaseHTTPRequestHandler]
                 return
             self._send(200, OPENMETRICS_TYPE if openmetrics else PROMETHEUS_TYPE, body)
 
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
+        def _send(self, status: int, content_type: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

@@ -74,6 +74,13 @@ def _nonempty(v: Any) -> str:
     return text
 
 
+def _secret(v: Any) -> str:
+    try:
+        return _nonempty(v)
+    except InvalidSetting as err:
+        raise InvalidSetting(str(err), secret=True) from None
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -271,15 +278,16 @@ _GROUP = "obsbox.group"
 
 
 def _setting(default: Any, type_doc: str, parse: Callable[[Any], Any], doc: str, *, otel: tuple[str, ...] = (),
-             env_in_ms: bool = False, argument: str = "") -> Any:
+             env_in_ms: bool = False, argument: str = "", secret: bool = False) -> Any:
     """Declare one setting as a field: its default, how it reads, its OTEL_* variables and its doc.
 
     The `configure()` keyword is the field's name and the OBSBOX_* variable is its name in capitals, so a setting
     has one name everywhere. `argument` overrides the keyword's type derived from the field's (see `_argument`).
+    `secret`: the value is left out of the settings' repr.
     """
     spec = {"default": default, "type": type_doc, "parse": parse, "doc": doc, "otel": otel,
             "env_in_ms": env_in_ms, "argument": argument}
-    return field(metadata={_DECLARATION: spec})
+    return field(metadata={_DECLARATION: spec}, repr=not secret)
 
 
 def _group(cls: type) -> Any:
@@ -414,12 +422,21 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class PullSettings:
-    """The optional Prometheus /metrics endpoint."""
+    """The optional admin port: Prometheus /metrics and the on-demand /debug/pprof/ endpoint."""
 
     metrics_port: int | None = _setting(
         None, "port", _port, "Also serve Prometheus/OpenMetrics text at GET /metrics on this port (0: any free port).")
     metrics_host: str = _setting(
         "127.0.0.1", "host", _nonempty, "Address of the /metrics endpoint; 0.0.0.0 exposes it beyond this machine.")
+    pprof_endpoint: bool = _setting(
+        False, "bool", _bool,
+        "Also serve Go-style /debug/pprof/ (heap, every thread's and asyncio task's stack) on `metrics_port`. "
+        "Off by default; `obsbox.profiling.enable_pprof()` / `disable_pprof()` switch it at run time "
+        "(docs/profiling.md).")
+    pprof_token: str | None = _setting(
+        None, "secret", _secret,
+        "Bearer token every /debug/pprof/ request must send (`Authorization: Bearer ...`). Required when "
+        "`metrics_host` is not a loopback address: without it the endpoint stays off there.", secret=True)
 
 
 @dataclass(frozen=True)

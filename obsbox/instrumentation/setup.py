@@ -347,6 +347,9 @@ class Telemetry:
                     self.profiler.stop(timeout)
                 if self.metrics_server is not None:
                     self.metrics_server.stop()
+                    from obsbox.profiling.endpoint import admin_server_stopped
+
+                    admin_server_stopped()
                 if self.pipeline is not None:
                     self.pipeline.shutdown(timeout)
             except Exception:  # noqa: BLE001
@@ -483,6 +486,10 @@ def _build(settings: Settings, span_processors: Sequence[SdkSpanProcessor] = (),
         from obsbox.instrumentation import pull
 
         telemetry.metrics_server = pull.serve(telemetry, settings.pull.metrics_host, settings.pull.metrics_port)
+    if settings.pull.pprof_endpoint:
+        from obsbox.profiling.endpoint import enable_at_configure
+
+        enable_at_configure(telemetry.metrics_server, settings.pull.pprof_token)
     _register_process_hooks()
     _chain_sigterm()
     return telemetry

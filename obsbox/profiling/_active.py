@@ -69,10 +69,23 @@ class _NotingContext(ContextVarsRuntimeContext):
 
 
 _saved: tuple[Any, Any] | None = None  # (the runtime context, obsbox's attach shortcut variable) replaced
+# Profilers noting spans now: the continuous one and on-demand ones (/debug/pprof/profile) enable and disable
+# independently; the runtime context goes back only when the last one is done.
+_users = 0
+_lock = threading.Lock()
 
 
 def enable() -> bool:
     """Start noting spans; False (and nothing changed) when another runtime context than the default is in use."""
+    global _saved, _users
+    with _lock:
+        if _saved is None and not _install():
+            return False
+        _users += 1
+        return True
+
+
+def _install() -> bool:
     global _saved
     if _saved is not None:
         return True
@@ -87,15 +100,21 @@ def enable() -> bool:
 
 
 def disable() -> None:
-    """Stop noting spans: the runtime context and the request path's shortcut are what they were."""
-    global _saved
-    if _saved is None:
-        return
-    runtime, variable = _saved
-    context_api._RUNTIME_CONTEXT = runtime
-    _tracer._CONTEXT_VARIABLE = variable
-    _saved = None
-    _active.clear()
+    """One user fewer; with none left, stop noting spans: the runtime context and the request path's shortcut are
+    what they were."""
+    global _saved, _users
+    with _lock:
+        if _saved is None:
+            return
+        _users -= 1
+        if _users > 0:
+            return
+        _users = 0
+        runtime, variable = _saved
+        context_api._RUNTIME_CONTEXT = runtime
+        _tracer._CONTEXT_VARIABLE = variable
+        _saved = None
+        _active.clear()
 
 
 def active_span(thread_id: int, task: Any) -> Any:
@@ -115,5 +134,8 @@ def forget_finished(thread_ids: set[int]) -> None:
 
 
 def reset_after_fork() -> None:
-    """In a forked child only the forking thread lives on; the parent's entries mean nothing there."""
+    """In a forked child only the forking thread lives on; the parent's entries (and profilers) mean nothing there."""
+    global _users, _lock
     _active.clear()
+    _users = 0
+    _lock = threading.Lock()

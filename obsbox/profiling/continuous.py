@@ -24,13 +24,12 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from obsbox.profiling import _active
-from obsbox.profiling._pyroscope import PyroscopeSender
 from obsbox.profiling.pprof import ProfileBuilder
 
-__all__ = ["MAX_CPU_SHARE", "MAX_DEPTH", "MAX_STACKS", "Profiler"]
+__all__ = ["MAX_CPU_SHARE", "MAX_DEPTH", "MAX_STACKS", "ProfileSink", "Profiler"]
 
 _log = logging.getLogger("obsbox")
 MAX_DEPTH = 128  # frames kept per stack (the leaf-most)
@@ -56,10 +55,24 @@ def _task_name(task: Any) -> str | None:
     return None if not isinstance(name, str) or name.startswith("Task-") else name
 
 
+class ProfileSink(Protocol):
+    """Where a Profiler's profiles go: the PyroscopeSender, or the /debug/pprof/ endpoint's capture."""
+
+    thread_ident: int | None  # a thread of its own, which the sampler leaves out
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+    def after_fork(self) -> None: ...
+
+    def offer(self, kind: str, body: bytes, start_ns: int, end_ns: int) -> object: ...
+
+
 class Profiler:
     """Samples the process at `rate` Hz and hands a CPU and a wall profile to `sender` every `interval` seconds."""
 
-    def __init__(self, sender: PyroscopeSender, *, rate: int = 100, interval: float = 15.0) -> None:
+    def __init__(self, sender: ProfileSink, *, rate: int = 100, interval: float = 15.0) -> None:
         self.sender = sender
         self.rate = rate
         self.interval = interval

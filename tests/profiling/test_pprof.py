@@ -61,7 +61,7 @@ def test_top_shows_functions_and_summed_values(profile: Path) -> None:
 
 def test_traces_are_leaf_first_with_their_labels(profile: Path) -> None:
     traces = go_pprof("-traces", profile).split("-----------+")
-    by_leaf = {}
+    by_leaf: dict[str, list[str]] = {}
     for block in traces:
         lines = [ln.split() for ln in block.splitlines() if ln.strip()]
         frames = [ln[-1] for ln in lines if ln and not ln[0].endswith(":") and not ln[0].startswith("-")]
