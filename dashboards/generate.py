@@ -5,7 +5,7 @@ Usage:
     python dashboards/generate.py --check  # exit 1 if a JSON file differs from what this script writes
 
 The JSON files are what Grafana provisions (the sub-folder obsbox/ becomes the Grafana folder "obsbox"); this
-script keeps the seven dashboards consistent: the same datasource uids, variables, units, thresholds and
+script keeps the eight dashboards consistent: the same datasource uids, variables, units, thresholds and
 cross-links everywhere. Every query keys on the semantic-convention metric names and the service_name label;
 nothing names a particular service.
 """
@@ -39,6 +39,7 @@ UIDS = {
     "runtime": "obsbox-runtime",
     "logs": "obsbox-logs",
     "stack": "obsbox-stack-health",
+    "dependencies": "obsbox-dependencies",
 }
 
 # The selector every service query starts from; $service_name and $environment are dashboard variables. The
@@ -48,6 +49,12 @@ ENV = 'deployment_environment_name=~"$environment"'
 SVC = f"{SVC_ONLY}, {ENV}"
 HTTP_DURATION = "http_server_request_duration_seconds"
 CLIENT_DURATION = "http_client_request_duration_seconds"
+# What a service waits on, by the stable semantic conventions (Prometheus' OTLP translation: dots become
+# underscores, the unit a suffix): database and cache operations, messages sent and processed, outgoing RPCs.
+DB_DURATION = "db_client_operation_duration_seconds"
+SEND_DURATION = "messaging_client_operation_duration_seconds"
+PROCESS_DURATION = "messaging_process_duration_seconds"
+RPC_DURATION = "rpc_client_call_duration_seconds"
 ERRORS_5XX = 'http_response_status_code=~"5.."'
 ERROR_LEVELS = 'severity_text=~"ERROR|CRITICAL|FATAL"'
 # Every OTLP log line carries its trace_id / span_id as structured metadata, and a LogQL range aggregation keeps
@@ -61,6 +68,10 @@ DROP_IDS = "drop trace_id, span_id"
 # double-quoted string the escapes (`\(`) would be invalid string escapes. A backtick in the box still ends the
 # string: LogQL raw strings cannot contain one, and no Grafana format escapes it.
 SEARCH_FILTER = "`(?i)${search:regex}`"
+# The slow-operation line of the database and cache integrations (integrations/_db.py) carries duration_s as a
+# number; Loki keeps log attributes as structured metadata, and a numeric label filter drops every line without
+# that field (pkg/logql/log: a missing label does not pass), so this selects the slow operations only.
+SLOW = "duration_s >= $slow_s"
 
 Panel = dict[str, Any]
 
@@ -444,6 +455,9 @@ def service_detail() -> dict[str, Any]:
         {"title": "Logs of ${service_name}", "type": "link",
          "url": f"/d/{UIDS['logs']}?var-service_name=${{service_name}}&${{__url_time_range}}", "icon": "doc",
          "targetBlank": False, "keepTime": False, "includeVars": False},
+        {"title": "Dependencies of ${service_name}", "type": "link",
+         "url": f"/d/{UIDS['dependencies']}?var-service_name=${{service_name}}&${{__url_time_range}}",
+         "icon": "external link", "targetBlank": False, "keepTime": False, "includeVars": False},
     ]
     return dashboard("detail", "Service detail",
                      "One service: RED per route, latency heatmap with exemplars, errors, outbound calls, "
@@ -671,6 +685,20 @@ def logs() -> dict[str, Any]:
         logs_panel("All records", "Every record of the selected services whose line contains the text of the "
                    "search box, ignoring case. The text is taken literally: ( \" \\ . * and the like match "
                    "themselves; only a backtick cannot be searched for.", f"{stream} |~ {SEARCH_FILTER}", h=14),
+        row("Slow operations"),
+        timeseries("Slow operations by dependency", "Database and cache operations per second that took at least "
+                   "the chosen duration, per service, system and operation — counted from the one WARNING line "
+                   "obsbox logs for each operation above slow_operation_threshold (default 1 s), filtered on its "
+                   "structured duration_s field.",
+                   [loki(f"sum by (service_name, db_system_name, db_operation_name, db_query_summary) "
+                         f"(count_over_time({stream} | {SLOW} | {DROP_IDS} [$__auto]))",
+                         "{{service_name}} {{db_system_name}} {{db_operation_name}} {{db_query_summary}}")],
+                   unit="short", datasource=LOKI, w=24, h=7, bars=True, stack=True),
+        logs_panel("Slow operations", "Each slow database or cache operation: db.system.name, db.query.summary "
+                   "(never a value), server.address and duration_s as structured fields, and the trace_id of the "
+                   "request it delayed — open the record and follow 'View trace'. Only operations at least "
+                   "slow_operation_threshold long log a line, so a lower duration here finds nothing more.",
+                   f"{stream} | {SLOW}", h=10),
     ]
     variables = [
         {"name": "service_name", "label": "Service", "type": "query", "datasource": LOKI,
@@ -678,8 +706,12 @@ def logs() -> dict[str, Any]:
          "includeAll": True, "allValue": ".+", "current": {}},
         {"name": "search", "label": "Search", "type": "textbox", "query": "", "current": {"text": "", "value": ""},
          "hide": 0},
+        {"name": "slow_s", "label": "Slow from (s)", "type": "custom", "query": "1,2,5,10,30",
+         "options": [{"text": v, "value": v, "selected": v == "1"} for v in ("1", "2", "5", "10", "30")],
+         "current": {"text": "1", "value": "1"}, "multi": False, "includeAll": False, "hide": 0},
     ]
-    return dashboard("logs", "Logs", "Log volume by service and level, error records and search, with trace links.",
+    return dashboard("logs", "Logs", "Log volume by service and level, error records, search and slow "
+                     "operations, with trace links.",
                      panels, variables, tags=["logs"])
 
 
@@ -802,6 +834,162 @@ def stack_health() -> dict[str, Any]:
                      tags=["stack"])
 
 
+# --- 8. dependencies ------------------------------------------------------------------------------------------
+
+
+def _ratio(metric: str, sel: str, by: str) -> str:
+    """Share of a duration histogram's operations that failed (error_type set); 0 while none fails."""
+    total = f"sum by ({by}) (rate({metric}_count{{{sel}}}[$__rate_interval]))"
+    failed = f'sum by ({by}) (rate({metric}_count{{{sel}, error_type!=""}}[$__rate_interval]))'
+    return f"({failed} or 0 * {total}) / {total}"
+
+
+def _quantile(q: str, metric: str, sel: str, by: str) -> str:
+    return f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{{{sel}}}[$__rate_interval])))"
+
+
+def dependencies() -> dict[str, Any]:
+    """What services wait on: databases and caches, queues, peer services — by the semantic conventions only, so
+    any service instrumented with them shows here."""
+    sel = SVC
+    rate = "sum by ({by}) (rate({metric}_count{{" + sel + "}}[$__rate_interval]))"
+    db = "service_name, db_system_name, server_address"
+    db_legend = "{{service_name}} → {{db_system_name}} {{server_address}}"
+    db_op = "db_system_name, db_operation_name, db_collection_name"
+    db_op_legend = "{{db_system_name}} {{db_operation_name}} {{db_collection_name}}"
+    queue = "service_name, messaging_system, messaging_destination_name"
+    queue_legend = "{{service_name}} → {{messaging_system}} {{messaging_destination_name}}"
+    # celery.task.name is not a convention; where it is absent the grouping just has one label fewer
+    task = "messaging_system, messaging_destination_name, celery_task_name"
+    task_legend = "{{messaging_destination_name}} {{celery_task_name}}"
+    peer = "service_name, server_address"
+    peer_legend = "{{service_name}} → {{server_address}}"
+    rpc_legend = "{{service_name}} → {{server_address}} (gRPC)"
+    slow_by = "service_name, db_system_name, server_address, db_operation_name, db_collection_name, db_query_summary"
+    p99_slowest = f"topk(10, {_quantile('0.99', DB_DURATION, sel, slow_by)})"
+    columns = [("A", "p99", "s", LATENCY_S), ("B", "Mean", "s", LATENCY_S), ("C", "Operations/s", "ops", None),
+               ("D", "Errors", "percentunit", ERROR_RATIO)]
+    overrides = []
+    for _ref, name, unit, th in columns:
+        props: list[dict[str, Any]] = [{"id": "unit", "value": unit}]
+        if th:
+            props += [{"id": "thresholds", "value": th}, {"id": "color", "value": {"mode": "thresholds"}},
+                      {"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}}]
+        overrides.append({"matcher": {"id": "byName", "options": name}, "properties": props})
+    labels = slow_by.split(", ")
+    slowest = panel(
+        "table", "Slowest database and cache operations",
+        "The ten operations with the highest p99 over the last few minutes, with their mean duration, rate and "
+        "share of failures: db.query.summary names the statement (never its values). The Logs dashboard's slow "
+        "operation search finds the single slow calls and their traces.",
+        [prom(p99_slowest, instant=True, table=True),
+         prom(f"sum by ({slow_by}) (rate({DB_DURATION}_sum{{{sel}}}[$__rate_interval])) / sum by ({slow_by}) "
+              f"(rate({DB_DURATION}_count{{{sel}}}[$__rate_interval])) and {p99_slowest}", instant=True, table=True),
+         prom(rate.format(by=slow_by, metric=DB_DURATION) + f" and {p99_slowest}", instant=True, table=True),
+         prom(_ratio(DB_DURATION, sel, slow_by) + f" and {p99_slowest}", instant=True, table=True)],
+        unit="s", w=24, h=9, overrides=overrides,
+        options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False},
+                 "sortBy": [{"displayName": "p99", "desc": True}]},
+        extra={"transformations": [
+            {"id": "merge", "options": {}},
+            {"id": "organize", "options": {
+                "excludeByName": {"Time": True},
+                "indexByName": {**{label: i for i, label in enumerate(labels)},
+                                **{f"Value #{r}": len(labels) + i for i, (r, *_x) in enumerate(columns)}},
+                "renameByName": {"service_name": "Service", "db_system_name": "System", "server_address": "Server",
+                                 "db_operation_name": "Operation", "db_collection_name": "Collection",
+                                 "db_query_summary": "Query summary",
+                                 **{f"Value #{r}": n for r, n, *_x in columns}},
+            }},
+        ]},
+    )
+    panels = [
+        row("Databases and caches (db.client.operation.duration)"),
+        timeseries("Operations per second by dependency", "Database and cache operations per second, per "
+                   "service and dependency (db.system.name at server.address; an embedded database such as "
+                   "SQLite has no server).",
+                   [prom(rate.format(by=db, metric=DB_DURATION), db_legend)], unit="ops", w=8),
+        timeseries("Error ratio by dependency", "Share of operations that failed (error.type set), per service "
+                   "and dependency. DependencyHighErrorRate fires above 5 %.",
+                   [prom(_ratio(DB_DURATION, sel, db), db_legend)], unit="percentunit", w=8,
+                   thresholds_=ERROR_RATIO),
+        timeseries("p99 latency by dependency", "99th percentile of operation durations per service and "
+                   "dependency; DependencyHighLatency fires above 0.5 s. Exemplars (dots) open the trace in "
+                   "Jaeger.",
+                   [prom(_quantile("0.99", DB_DURATION, sel, db), db_legend, exemplar=True)], unit="s", w=8,
+                   thresholds_=LATENCY_S),
+        timeseries("p50 latency by operation", "Median duration per operation (db.operation.name on "
+                   "db.collection.name), with exemplars.",
+                   [prom(_quantile("0.50", DB_DURATION, sel, db_op), db_op_legend, exemplar=True)], unit="s",
+                   w=12, thresholds_=LATENCY_S),
+        timeseries("p99 latency by operation", "99th percentile per operation, with exemplars: a dot opens the "
+                   "trace of one call that landed in that bucket.",
+                   [prom(_quantile("0.99", DB_DURATION, sel, db_op), db_op_legend, exemplar=True)], unit="s",
+                   w=12, thresholds_=LATENCY_S),
+        slowest,
+        row("Queues (messaging.client.operation.duration, messaging.process.duration)"),
+        timeseries("Messages sent per second", "Messages (tasks) each service sends, per messaging system and "
+                   "destination.",
+                   [prom(rate.format(by=queue, metric=SEND_DURATION), queue_legend)], unit="ops", w=8),
+        timeseries("Messages processed per second", "Messages (tasks) each consumer processes, per system and "
+                   "destination.",
+                   [prom(rate.format(by=queue, metric=PROCESS_DURATION), queue_legend)], unit="ops", w=8),
+        timeseries("Processing error ratio", "Share of processed messages whose handling failed (error.type "
+                   "set), per consumer and destination.",
+                   [prom(_ratio(PROCESS_DURATION, sel, queue), queue_legend)], unit="percentunit", w=8,
+                   thresholds_=ERROR_RATIO),
+        timeseries("Processing p50 and p99 by task", "How long processing takes, per destination and task, "
+                   "with exemplars that open the consumer's trace (which the producer's request started).",
+                   [prom(_quantile("0.50", PROCESS_DURATION, sel, task), "p50 " + task_legend, exemplar=True),
+                    prom(_quantile("0.99", PROCESS_DURATION, sel, task), "p99 " + task_legend, exemplar=True)],
+                   unit="s", w=12, thresholds_=LATENCY_S),
+        timeseries("Send p99 latency by destination", "99th percentile of the time a send takes (the broker's "
+                   "acknowledgement), per producer and destination.",
+                   [prom(_quantile("0.99", SEND_DURATION, sel, queue), queue_legend, exemplar=True)], unit="s",
+                   w=12, thresholds_=LATENCY_S),
+        timeseries("Queue backlog", "Messages waiting in each queue, as the consuming workers read it from the "
+                   "broker (obsbox.celery.queue.messages; the largest report per queue). CeleryQueueBacklog fires "
+                   "above 100 for 15 minutes.",
+                   [prom("max by (messaging_system, messaging_destination_name) "
+                         f"(obsbox_celery_queue_messages{{{sel}}})",
+                         "{{messaging_system}} {{messaging_destination_name}}")], unit="short", w=24, h=6,
+                   thresholds_=thresholds((None, "green"), (100, "red"))),
+        row("Peer services (http.client.request.duration, rpc.client.call.duration)"),
+        timeseries("Calls per second by peer", "Outgoing HTTP requests and gRPC calls per second, per service "
+                   "and server.address.",
+                   [prom(rate.format(by=peer, metric=CLIENT_DURATION), peer_legend),
+                    prom(rate.format(by=peer, metric=RPC_DURATION), rpc_legend)], unit="ops", w=8),
+        timeseries("Error ratio by peer", "Share of outgoing calls that failed (error.type set: a 5xx, a gRPC "
+                   "error status or no answer at all), per service and server.address.",
+                   [prom(_ratio(CLIENT_DURATION, sel, peer), peer_legend),
+                    prom(_ratio(RPC_DURATION, sel, peer), rpc_legend)], unit="percentunit", w=8,
+                   thresholds_=ERROR_RATIO),
+        timeseries("p99 latency by peer", "99th percentile of outgoing call durations per service and "
+                   "server.address, with exemplars.",
+                   [prom(_quantile("0.99", CLIENT_DURATION, sel, peer), peer_legend, exemplar=True),
+                    prom(_quantile("0.99", RPC_DURATION, sel, peer), rpc_legend, exemplar=True)], unit="s", w=8,
+                   thresholds_=LATENCY_S),
+        timeseries("gRPC p50 and p99 by method", "Outgoing gRPC calls per method (rpc.method), p50 and p99, "
+                   "with exemplars.",
+                   [prom(_quantile("0.50", RPC_DURATION, sel, "rpc_method"), "p50 {{rpc_method}}", exemplar=True),
+                    prom(_quantile("0.99", RPC_DURATION, sel, "rpc_method"), "p99 {{rpc_method}}", exemplar=True)],
+                   unit="s", w=24, thresholds_=LATENCY_S),
+    ]
+    waits_on = "|".join(f"{m}_count" for m in (DB_DURATION, SEND_DURATION, PROCESS_DURATION, CLIENT_DURATION,
+                                                RPC_DURATION))
+    return dashboard(
+        "dependencies", "Dependencies",
+        "What services wait on — databases and caches, queues, peer services — by the OpenTelemetry database, "
+        "messaging, RPC and HTTP client conventions: rate, errors, p50/p99 by operation, the slowest operations, "
+        "exemplars to the traces.",
+        panels, [environment_variable(f"{DB_DURATION}_count"),
+                 service_variable(f'label_values({{__name__=~"{waits_on}", {ENV}}}, service_name)', multi=True)],
+        tags=["services", "dependencies"],
+        links=[{"title": "Slow operations in the logs", "type": "link",
+                "url": f"/d/{UIDS['logs']}?${{service_name:queryparam}}&${{__url_time_range}}", "icon": "doc",
+                "targetBlank": False, "keepTime": False, "includeVars": False}])
+
+
 DASHBOARDS = {
     "services-overview.json": services_overview,
     "service-detail.json": service_detail,
@@ -810,6 +998,7 @@ DASHBOARDS = {
     "runtime.json": runtime,
     "logs.json": logs,
     "stack-health.json": stack_health,
+    "dependencies.json": dependencies,
 }
 
 

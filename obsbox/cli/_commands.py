@@ -58,8 +58,12 @@ def up(runtime: engine.RuntimeChoice, samples: bool, download: bool) -> None:
 
 def _shop() -> tuple[ProcessSpec, ...]:
     """The sample shop's services, handed to the engine to run (the engine knows none of them by name)."""
+    from obsbox.samples._deps import note
     from obsbox.samples._services import shop_processes
 
+    skipped = note()
+    if skipped:
+        click.echo(skipped, err=True)
     return shop_processes()
 
 

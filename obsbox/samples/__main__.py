@@ -3,6 +3,7 @@
     python -m obsbox.samples                          # all four, ports 8080-8083, until Ctrl-C
     python -m obsbox.samples --gateway-port 9080 --load 5 --duration 120
     python -m obsbox.samples serve payments --host 0.0.0.0 --port 8082   # what a container runs
+    python -m obsbox.samples worker --port 8084       # the Celery fulfilment worker (needs OBSBOX_SAMPLES_REDIS_URL)
 
 Telemetry goes where OTEL_EXPORTER_OTLP_ENDPOINT (or OBSBOX_ENDPOINT) says, else to the local default
 (http://127.0.0.1:4318, the collector of `obsbox up`).
@@ -16,7 +17,7 @@ import sys
 import time
 from types import FrameType
 
-from obsbox.samples._services import SERVICES
+from obsbox.samples._services import SERVICES, WORKER_PORT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default: the service's default port")
     serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a listening socket handed over by the shop
     serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    worker = sub.add_parser("worker", help="run the Celery fulfilment worker in this process (needs "
+                                           "OBSBOX_SAMPLES_REDIS_URL), with /health and /metrics on --port")
+    worker.add_argument("--host", default="127.0.0.1")
+    worker.add_argument("--port", type=int, default=WORKER_PORT)
+    worker.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -79,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
 
         port = args.port if args.port is not None else SERVICES[args.service].default_port
         serve(args.service, host=args.host, port=port, fd=args.fd, exit_with_parent=args.exit_with_parent)
+        return 0
+    if args.command == "worker":
+        from obsbox.samples._serve import watch_parent
+        from obsbox.samples.fulfilment import serve_worker
+
+        if args.exit_with_parent:
+            watch_parent()
+        serve_worker(host=args.host, port=args.port, fd=args.fd)
         return 0
     return _run_shop(args)
 

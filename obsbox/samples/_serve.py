@@ -53,7 +53,7 @@ def serve(service: str, *, host: str = "127.0.0.1", port: int = 0, fd: int | Non
     if service not in SERVICES:
         raise ValueError(f"unknown sample service {service!r}; the services are: {', '.join(SERVICES)}")
     if exit_with_parent:
-        _exit_with_parent()
+        watch_parent()
     sock = socket.socket(fileno=fd) if fd is not None else listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -106,7 +106,7 @@ def _serve_wsgi(app: Any, host: str, port: int, sock: socket.socket) -> None:
         sock.close()
 
 
-def _exit_with_parent() -> None:
+def watch_parent() -> None:
     """When the process that started us dies without stopping us, stop too rather than hold the port forever."""
     parent = os.getppid()
 

@@ -37,7 +37,11 @@ SERVICES: dict[str, ServiceInfo] = {
 }
 
 # What running the sample shop here (native runtime) and the load generator import: the `samples` extra.
-SHOP_MODULES = ("fastapi", "flask", "httpx", "uvicorn")
+SHOP_MODULES = ("fastapi", "flask", "httpx", "uvicorn", "sqlalchemy", "redis")
+WORKER_MODULES = ("celery", "redis")
+# The Celery fulfilment worker: not an HTTP service of the shop, but supervised like one (/health on its port).
+WORKER = "fulfilment"
+WORKER_PORT = 8084
 LOAD_MODULES = ("httpx",)
 INSTALL_SAMPLES = "pip install 'obsbox[samples]'"
 
@@ -67,11 +71,20 @@ START_ORDER = ("inventory", "payments", "orders", "gateway")
 
 
 def shop_processes() -> tuple[ProcessSpec, ...]:
-    """The sample shop as processes for the engine to run (`obsbox up --samples` on the native runtime)."""
-    return tuple(
+    """The sample shop as processes for the engine to run (`obsbox up --samples` on the native runtime): the four
+    services, and the Celery fulfilment worker when a Redis server answers at $OBSBOX_SAMPLES_REDIS_URL."""
+    from obsbox.samples._deps import redis_url
+
+    services = tuple(
         ProcessSpec(name, SERVICES[name].default_port,
                     (sys.executable, "-m", "obsbox.samples", "serve", name, "--host", "{host}", "--port", "{port}"),
                     health_path="/admin/faults", url_env=SERVICES[name].url_env, requires=SHOP_MODULES,
                     install_hint=install_hint())
         for name in START_ORDER
     )
+    if redis_url() is None:
+        return services
+    worker = ProcessSpec(WORKER, WORKER_PORT,
+                         (sys.executable, "-m", "obsbox.samples", "worker", "--host", "{host}", "--port", "{port}"),
+                         health_path="/health", requires=WORKER_MODULES, install_hint=install_hint())
+    return (worker, *services)

@@ -1,4 +1,4 @@
-"""inventory: stock lookups and reservations, as a plain ASGI application (no framework).
+"""inventory: stock lookups and reservations, as a plain ASGI application (no framework), the stock in a database.
 
     GET  /items              every item with price and stock
     GET  /items/{sku}        one item
@@ -6,14 +6,17 @@
                              for an unknown item, 409 when out of stock
 
 The example for services that speak ASGI directly: `obsbox.instrument(app)` wraps any ASGI callable. The app
-handles the lifespan protocol so the server's shutdown flushes the last telemetry.
+handles the lifespan protocol so the server's shutdown flushes the last telemetry. The stock lives in a real
+database through SQLAlchemy (`_stock.py`: SQLite by default, $OBSBOX_SAMPLES_DATABASE_URL for PostgreSQL), so each
+request's trace shows its queries. The queries run in a thread (asyncio.to_thread carries the trace context),
+as blocking database calls in an async service should.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import threading
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -22,6 +25,7 @@ import obsbox
 from obsbox import logger
 from obsbox.instrumentation.pull import exposition
 from obsbox.samples._chaos import FaultInjector
+from obsbox.samples._stock import Stock, database_url
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,8 +33,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# sku → (name, price in cents, initial stock). Below the reorder point the supplier delivers at once, so a long demo
-# never runs dry; the kettle is never delivered, to show a 409.
+# sku → (name, price in cents, initial stock): the rows a new database starts with. Below the reorder point the
+# supplier delivers the initial stock again, so a long demo never runs dry; the kettle is never delivered (a 409).
 CATALOGUE: dict[str, tuple[str, int, int]] = {
     "tea-01": ("Assam tea, 250 g", 650, 500),
     "tea-02": ("Sencha tea, 100 g", 900, 300),
@@ -39,56 +43,54 @@ CATALOGUE: dict[str, tuple[str, int, int]] = {
     "kettle-99": ("Gooseneck kettle", 7900, 0),
 }
 ROUTE_KEY = "obsbox.route"  # where obsbox's ASGI middleware looks for the route template of a plain ASGI app
-REORDER_POINT = 10
 _ITEM = re.compile(r"^/items/(?P<sku>[^/]+)$")
 
 
 def create_app() -> ASGIApp:
     telemetry = obsbox.configure(service_name="inventory")
     faults = FaultInjector("inventory")
-    stock = {sku: initial for sku, (_, _, initial) in CATALOGUE.items()}
-    lock = threading.Lock()
+    stock = Stock.open(database_url(), CATALOGUE)
 
-    def item(sku: str) -> dict[str, Any]:
-        name, price, _ = CATALOGUE[sku]
-        return {"sku": sku, "name": name, "unit_price_cents": price, "stock": stock[sku]}
-
-    def reserve(body: Any) -> tuple[int, dict[str, Any]]:
+    async def reserve(body: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(body, dict) or not isinstance(body.get("sku"), str):
             return 400, {"error": 'expected {"sku": "...", "quantity": n}'}
         sku, quantity = body["sku"], body.get("quantity", 1)
         if not isinstance(quantity, int) or quantity < 1:
             return 400, {"error": "quantity must be a positive integer"}
-        if sku not in CATALOGUE:
+        outcome, price = await asyncio.to_thread(stock.reserve, sku, quantity)
+        if outcome == "unknown":
             return 404, {"error": f"no item {sku}"}
-        with lock:
-            if stock[sku] < quantity:
-                return 409, {"error": f"{sku} is out of stock", "stock": stock[sku]}
-            stock[sku] -= quantity
-            if stock[sku] < REORDER_POINT and CATALOGUE[sku][2] > 0:
-                stock[sku] += CATALOGUE[sku][2]  # the supplier's delivery
+        if outcome == "out of stock":
+            return 409, {"error": f"{sku} is out of stock"}
         reservation_id = f"r-{uuid.uuid4().hex[:12]}"
         logger.info("reserved", sku=sku, quantity=quantity, reservation_id=reservation_id)
-        return 201, {"reservation_id": reservation_id, "sku": sku, "quantity": quantity,
-                     "unit_price_cents": CATALOGUE[sku][1]}
+        return 201, {"reservation_id": reservation_id, "sku": sku, "quantity": quantity, "unit_price_cents": price}
+
+    def startup() -> None:  # said once serving (the first line the service prints says where it listens)
+        logger.info("inventory keeps its stock in {}", stock.engine.dialect.name, database=stock.where)
+
+    def shutdown() -> None:
+        stock.close()
+        telemetry.shutdown()
 
     async def handle(template: str, method: str, path: str, receive: Receive) -> tuple[int, Any]:
         if template == "/items" and method == "GET":
-            return 200, [item(sku) for sku in CATALOGUE]
+            return 200, await asyncio.to_thread(stock.items)
         if template == "/items/{sku}" and method == "GET":
             sku = path.rsplit("/", 1)[1]
-            return (200, item(sku)) if sku in CATALOGUE else (404, {"error": f"no item {sku}"})
+            found = await asyncio.to_thread(stock.item, sku)
+            return (200, found) if found is not None else (404, {"error": f"no item {sku}"})
         if template == "/reservations" and method == "POST":
             try:
                 body = json.loads(await read_body(receive) or b"null")
             except ValueError:
                 return 400, {"error": "the body must be JSON"}
-            return reserve(body)
+            return await reserve(body)
         return 405, {"error": f"{method} is not allowed here"}
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(receive, send, telemetry.shutdown)
+            await lifespan(receive, send, startup, shutdown)
             return
         if scope["type"] != "http":
             return
@@ -145,12 +147,14 @@ async def send_bytes(send: Send, status: int, body: bytes, content_type: str) ->
     await send({"type": "http.response.body", "body": body})
 
 
-async def lifespan(receive: Receive, send: Send, on_shutdown: Callable[[], None]) -> None:
+async def lifespan(receive: Receive, send: Send, on_startup: Callable[[], None],
+                   on_shutdown: Callable[[], None]) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            on_startup()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            on_shutdown()  # flush the last spans and metrics
+            on_shutdown()  # close the database, flush the last spans and metrics
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -11,9 +11,14 @@ handed to a worker pool so the customer does not wait for it. Every step shows u
 extra code: retries as span events and `obsbox_retry_*` metrics, the breaker's state as `obsbox_circuit_breaker_*`,
 the pool's queue and busy workers as `obsbox_pool_*`.
 
+With Redis ($OBSBOX_SAMPLES_REDIS_URL, see `_deps.py`) orders also uses it as a real service would: inventory's
+catalogue answers are cached there for a few seconds (cache-aside: GET, on a miss SET with a TTL), and fulfilment
+is handed on to the Celery worker (`fulfilment.py`) over Redis as the broker, which marks the order fulfilled in
+Redis. Without Redis it says so once at start and fulfils in its own pool as before.
+
 Tuning (environment): ORDERS_BREAKER_MINIMUM_CALLS, ORDERS_BREAKER_FAILURE_RATIO, ORDERS_BREAKER_WINDOW_S,
 ORDERS_BREAKER_RESET_S, ORDERS_RETRY_ATTEMPTS, ORDERS_RETRY_BACKOFF_S, ORDERS_WORKERS, ORDERS_QUEUE_SIZE,
-ORDERS_FULFIL_MS. Downstream: INVENTORY_URL, PAYMENTS_URL.
+ORDERS_FULFIL_MS, ORDERS_CACHE_TTL_S. Downstream: INVENTORY_URL, PAYMENTS_URL.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from obsbox import AsyncWorkerPool, CircuitBreaker, CircuitOpenError, Retry, Ret
 from obsbox.instrumentation.pull import exposition
 from obsbox.resilience import PoolFullError, retryable_http_error
 from obsbox.samples._chaos import FaultInjector
+from obsbox.samples._deps import note, redis_url
 from obsbox.samples._env import env_float, env_int, service_url
 from obsbox.samples._idempotency import Answer, IdempotencyKeyReused, IdempotencyStore
+from obsbox.samples._tasks import QUEUE, TASK, celery_app, fulfilled_key
 
 
 class OrderRequest(BaseModel):
@@ -70,12 +77,25 @@ def create_app() -> FastAPI:
     fulfil_s = env_float("ORDERS_FULFIL_MS", 50.0) / 1000.0
     idempotency = IdempotencyStore(max_entries=10_000)
     orders: OrderedDict[str, dict[str, Any]] = OrderedDict()  # bounded below, like every in-memory store here
+    cache_ttl_s = env_int("ORDERS_CACHE_TTL_S", 5)
+    broker = redis_url()
+    cache: Any = None
+    celery: Any = None
+    if broker is not None:
+        import redis.asyncio
+
+        cache = redis.asyncio.Redis.from_url(broker)
+        celery = celery_app(broker)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if broker is None:  # the shop's one line on what it runs without (orders is what would use Redis)
+            logger.warning(note())
         yield
         await fulfilment.close()  # let queued fulfilments finish
         await client.aclose()
+        if cache is not None:
+            await cache.aclose()
         telemetry.shutdown()
 
     faults = FaultInjector("orders")
@@ -107,6 +127,10 @@ def create_app() -> FastAPI:
         return result
 
     async def fulfil(order_id: str) -> None:
+        if celery is not None:
+            # Celery's send blocks on the broker: in a thread, which carries the trace context along.
+            await asyncio.to_thread(celery.send_task, TASK, args=(order_id,), queue=QUEUE)
+            return
         await asyncio.sleep(fulfil_s)  # picking and packing
         if order_id in orders:  # it may have been forgotten already under heavy load
             orders[order_id]["status"] = "fulfilled"
@@ -142,9 +166,16 @@ def create_app() -> FastAPI:
         return 201, dict(orders[order_id])
 
     async def browse(path: str) -> Response:
+        key = f"obsbox-shop:catalogue:{path}"
+        if cache is not None:
+            cached = await cache.get(key)
+            if cached is not None:
+                return Response(cached, 200, media_type="application/json")
         answer = await from_inventory("GET", path)
         if isinstance(answer, tuple):
             return JSONResponse(answer[1], answer[0])
+        if cache is not None and answer.status_code == 200:
+            await cache.set(key, answer.content, ex=cache_ttl_s)
         return Response(answer.content, answer.status_code, media_type="application/json")
 
     @app.get("/catalogue")
@@ -175,7 +206,10 @@ def create_app() -> FastAPI:
     async def get_order(order_id: str) -> JSONResponse:
         if order_id not in orders:
             return JSONResponse({"error": "no such order"}, 404)
-        return JSONResponse(orders[order_id])
+        found = orders[order_id]
+        if cache is not None and found["status"] == "accepted" and await cache.exists(fulfilled_key(order_id)):
+            found["status"] = "fulfilled"
+        return JSONResponse(found)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

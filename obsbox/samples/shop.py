@@ -8,7 +8,9 @@ http://127.0.0.1:41234
 Each service runs in its own process (`python -m obsbox.samples serve NAME --fd N`). The listening sockets are
 bound here, before the children start, and handed over: port 0 gives an ephemeral port with no race, all four start
 at once, and each already knows where the others listen (ORDERS_URL, PAYMENTS_URL, INVENTORY_URL). `start()`
-returns when every service answers, or raises with the failing service's output.
+returns when every service answers, or raises with the failing service's output. When a Redis server answers at
+$OBSBOX_SAMPLES_REDIS_URL (in `env` or this process's environment), the Celery fulfilment worker is started too
+(`.processes["fulfilment"]`; it is not one of `.urls`, which are the HTTP services).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from obsbox.samples._deps import REDIS_URL, reachable
 from obsbox.samples._serve import listen
-from obsbox.samples._services import SERVICES
+from obsbox.samples._services import SERVICES, WORKER
 
 
 class ShopError(RuntimeError):
@@ -35,12 +38,14 @@ class ShopError(RuntimeError):
 
 
 class Shop:
-    """The running shop: `.urls` (service → base URL), `.processes`, `.log_dir`; `.stop()` ends every process."""
+    """The running shop: `.urls` (service → base URL), `.processes`, `.log_dir`; `.stop()` ends every process.
+    `.worker_url`: where the Celery fulfilment worker answers /health and /metrics (None when it does not run)."""
 
     def __init__(self, urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], log_dir: Path | None):
         self.urls = urls
         self.processes = processes
         self.log_dir = log_dir
+        self.worker_url: str | None = None
         self._logs: list[IO[bytes]] = []
 
     def __enter__(self) -> Shop:
@@ -86,9 +91,9 @@ def _listen(host: str, port: int) -> socket.socket:
                         "other ports)") from None
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, path: str = "/admin/faults") -> bool:
     try:
-        with urllib.request.urlopen(url + "/admin/faults", timeout=1.0) as response:
+        with urllib.request.urlopen(url + path, timeout=1.0) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -121,6 +126,10 @@ def start(
         url_host = f"[{host}]" if ":" in host else host
         urls = {name: f"http://{url_host}:{s.getsockname()[1]}" for name, s in sockets.items()}
         child_env = dict(os.environ) | {SERVICES[n].url_env: u for n, u in urls.items()} | dict(env or {})
+        broker = child_env.get(REDIS_URL, "").strip()
+        worker: socket.socket | None = None
+        if broker and reachable(broker, 6379):
+            worker = sockets[WORKER] = _listen(host, 0)
         child_env["PYTHONUNBUFFERED"] = "1"
         # Each service serves /metrics on its own port; a metrics port inherited from the environment would make
         # all four fight over one.
@@ -136,12 +145,16 @@ def start(
                     out = (logs / f"{name}.log").open("ab")
                     shop._logs.append(out)
                 fd = sock.fileno()
+                command = ["worker"] if sock is worker else ["serve", name]
                 shop.processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", "obsbox.samples", "serve", name, "--host", host, "--fd", str(fd),
+                    [sys.executable, "-m", "obsbox.samples", *command, "--host", host, "--fd", str(fd),
                      "--exit-with-parent"],
                     env=child_env, pass_fds=(fd,), stdout=out, stderr=subprocess.STDOUT if out else None,
                 )
-            _wait_ready(shop, timeout)
+            waiting = dict(shop.urls)
+            if worker is not None:
+                shop.worker_url = waiting[WORKER] = f"http://{url_host}:{worker.getsockname()[1]}"
+            _wait_ready(shop, waiting, timeout)
         except BaseException:
             shop.stop()
             raise
@@ -151,9 +164,8 @@ def start(
             sock.close()  # the children hold their own copies
 
 
-def _wait_ready(shop: Shop, timeout: float) -> None:
+def _wait_ready(shop: Shop, waiting: dict[str, str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    waiting = dict(shop.urls)
     while waiting:
         for name, url in list(waiting.items()):
             code = shop.processes[name].poll()
@@ -161,7 +173,7 @@ def _wait_ready(shop: Shop, timeout: float) -> None:
                 tail = shop.log(name)[-2000:]
                 raise ShopError(f"sample service {name} exited with code {code} while starting"
                                 + (f":\n{tail}" if tail else ""))
-            if _answers(url):
+            if _answers(url, "/health" if name == WORKER else "/admin/faults"):
                 del waiting[name]
         if waiting and time.monotonic() > deadline:
             raise ShopError(f"sample service(s) {', '.join(waiting)} did not answer within {timeout:.0f} s")

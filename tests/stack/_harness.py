@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from obsbox.samples._services import SERVICES
+from obsbox.samples._services import SERVICES, WORKER
 
 NATIVE_PORT_VARS = ["OBSBOX_PROMETHEUS_PORT", "OBSBOX_ALERTMANAGER_PORT"] + [
-    f"OBSBOX_{name.upper()}_PORT" for name in SERVICES
+    f"OBSBOX_{name.upper()}_PORT" for name in [*SERVICES, WORKER]
 ]
 
 T = TypeVar("T")

@@ -87,7 +87,10 @@ def _used_names() -> dict[str, set[str]]:
     for q in [*dashboard_queries(), *rule_queries()]:
         if q.lang == "promql":
             for name in metric_names(substitute(q.expr)):
-                used.setdefault(_plain(name), set()).add(q.id)
+                # a __name__ regex of plain alternatives (the dependencies dashboard's variable) uses each of them
+                names = name.split("|") if re.fullmatch(r"\w+(\|\w+)+", name) else [name]
+                for each in names:
+                    used.setdefault(_plain(each), set()).add(q.id)
     return used
 
 

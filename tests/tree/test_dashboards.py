@@ -22,6 +22,7 @@ from tests.tree.test_queries import (
     ROOT,
     dashboard_queries,
     load,
+    metric_names,
     panels,
     range_functions,
     substitute,
@@ -38,6 +39,7 @@ EXPECTED = {
     "runtime.json": "obsbox-runtime",
     "logs.json": "obsbox-logs",
     "stack-health.json": "obsbox-stack-health",
+    "dependencies.json": "obsbox-dependencies",
 }
 SAMPLE_SERVICES = ("gateway", "orders", "payments", "inventory")
 BOARDS = {p.name: load(p) for p in DASHBOARD_FILES}
@@ -48,7 +50,7 @@ def _pid(item: tuple[str, dict[str, Any]]) -> str:
     return f"{item[0]}/{item[1]['title']}"
 
 
-def test_the_seven_dashboards_exist_with_fixed_uids() -> None:
+def test_the_eight_dashboards_exist_with_fixed_uids() -> None:
     assert {name: b["uid"] for name, b in BOARDS.items()} == EXPECTED
 
 
@@ -230,3 +232,74 @@ def test_resilience_runtime_logs_and_stack_health_cover_the_issue() -> None:
     for needle in ("otelcol_receiver_accepted", "otelcol_receiver_refused", "otelcol_exporter_send_failed",
                    "otelcol_exporter_queue_size", "prometheus_", "loki_", "alertmanager_notifications"):
         assert needle in exprs["stack-health.json"]
+
+
+def test_dependencies_dashboard_covers_databases_queues_and_peers_by_the_conventions() -> None:
+    """Per service and dependency: rate, errors, p50/p99 by operation, the slowest operations, exemplars — on the
+    semantic-convention series only (any service instrumented with them shows), linked from the service detail."""
+    board = BOARDS["dependencies.json"]
+    assert [v["name"] for v in board["templating"]["list"]] == ["environment", "service_name"]
+    queries = [q for q in dashboard_queries() if q.dashboard == "dependencies.json"]
+    names = set().union(*(metric_names(substitute(q.expr)) for q in queries if not q.panel.startswith("variable")))
+    assert names == {f"{m}_{suffix}" for m in ("db_client_operation_duration_seconds",
+                                               "messaging_client_operation_duration_seconds",
+                                               "messaging_process_duration_seconds",
+                                               "http_client_request_duration_seconds",
+                                               "rpc_client_call_duration_seconds")
+                     for suffix in ("count", "bucket")} | {"db_client_operation_duration_seconds_sum",
+                                                           "obsbox_celery_queue_messages"}
+    exprs = " ".join(q.expr for q in queries)
+    for label in ("db_system_name", "db_operation_name", "db_collection_name", "db_query_summary", "server_address",
+                  "messaging_destination_name", "rpc_method", 'error_type!=""'):
+        assert label in exprs, label
+    by_title = _by_title("dependencies.json")
+    for title in ("Operations per second by dependency", "Error ratio by dependency", "p50 latency by operation",
+                  "p99 latency by operation", "Messages processed per second", "Processing error ratio",
+                  "Calls per second by peer", "Error ratio by peer", "p99 latency by peer", "Queue backlog"):
+        assert title in by_title, title
+    for title, p in by_title.items():
+        if "latency" in title.lower():
+            assert all(t["exemplar"] for t in p["targets"]), title  # a dot opens the trace in Jaeger
+    slowest = by_title["Slowest database and cache operations"]
+    assert slowest["type"] == "table" and all(t["instant"] for t in slowest["targets"])
+    assert all("topk(10, histogram_quantile(0.99" in t["expr"] for t in slowest["targets"])
+    # every column is limited to the ten slowest, so the merged table has ten rows, not one per operation
+    assert set(slowest["transformations"][1]["options"]["renameByName"].values()) >= {
+        "Service", "Query summary", "p99", "Mean", "Operations/s", "Errors"}
+    links = BOARDS["service-detail.json"]["links"]
+    assert any(link["url"].startswith("/d/obsbox-dependencies?var-service_name=${service_name}") for link in links)
+
+
+def test_logs_dashboard_searches_slow_operations_on_their_structured_fields() -> None:
+    """The slow-operation line (integrations/_db.py) carries duration_s, db.system.name, db.query.summary as
+    attributes; Loki stores them as structured metadata with dots as underscores, where a label filter reads them."""
+    slow = [q for q in dashboard_queries() if q.dashboard == "logs.json" and "Slow operations" in q.panel]
+    assert len(slow) == 2
+    for q in slow:
+        assert '{service_name=~"$service_name"} | duration_s >= $slow_s' in q.expr, q.id
+    (count,) = [q for q in slow if "count_over_time" in q.expr]
+    assert "sum by (service_name, db_system_name, db_operation_name, db_query_summary)" in count.expr
+    (variable,) = [v for v in BOARDS["logs.json"]["templating"]["list"] if v["name"] == "slow_s"]
+    assert variable["current"]["value"] == "1"  # the integrations' default slow_operation_threshold
+
+
+def test_the_slow_operation_line_carries_the_fields_the_logs_dashboard_filters_on() -> None:
+    """What the integrations log for a slow operation, at a real OTLP receiver: the attribute names the LogQL above
+    reads after Loki's dots-to-underscores."""
+    from obsbox.instrumentation.integrations._db import DbCall, Operation, Slow, Target
+    from obsbox.testing import capture
+
+    with capture(service_name="checkout", console=False) as cap:
+        before, Slow.threshold = Slow.threshold, 0.0
+        try:
+            call = DbCall.begin(Target("postgresql", "db.internal", 5432, "shop"),
+                                Operation.of_sql("SELECT * FROM items WHERE sku = 'secret'"))
+            assert call is not None
+            call.finish(None)
+        finally:
+            Slow.threshold = before
+        record = cap.receiver.wait_for(lambda: next((r for r in cap.logs() if "slow database operation" in
+                                                     str(r.body)), None))
+    loki_fields = {name.replace(".", "_") for name in record.attributes}
+    assert {"duration_s", "db_system_name", "db_operation_name", "db_query_summary"} <= loki_fields
+    assert isinstance(record.attributes["duration_s"], float) and "secret" not in str(record.attributes)

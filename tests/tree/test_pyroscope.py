@@ -19,9 +19,9 @@ import promql_parser
 import pytest
 import yaml
 
-from obsbox.stack import binaries
 from obsbox.stack.components import COMPONENTS
 from obsbox.stack.tree import pinned_images, stack_root
+from tests.tree.test_collector_build import _built as _built_collector
 
 ROOT = stack_root()
 PINNED = "grafana/pyroscope:2.0.2"  # the image these facts were read for (tags have no "v")
@@ -179,12 +179,6 @@ def test_the_native_launcher_runs_the_binary_with_the_rendered_config(tmp_path: 
 
 
 # --- the Collector and OTLP profiles ------------------------------------------------------------------------------
-
-
-def _built_collector() -> Path | None:
-    comp = COMPONENTS["collector"]
-    path = binaries.cache_dir() / "collector" / str(comp.version) / comp.binaries[0]
-    return path if path.is_file() else None
 
 
 @pytest.mark.skipif(_built_collector() is None and not os.environ.get("CI"),

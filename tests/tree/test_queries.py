@@ -32,7 +32,8 @@ JS_DIR = ROOT / "tests" / "js"
 RATE_INTERVAL = "97s"
 INTERVALS = {"__rate_interval": RATE_INTERVAL, "__interval": "41s", "__auto": "43s", "__range": "1h1m"}
 # Values for the dashboards' own variables when only parsing matters.
-PARSE_VALUES = {"service_name": "checkout", "environment": ".*", "http_route": ".*", "instance": ".*", "search": ""}
+PARSE_VALUES = {"service_name": "checkout", "environment": ".*", "http_route": ".*", "instance": ".*", "search": "",
+                "slow_s": "1"}
 
 
 @dataclass(frozen=True)

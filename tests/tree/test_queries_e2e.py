@@ -1,9 +1,12 @@
 """End to end: a real Prometheus (Debian 2.42) scrapes the real sample shop under load, evaluates obsbox's rules,
 and every PromQL query of every dashboard returns data — except the queries that need a component nobody can run
-here (listed in NEEDS_COMPONENT, each with its reason; the test fails if the list goes stale).
+here (listed in NEEDS_COMPONENT, each with its reason) or read what the shop does not do (NOT_IN_THE_SHOP); the
+test fails if either list goes stale.
 
-The shop's four services serve /metrics on their own ports (the pull path); they push traces and logs over OTLP to
-a real receiver in this process. A real Alertmanager receives Prometheus' alerts, so the notification metrics
+The shop's four services and its Celery worker serve /metrics on their own ports (the pull path); they push traces
+and logs over OTLP to a real receiver in this process. The shop keeps its stock in SQLite and uses a real
+redis-server (started by the integration tests' fixture) as its cache and Celery broker, so the dependency
+panels have data. A real Alertmanager receives Prometheus' alerts, so the notification metrics
 exist. Faults make some requests fail and slow, so the error, retry and breaker panels have something to show.
 """
 
@@ -26,6 +29,7 @@ import yaml
 
 from obsbox.stack.binaries import find_tool as _tool
 from tests._processes import free_port, stop
+from tests.instrumentation.integrations.conftest import Redis, redis_server  # noqa: F401 - the fixture
 from tests.tree.test_queries import PROM_RULE_FILES, Query, dashboard_queries, metric_names, substitute
 
 PROMETHEUS = _tool("prometheus")
@@ -41,6 +45,11 @@ NEEDS_COMPONENT = {
     "otelcol_": "OpenTelemetry Collector (and Jaeger v2, built on it) self-metrics: no collector binary here",
     "traces_span_metrics_": "span metrics come from the collector's span_metrics connector",
     "loki_": "Loki's own metrics: no Loki binary here",
+}
+# Queries about what the sample shop does not do (metric-name prefixes), each with its reason.
+NOT_IN_THE_SHOP = {
+    "rpc_client_call_duration_seconds": "the sample shop makes no gRPC calls (tests/instrumentation/integrations/"
+                                        "test_grpc.py shows the series at a real receiver)",
 }
 
 
@@ -141,17 +150,20 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def shop_under_load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def shop_under_load(tmp_path_factory: pytest.TempPathFactory, redis_server: Redis) -> Iterator[Run]:  # noqa: F811
     from obsbox.samples import SERVICES, faults, load, shop
+    from obsbox.samples._deps import REDIS_URL
     from obsbox.testing import OTLPReceiver
 
     tmp = tmp_path_factory.mktemp("e2e")
     with OTLPReceiver() as receiver, shop.start(
         ports={name: 0 for name in SERVICES},
-        env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OBSBOX_METRIC_EXPORT_INTERVAL": "2"},
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OBSBOX_METRIC_EXPORT_INTERVAL": "2",
+             REDIS_URL: f"redis://{redis_server.host}:{redis_server.port}/4"},
         log_dir=tmp,
     ) as running:
-        targets = [u.removeprefix("http://") for u in running.urls.values()]
+        assert running.worker_url is not None, "the Celery worker did not start"
+        targets = [u.removeprefix("http://") for u in [*running.urls.values(), running.worker_url]]
         with alertmanager(tmp) as am_url, prometheus(tmp, targets, am_url, PROM_RULE_FILES) as prom_url:
             # Some failures and slowness downstream: errors, retries, an opening breaker, a latency spread.
             faults.set_faults(running.urls["payments"], error_rate=0.5)
@@ -179,7 +191,7 @@ def _values_for(query: Query) -> dict[str, str]:
 
 def _component(query: Query) -> str | None:
     names = metric_names(substitute(query.expr, _values_for(query)))
-    for prefix, reason in NEEDS_COMPONENT.items():
+    for prefix, reason in (NEEDS_COMPONENT | NOT_IN_THE_SHOP).items():
         if any(n.startswith(prefix) for n in names):
             return reason
     return None
@@ -209,10 +221,12 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(shop_under_lo
     assert checked >= 60
     # Only the stack's own panels (and the span-metrics panel) may need a missing component: every query about
     # services runs here. Each exception is used: a stale entry would hide nothing but mislead readers.
-    outside = [i for i in skipped if not i.startswith("stack-health.json") and "(span metrics)" not in i]
+    outside = [i for i, reason in skipped.items() if reason in NEEDS_COMPONENT.values()
+               and not i.startswith("stack-health.json") and "(span metrics)" not in i]
     assert not outside, outside
     used = set(skipped.values())
-    assert used == set(NEEDS_COMPONENT.values()), set(NEEDS_COMPONENT.values()) - used
+    listed = set(NEEDS_COMPONENT.values()) | set(NOT_IN_THE_SHOP.values())
+    assert used == listed, listed - used
 
 
 @needs_binaries

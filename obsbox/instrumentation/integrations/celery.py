@@ -216,9 +216,11 @@ def _observe_backlog(options: CallbackOptions) -> Iterable[Observation]:
 
         connection = _Backlog.connection
         if connection is None:
-            # Bounded: this runs in the metric exporter's thread, which must not hang on an unreachable broker.
+            # Bounded: this runs in the metric exporter's thread, which must not hang on an unreachable broker. One
+            # attempt per export (a retry would first wait kombu's 2 s: 2.0 s against 0.06 s per export, measured
+            # with nothing listening at the broker's address).
             connection = _Backlog.app.connection_for_read(connect_timeout=2)
-            connection.ensure_connection(max_retries=1)
+            connection.ensure_connection(max_retries=0)
             _Backlog.connection = connection
         channel = connection.default_channel
         observations = []

@@ -18,6 +18,7 @@ exporting over gRPC never records itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import sys
@@ -152,7 +153,10 @@ def _client_interceptor(target: str) -> Any:
             if started is None:
                 return continuation(details, request)
             call_, carrier = started
-            details = Details(details, [*(details.metadata or ()), *carrier.items()])
+            try:
+                details = Details(details, [*(details.metadata or ()), *carrier.items()])
+            except Exception as exc:  # noqa: BLE001 - metadata of a shape we do not know: sent without the context
+                report(exc)
             try:
                 call = continuation(details, request)
             except BaseException as exc:
@@ -201,17 +205,34 @@ def _wrap_channel(original: Callable[..., Any]) -> Callable[..., Any]:
     return channel
 
 
-def _code_now(call: Any) -> str:
-    """The status name of a finished grpc.aio call. Its code() is a coroutine that, the call being done, returns
-    without waiting: run it to its end here rather than schedule a task per call."""
+def _end_when_done(call_: _ClientCall, call: Any) -> None:
+    """End a finished grpc.aio call's span with its status. Its code() is a coroutine that, the call being done,
+    returns without waiting: it is run to its end here rather than in a task per call (a task only if it waits)."""
     coroutine = call.code()
     try:
         coroutine.send(None)
     except StopIteration as finished:
         code = finished.value
-        return str(code.name) if code is not None else "UNKNOWN"
-    coroutine.close()  # it would have waited: not a finished call after all
-    return "UNKNOWN"
+        call_.end(str(code.name) if code is not None else "UNKNOWN")
+        return
+    except Exception as exc:  # noqa: BLE001
+        call_.end("UNKNOWN", error_type(exc))
+        return
+    coroutine.close()
+
+    async def later() -> None:
+        try:
+            code = await call.code()
+            call_.end(str(code.name) if code is not None else "UNKNOWN")
+        except Exception as exc:  # noqa: BLE001
+            call_.end("UNKNOWN", error_type(exc))
+
+    task = asyncio.get_running_loop().create_task(later())
+    _waiting.add(task)  # the loop keeps only a weak reference to a task
+    task.add_done_callback(_waiting.discard)
+
+
+_waiting: set[asyncio.Task[None]] = set()
 
 
 def _aio_client_interceptors(target: str) -> list[Any]:
@@ -224,8 +245,11 @@ def _aio_client_interceptors(target: str) -> list[Any]:
         if started is None:
             return None
         call_, carrier = started
-        metadata = aio.Metadata(*(details.metadata or ()), *carrier.items())
-        return call_, details._replace(metadata=metadata)
+        try:
+            return call_, details._replace(metadata=aio.Metadata(*(details.metadata or ()), *carrier.items()))
+        except Exception as exc:  # noqa: BLE001 - metadata of a shape we do not know: sent without the context
+            report(exc)
+            return call_, details
 
     async def unary_response(continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         started = start(details)
@@ -252,7 +276,7 @@ def _aio_client_interceptors(target: str) -> list[Any]:
             call_.end("UNKNOWN", error_type(exc))
             raise
         try:
-            call.add_done_callback(lambda done: call_.end(_code_now(done)))
+            call.add_done_callback(lambda done: _end_when_done(call_, done))
         except Exception:  # noqa: BLE001 - an inner interceptor's call without callbacks: its end is unknown
             call_.end("UNKNOWN")
         return call

@@ -138,3 +138,23 @@ def test_a_slow_task_logs_one_structured_line_in_its_trace(worker: tuple[Capture
     assert line.trace_id == run.trace_id and line.span_id == run.span_id
     _spans(cap, lambda s: s.name == "process shop.fulfil", 1)
     assert len([r for r in cap.logs() if str(r.body).startswith("slow task")]) == 1
+
+
+def test_an_unreachable_broker_gives_no_backlog_reading_and_breaks_nothing() -> None:
+    """The backlog gauge's reading runs in the metric exporter: with nothing listening at the broker's address it
+    gives no observation, raises nothing, and every other metric is still exported."""
+    from celery import Celery, signals
+
+    from obsbox.instrumentation.integrations import celery as celery_integration
+    from tests._processes import free_port
+
+    with capture(service_name="worker-down", console=False, schedule_delay=0.05) as cap:
+        app = Celery("down", broker=f"redis://127.0.0.1:{free_port()}/0")
+        try:
+            signals.worker_ready.send(sender=type("Consumer", (), {"app": app})())
+            cap.telemetry.force_flush()
+            assert cap.receiver.wait_for(lambda: cap.metrics("process.cpu.time"), timeout=30)
+            assert not cap.metrics("obsbox.celery.queue.messages")
+        finally:
+            celery_integration.uninstrument()  # forgets the app: the gauge reads nothing from now on
+            celery_integration.instrument()

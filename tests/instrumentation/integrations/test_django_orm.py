@@ -122,3 +122,23 @@ def test_a_failed_statement_sets_the_error_without_the_message(shelf: tuple[str,
     assert span.events == [("exception", {"exception.type": "django.db.utils.IntegrityError"})]  # no message
     exported = [m.SerializeToString() for m in receiver.trace_requests]
     assert all(SECRET.encode() not in body for body in exported)
+
+
+def test_the_async_orm_under_asgi_is_under_the_request_span(tmp_path: Path) -> None:
+    """`await ...afirst()` in an async view served by uvicorn (asgi.py with the README's lines): Django runs the
+    query in a worker thread, whose span still has the request's SERVER span as its parent."""
+    database = f"sqlite://{tmp_path / 'shelf.sqlite3'}"
+    env = app_env(None, BOOKSHELF_DATABASE=database)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--run-syncdb", "-v", "0"], cwd=APPS / "bookshelf",
+                   env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    with OTLPReceiver() as receiver, serve(
+            [sys.executable, "-m", "uvicorn", "bookshelf.asgi:application", "--port", str(port)],
+            APPS / "bookshelf", app_env(receiver, OBSBOX_IN_APP="1", BOOKSHELF_DATABASE=database), port,
+            ready="/books/2/"):
+        assert get(port, "/books/shelf/add/3/")[0] == 201
+        assert get(port, "/books/shelf/async/1/")[0] == 200
+        (request,) = _request_spans(receiver, "/books/shelf/async/<int:pk>/", 1)
+        (select,) = receiver.wait_for(lambda: [s for s in _children(receiver, request) if s.kind == CLIENT],
+                                      timeout=20)
+        assert select.name == "SELECT catalog_shelf" and select.attributes["db.system.name"] == "sqlite"

@@ -174,3 +174,28 @@ def test_instrumenting_twice_adds_nothing_twice(cap: Capture) -> None:
     grpc_integration.uninstrument()
     assert not hasattr(aio.insecure_channel, "__obsbox_original__")
     grpc_integration.instrument()
+
+
+def test_a_done_call_whose_code_still_waits_is_ended_by_a_task(cap: Capture) -> None:
+    """A streaming call's span ends in its done callback, reading the finished call's code() without a task; were
+    that coroutine to wait all the same, a task reads it instead (a call object standing in for grpc's, whose
+    code() yields to the loop once)."""
+
+    class Details:
+        method = "/shop.Inventory/Watch"
+
+    class Call:
+        async def code(self) -> grpc.StatusCode:
+            await asyncio.sleep(0)
+            return grpc.StatusCode.UNAVAILABLE
+
+    async def scenario() -> None:
+        started = grpc_integration._ClientCall.begin(Details(), "127.0.0.1", 50051)
+        assert started is not None
+        grpc_integration._end_when_done(started[0], Call())
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    (span,) = spans_of(cap, 1)
+    assert span.kind == CLIENT and span.attributes["rpc.response.status_code"] == "UNAVAILABLE"
+    assert span.attributes["error.type"] == "UNAVAILABLE" and span.status_code == ERROR

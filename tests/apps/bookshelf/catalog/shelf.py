@@ -16,6 +16,14 @@ def lookup(request, pk):
 SECRET = "hunter2-s3cret-title"
 
 
+async def alookup(request, pk):
+    """lookup() through Django's async ORM (served over ASGI)."""
+    book = await Shelf.objects.filter(pk=pk).afirst()
+    if book is None:
+        raise Http404("no such book")
+    return JsonResponse({"pk": book.pk, "title": book.title})
+
+
 def add(request, n):
     """Add book `n`; a second book `n` violates the unique constraint (409)."""
     title = f"{SECRET}-{n}"
