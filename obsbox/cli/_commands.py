@@ -162,9 +162,11 @@ def open_(component: str) -> None:
 @click.option("--latency-ms", type=float, help="Extra latency added to each request, in milliseconds.")
 @click.option("--jitter-ms", type=float, help="Random extra latency on top, in milliseconds.")
 @click.option("--outage", is_flag=True, default=None, help="Answer every request with 503.")
+@click.option("--slow-query-ms", type=float,
+              help="inventory only: each reservation also runs a database query this slow, in milliseconds.")
 @click.option("--reset", is_flag=True, help="Remove every fault.")
 def chaos(service: str, error_rate: float | None, latency_ms: float | None, jitter_ms: float | None,
-          outage: bool | None, reset: bool) -> None:
+          outage: bool | None, slow_query_ms: float | None, reset: bool) -> None:
     """Inject faults into a sample service.
 
     e.g. `obsbox chaos payments --error-rate 0.5`; options layer; `--reset` ends them all.
@@ -172,7 +174,7 @@ def chaos(service: str, error_rate: float | None, latency_ms: float | None, jitt
     from obsbox.samples import faults
 
     now = faults.chaos(service, base=engine.urls().get(service), error_rate=error_rate, latency_ms=latency_ms,
-                       jitter_ms=jitter_ms, outage=outage, reset=reset)
+                       jitter_ms=jitter_ms, outage=outage, slow_query_ms=slow_query_ms, reset=reset)
     active = {k: v for k, v in now.items() if v}
     click.echo(f"{service}: " + (", ".join(f"{k}={v}" for k, v in active.items()) if active else "no faults"))
 

@@ -71,7 +71,7 @@ class FaultInjector:
         """Merge validated settings into the faults in force; on bad input raise ValueError and change nothing."""
         if not isinstance(body, dict):
             raise ValueError('the body must be a JSON object such as {"error_rate": 0.4}')
-        changes = validate_body(body)
+        changes = validate_body(body, self.service)
         with self._lock:
             self._faults = replace(self._faults, **changes)
             return self._faults

@@ -17,10 +17,25 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_engine, insert, select, update
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TextClause,
+    create_engine,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 
 from obsbox.samples._deps import DATABASE_URL, reachable
@@ -51,6 +66,7 @@ class Stock:
         # SQLite has one writer at a time; waiting here is cheaper than on its busy timeout. A server database
         # needs no lock: the reservation is one conditional UPDATE.
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._slow = _slow_query(engine)
 
     @classmethod
     def open(cls, url: str | None, catalogue: Mapping[str, tuple[str, int, int]] | None = None) -> Stock:
@@ -87,12 +103,17 @@ class Stock:
                                .where(ITEMS.c.sku == sku)).first()
             return dict(row._mapping) if row is not None else None
 
-    def reserve(self, sku: str, quantity: int) -> tuple[Outcome, int | None]:
+    def reserve(self, sku: str, quantity: int, slow_query_s: float = 0.0) -> tuple[Outcome, int | None]:
         """Take `quantity` off the stock in one transaction: (outcome, unit price in cents when reserved).
 
         Below the reorder point the supplier delivers at once (a long demo never runs dry); an item whose
-        delivery is 0 is never restocked, to show an out-of-stock answer.
+        delivery is 0 is never restocked, to show an out-of-stock answer. `slow_query_s` (the slow-query fault):
+        first run a query that takes that long in the database itself — outside the reservation's lock and
+        transaction, so it delays this request and not the others.
         """
+        if slow_query_s > 0 and self._slow is not None:
+            with self.engine.connect() as conn:
+                conn.execute(self._slow, {"seconds": slow_query_s})
         if self._lock is None:
             return self._reserve(sku, quantity)
         with self._lock:
@@ -115,6 +136,23 @@ class Stock:
         self.engine.dispose()
         if self._cleanup:
             shutil.rmtree(self._cleanup, ignore_errors=True)
+
+
+def _sleep(seconds: float) -> int:
+    time.sleep(seconds)
+    return 0
+
+
+def _slow_query(engine: Engine) -> TextClause | None:
+    """A statement that takes :seconds in the database: pg_sleep on PostgreSQL; on SQLite a function of ours
+    registered on every connection (SQLite has no sleep). None for other databases: the fault does nothing."""
+    if engine.dialect.name == "postgresql":
+        return text("SELECT pg_sleep(:seconds)")
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect",
+                     lambda dbapi_connection, _record: dbapi_connection.create_function("obsbox_sleep", 1, _sleep))
+        return text("SELECT obsbox_sleep(:seconds)")
+    return None
 
 
 def database_url() -> str | None:

@@ -5,6 +5,11 @@
 Faults(error_rate=0.4, latency_ms=0.0, jitter_ms=0.0, outage=False)
 >>> faults.set_faults("payments", latency_ms=200, jitter_ms=50)       # doctest: +SKIP
 >>> faults.reset_faults("payments")                                   # doctest: +SKIP
+>>> faults.set_faults("inventory", slow_query_ms=1500)               # doctest: +SKIP
+
+`slow_query_ms` is for inventory, the service with a database: each reservation also runs a query that takes that
+long in the database (SQLite or PostgreSQL), so the database span, the slow-operation log line and the
+dependency latency panels and alerts have something to show.
 
 A target is a base URL or the name of a sample service (then its default local port is used). Every setting is
 checked before anything is sent, and the service checks again: bad input raises ValueError and changes nothing.
@@ -25,7 +30,9 @@ from typing import Any
 from obsbox.samples._services import SERVICES
 
 ADMIN_PATH = "/admin/faults"
-FIELDS = ("error_rate", "latency_ms", "jitter_ms", "outage")
+FIELDS = ("error_rate", "latency_ms", "jitter_ms", "outage", "slow_query_ms")
+# The services that keep data in a database, where a slow query can be injected.
+DATABASE_SERVICES = ("inventory",)
 _TIMEOUT_S = 5.0
 
 
@@ -37,13 +44,15 @@ class Faults:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     outage: bool = False
+    slow_query_ms: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
     def active(self) -> bool:
-        return self.outage or self.error_rate > 0 or self.latency_ms > 0 or self.jitter_ms > 0
+        return (self.outage or self.error_rate > 0 or self.latency_ms > 0 or self.jitter_ms > 0
+                or self.slow_query_ms > 0)
 
 
 def _number(name: str, value: object) -> float:
@@ -61,6 +70,7 @@ def validate(
     latency_ms: object = None,
     jitter_ms: object = None,
     outage: object = None,
+    slow_query_ms: object = None,
     service: str | None = None,
 ) -> dict[str, Any]:
     """Check fault settings; return the ones given (None means "leave as is"), normalised.
@@ -80,7 +90,7 @@ def validate(
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"error_rate must be between 0 and 1 (a fraction of requests), got {error_rate!r}")
         changes["error_rate"] = rate
-    for name, value in (("latency_ms", latency_ms), ("jitter_ms", jitter_ms)):
+    for name, value in (("latency_ms", latency_ms), ("jitter_ms", jitter_ms), ("slow_query_ms", slow_query_ms)):
         if value is not None:
             ms = _number(name, value)
             if ms < 0:
@@ -92,15 +102,17 @@ def validate(
         if not isinstance(outage, bool):
             raise ValueError(f"outage must be true or false, got {outage!r}")
         changes["outage"] = outage
+    if changes.get("slow_query_ms") and service is not None and service not in DATABASE_SERVICES:
+        raise ValueError(f"slow_query_ms needs a database: only {', '.join(DATABASE_SERVICES)} has one, not {service}")
     return changes
 
 
-def validate_body(body: Mapping[str, Any]) -> dict[str, Any]:
+def validate_body(body: Mapping[str, Any], service: str | None = None) -> dict[str, Any]:
     """Check a PUT body as the services receive it: known keys only, then `validate`."""
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown fault setting(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
-    return validate(**{k: body[k] for k in FIELDS if k in body})
+    return validate(**{k: body[k] for k in FIELDS if k in body}, service=service)
 
 
 def base_url(target: str) -> str:
@@ -149,9 +161,11 @@ def set_faults(
     latency_ms: float | None = None,
     jitter_ms: float | None = None,
     outage: bool | None = None,
+    slow_query_ms: float | None = None,
 ) -> Faults:
     """Change some faults at `target`; the others keep their value. Returns the faults now in force."""
-    changes = validate(error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
+    changes = validate(error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage,
+                       slow_query_ms=slow_query_ms)
     base_url(target)  # an unknown service name fails here, before anything is sent
     return _request("PUT", target, changes)
 
@@ -163,27 +177,29 @@ def reset_faults(target: str) -> Faults:
 
 def chaos(service: str, *, base: str | None = None, error_rate: float | None = None,
           latency_ms: float | None = None, jitter_ms: float | None = None, outage: bool | None = None,
-          reset: bool = False) -> dict[str, object]:
+          slow_query_ms: float | None = None, reset: bool = False) -> dict[str, object]:
     """Set (or with `reset` clear) faults in a sample service at `base` (default: its usual local address);
     returns the faults now in force. Bad input raises UsageError before anything is sent."""
     from obsbox.stack.errors import NotRunningError, UsageError
 
     if service not in SERVICES:
         raise UsageError(f"unknown sample service {service!r}", "the services are: " + ", ".join(SERVICES))
-    given = any(v is not None for v in (error_rate, latency_ms, jitter_ms, outage))
+    given = any(v is not None for v in (error_rate, latency_ms, jitter_ms, outage, slow_query_ms))
     if reset and given:
         raise UsageError("--reset clears every fault; give it alone", "e.g. `obsbox chaos payments --reset`")
     if not reset and not given:
         raise UsageError("say which fault to inject",
                          "e.g. `obsbox chaos payments --error-rate 0.5`, `--latency-ms 300`, `--outage` or `--reset`")
     try:
-        validate(error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
+        validate(error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage,
+                 slow_query_ms=slow_query_ms, service=service)
     except ValueError as e:
         raise UsageError(str(e), "see `obsbox chaos --help`") from None
     target = base or base_url(service)
     try:
         now = reset_faults(target) if reset else set_faults(
-            target, error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage)
+            target, error_rate=error_rate, latency_ms=latency_ms, jitter_ms=jitter_ms, outage=outage,
+            slow_query_ms=slow_query_ms)
     except ValueError as e:
         raise UsageError(str(e), "see `obsbox chaos --help`") from None
     except (ConnectionError, PermissionError) as e:

@@ -57,7 +57,8 @@ def create_app() -> ASGIApp:
         sku, quantity = body["sku"], body.get("quantity", 1)
         if not isinstance(quantity, int) or quantity < 1:
             return 400, {"error": "quantity must be a positive integer"}
-        outcome, price = await asyncio.to_thread(stock.reserve, sku, quantity)
+        slow_s = faults.faults.slow_query_ms / 1000.0  # the slow-query fault (obsbox chaos --slow-query-ms)
+        outcome, price = await asyncio.to_thread(stock.reserve, sku, quantity, slow_s)
         if outcome == "unknown":
             return 404, {"error": f"no item {sku}"}
         if outcome == "out of stock":

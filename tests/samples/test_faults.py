@@ -67,7 +67,7 @@ def test_updates_merge_and_bad_updates_change_nothing() -> None:
 def test_admin_endpoint_answers_400_with_the_message_and_keeps_the_faults() -> None:
     injector = FaultInjector("payments")
     assert injector.admin("PUT", b'{"error_rate": 0.5}', "127.0.0.1") == (200, {
-        "error_rate": 0.5, "latency_ms": 0.0, "jitter_ms": 0.0, "outage": False})
+        "error_rate": 0.5, "latency_ms": 0.0, "jitter_ms": 0.0, "outage": False, "slow_query_ms": 0.0})
     status, body = injector.admin("PUT", b'{"error_rate": 1.5}', "127.0.0.1")
     assert status == 400 and "error_rate must be between 0 and 1" in body["error"]
     status, body = injector.admin("PUT", b"not json", "127.0.0.1")
@@ -114,3 +114,15 @@ def test_admin_and_metrics_are_never_faulted() -> None:
     assert injector.inject_sync("/metrics") is None
     failure = injector.inject_sync("/catalogue")
     assert failure is not None and failure.status == 503
+
+
+def test_a_slow_query_is_for_the_service_with_a_database() -> None:
+    from obsbox.stack.errors import UsageError
+
+    assert FaultInjector("inventory").update({"slow_query_ms": 1500}).slow_query_ms == 1500.0
+    status, body = FaultInjector("payments").admin("PUT", b'{"slow_query_ms": 1500}', "127.0.0.1")
+    assert status == 400 and "only inventory has one" in body["error"]
+    with pytest.raises(UsageError, match="slow_query_ms needs a database"):
+        faults.chaos("payments", base="http://127.0.0.1:9", slow_query_ms=1500)  # refused before sending
+    with pytest.raises(ValueError, match="slow_query_ms must be zero or more"):
+        faults.validate(slow_query_ms=-1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from obsbox.samples import SERVICES, shop
+from obsbox.samples import SERVICES, faults, shop
 from obsbox.samples._deps import DATABASE_URL, REDIS_URL, note
 from obsbox.samples._services import WORKER, shop_processes
 from obsbox.samples._stock import Stock, database_url
@@ -128,6 +128,25 @@ def test_with_sqlite_an_order_trace_has_inventorys_queries(bare_shop: shop.Shop,
     assert "tea-01" not in str(update.attributes)  # the sku is a bound parameter: never recorded
     assert receiver.wait_for(lambda: points(receiver, "db.client.operation.duration", "inventory",
                                             **{"db.system.name": "sqlite", "db.operation.name": "UPDATE"}))
+
+
+def test_the_slow_query_fault_makes_a_slow_database_span_and_one_slow_operation_line(
+        bare_shop: shop.Shop, receiver: OTLPReceiver) -> None:
+    faults.set_faults(bare_shop.urls["inventory"], slow_query_ms=1100)
+    try:
+        trace_id = uuid.uuid4().hex
+        assert _order(bare_shop, trace_id)[0] == 201
+    finally:
+        faults.reset_faults(bare_shop.urls["inventory"])
+    spans = _trace(receiver, trace_id, "POST /reservations", "UPDATE items")["inventory"]
+    (slow,) = [s for s in spans if s.kind == CLIENT and s.end_time_unix_nano - s.start_time_unix_nano >= 1.1e9]
+    assert slow.attributes["db.system.name"] == "sqlite" and slow.attributes["db.operation.name"] == "SELECT"
+    # what the Logs dashboard's slow-operation search finds: one WARNING line, in the span of the slow query
+    line = receiver.wait_for(lambda: [r for r in receiver.logs() if r.trace_id == trace_id
+                                      and str(r.body).startswith("slow database operation")] or None)
+    assert len(line) == 1 and line[0].span_id == slow.span_id
+    assert line[0].resource["service.name"] == "inventory" and line[0].severity_text == "WARNING"
+    assert float(line[0].attributes["duration_s"]) >= 1.1 and line[0].attributes["db.system.name"] == "sqlite"
 
 
 # --- with PostgreSQL, Redis and the Celery worker ---------------------------------------------------------------
