@@ -68,9 +68,10 @@ DROP_IDS = "drop trace_id, span_id"
 # double-quoted string the escapes (`\(`) would be invalid string escapes. A backtick in the box still ends the
 # string: LogQL raw strings cannot contain one, and no Grafana format escapes it.
 SEARCH_FILTER = "`(?i)${search:regex}`"
-# The slow-operation line of the database and cache integrations (integrations/_db.py) carries duration_s as a
-# number; Loki keeps log attributes as structured metadata, and a numeric label filter drops every line without
-# that field (pkg/logql/log: a missing label does not pass), so this selects the slow operations only.
+# The slow-operation lines of the database and cache integrations (integrations/_db.py) and of Celery tasks
+# (integrations/celery.py) carry duration_s as a number; Loki keeps log attributes as structured metadata, and a
+# numeric label filter drops every line without that field (pkg/logql/log: a missing label does not pass), so
+# this selects the slow operations only.
 SLOW = "duration_s >= $slow_s"
 
 Panel = dict[str, Any]
@@ -686,17 +687,20 @@ def logs() -> dict[str, Any]:
                    "search box, ignoring case. The text is taken literally: ( \" \\ . * and the like match "
                    "themselves; only a backtick cannot be searched for.", f"{stream} |~ {SEARCH_FILTER}", h=14),
         row("Slow operations"),
-        timeseries("Slow operations by dependency", "Database and cache operations per second that took at least "
-                   "the chosen duration, per service, system and operation — counted from the one WARNING line "
-                   "obsbox logs for each operation above slow_operation_threshold (default 1 s), filtered on its "
-                   "structured duration_s field.",
-                   [loki(f"sum by (service_name, db_system_name, db_operation_name, db_query_summary) "
+        timeseries("Slow operations by dependency", "Database and cache operations and Celery task runs per second "
+                   "that took at least the chosen duration, per service, system and operation (or task) — counted "
+                   "from the one WARNING line obsbox logs for each one above slow_operation_threshold (default "
+                   "1 s), filtered on its structured duration_s field.",
+                   [loki(f"sum by (service_name, db_system_name, db_operation_name, db_query_summary, "
+                         f"messaging_system, celery_task_name) "
                          f"(count_over_time({stream} | {SLOW} | {DROP_IDS} [$__auto]))",
-                         "{{service_name}} {{db_system_name}} {{db_operation_name}} {{db_query_summary}}")],
+                         "{{service_name}} {{db_system_name}}{{messaging_system}} {{db_operation_name}} "
+                         "{{db_query_summary}}{{celery_task_name}}")],
                    unit="short", datasource=LOKI, w=24, h=7, bars=True, stack=True),
-        logs_panel("Slow operations", "Each slow database or cache operation: db.system.name, db.query.summary "
-                   "(never a value), server.address and duration_s as structured fields, and the trace_id of the "
-                   "request it delayed — open the record and follow 'View trace'. Only operations at least "
+        logs_panel("Slow operations", "Each slow database or cache operation (db.system.name, db.query.summary — "
+                   "never a value — and server.address) and each slow Celery task run (messaging.system, "
+                   "celery.task.name), with duration_s as a structured field and the trace_id of the work it "
+                   "delayed — open the record and follow 'View trace'. Only operations at least "
                    "slow_operation_threshold long log a line, so a lower duration here finds nothing more.",
                    f"{stream} | {SLOW}", h=10),
     ]

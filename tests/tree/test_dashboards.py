@@ -278,7 +278,8 @@ def test_logs_dashboard_searches_slow_operations_on_their_structured_fields() ->
     for q in slow:
         assert '{service_name=~"$service_name"} | duration_s >= $slow_s' in q.expr, q.id
     (count,) = [q for q in slow if "count_over_time" in q.expr]
-    assert "sum by (service_name, db_system_name, db_operation_name, db_query_summary)" in count.expr
+    assert ("sum by (service_name, db_system_name, db_operation_name, db_query_summary, messaging_system, "
+            "celery_task_name)") in count.expr
     (variable,) = [v for v in BOARDS["logs.json"]["templating"]["list"] if v["name"] == "slow_s"]
     assert variable["current"]["value"] == "1"  # the integrations' default slow_operation_threshold
 
