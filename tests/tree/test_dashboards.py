@@ -304,3 +304,12 @@ def test_the_slow_operation_line_carries_the_fields_the_logs_dashboard_filters_o
     loki_fields = {name.replace(".", "_") for name in record.attributes}
     assert {"duration_s", "db_system_name", "db_operation_name", "db_query_summary"} <= loki_fields
     assert isinstance(record.attributes["duration_s"], float) and "secret" not in str(record.attributes)
+
+
+def test_the_dependency_and_celery_alerts_open_the_dependencies_dashboard_with_their_service() -> None:
+    rules = yaml.safe_load((ROOT / "alerts/prometheus/dependencies.rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert {r["alert"] for r in alerts} >= {"DependencyHighErrorRate", "DependencyHighLatency", "CeleryQueueBacklog"}
+    for rule in alerts:
+        assert "/d/obsbox-dependencies?var-service_name={{ $labels.service_name }}" in (
+            rule["annotations"]["dashboard_url"]), rule["alert"]
