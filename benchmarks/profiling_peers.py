@@ -138,7 +138,7 @@ def main() -> int:
         other = statistics.median(r["other_cpu_per_s"] for r in runs[mode]) - base
         rss = statistics.median(r["max_rss_mib"] for r in runs[mode])
         requests = got.get(mode, [])
-        formats = sorted({q.get("format", "?") for _, q, _ in requests})
+        formats = sorted({q.get("format") or path for path, q, _ in requests})  # the connect API has no format
         spans = any(_span_ids_in(body) for _, _, body in requests)
         row = {"mode": mode, "work_per_cpu_s": work, "work_vs_none": work / base_work if base_work else 0,
                "profiler_cpu_pct": 100 * other, "max_rss_mib": rss, "uploads_last_round": len(requests),

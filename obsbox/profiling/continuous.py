@@ -83,6 +83,7 @@ class Profiler:
         self._native_ids: dict[int, int] = {}
         self._reset_window()
         self.samples_dropped = 0  # samples with a new stack beyond MAX_STACKS (for tests and the docs)
+        self.ticks = 0  # samples taken of the whole process (the rate in force: ticks / seconds)
 
     def _reset_window(self) -> None:
         # (stack key, span id) -> [cpu samples, cpu ns, wall samples, wall ns]; a stack key is a flat tuple of
@@ -91,6 +92,8 @@ class Profiler:
         self._window_start = time.time_ns()
         self._last_cpu: dict[int, int] = {}  # thread id -> CPU ns at the previous tick
         self._last_wall: dict[int, int] = {}  # thread id -> monotonic ns at the previous tick
+        # thread id -> (id of its leaf frame, its code, line, the task running, the stack key) at the previous tick
+        self._last_stack: dict[int, tuple[int, Any, int, Any, tuple[Any, ...]]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -141,6 +144,7 @@ class Profiler:
                 break
             try:
                 self.sample()
+                self.ticks += 1
                 if time.monotonic() >= flush_at:
                     flush_at += self.interval
                     self.flush()
@@ -169,6 +173,7 @@ class Profiler:
         last_cpu, last_wall = self._last_cpu, self._last_wall
         sender_ident = self.sender.thread_ident
         native_ids = self._native_ids
+        last_stack = self._last_stack
         for thread_id, frame in frames.items():
             if thread_id in (me, sender_ident):
                 continue
@@ -194,19 +199,28 @@ class Profiler:
                     span_id = span.get_span_context().span_id
                 except Exception:  # noqa: BLE001 - a foreign span object
                     span_id = 0
-            stack: list[Any] = []
-            depth = 0
-            f: Any = frame
-            while f is not None and depth < MAX_DEPTH:
-                stack.append(f.f_code)
-                stack.append(f.f_lineno)
-                f = f.f_back
-                depth += 1
-            if task is not None:
-                name = _task_name(task)
-                if name is not None:
-                    stack.append(name)
-            key = (tuple(stack), span_id)
+            # A thread still in the same frame at the same line as at the last tick (an idle thread waiting) has
+            # the same stack: a live frame's callers do not change, and a live frame keeps its address.
+            code, line = frame.f_code, frame.f_lineno
+            seen = last_stack.get(thread_id)
+            if seen is not None and seen[0] == id(frame) and seen[1] is code and seen[2] == line and seen[3] is task:
+                stack = seen[4]
+            else:
+                walked: list[Any] = []
+                depth = 0
+                f: Any = frame
+                while f is not None and depth < MAX_DEPTH:
+                    walked.append(f.f_code)
+                    walked.append(f.f_lineno)
+                    f = f.f_back
+                    depth += 1
+                if task is not None:
+                    name = _task_name(task)
+                    if name is not None:
+                        walked.append(name)
+                stack = tuple(walked)
+                last_stack[thread_id] = (id(frame), code, line, task, stack)
+            key = (stack, span_id)
             values = counts.get(key)
             if values is None:
                 if len(counts) >= MAX_STACKS:
@@ -226,7 +240,7 @@ class Profiler:
         live = set(sys._current_frames())
         self._counts = {}
         self._window_start = end = time.time_ns()
-        for table in (self._last_cpu, self._last_wall):
+        for table in (self._last_cpu, self._last_wall, self._last_stack):
             for thread_id in [t for t in table if t not in live]:
                 del table[thread_id]
         _active.forget_finished(live)
