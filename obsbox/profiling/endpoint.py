@@ -80,6 +80,16 @@ class _State:
 _state = _State()
 
 
+def _after_fork_in_child() -> None:
+    """A forked process does not have the thread that serves the parent's port (stopping that server would wait
+    for it forever) nor the parent's profiles: pprof starts off there, as a fresh process."""
+    global _state
+    _state = _State()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def pprof_enabled() -> bool:
     """Whether /debug/pprof/ answers now."""
     return _state.enabled

@@ -328,3 +328,24 @@ def test_span_noting_stays_on_until_the_last_profiler_is_done() -> None:
     assert context_api._RUNTIME_CONTEXT is plain
     _active.disable()  # one too many: harmless
     assert context_api._RUNTIME_CONTEXT is plain
+
+
+def test_a_forked_child_can_switch_off_the_port_it_did_not_open(target_factory: type[Target]) -> None:
+    # the parent's admin port (opened by enable_pprof(port=...)) is served by a thread the child does not have:
+    # disable_pprof() in the child must not wait for it (http.server's shutdown() would wait forever)
+    script = (
+        "import os, sys, obsbox.profiling as p\n"
+        f"url = p.enable_pprof(port={free_port()})\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    import signal; signal.alarm(20)  # a hang ends in SIGALRM, not in an orphan\n"
+        "    on = p.pprof_enabled()\n"
+        "    p.disable_pprof()\n"
+        "    os._exit(3 if on else 0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(url, p.pprof_enabled(), os.waitstatus_to_exitcode(status))\n"
+        "p.disable_pprof()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert done.stdout.split()[1:] == ["True", "0"], done.stdout + done.stderr
