@@ -7,7 +7,8 @@ database span and a `db.client.operation.duration` measurement (obsbox instrumen
 >>> stock.close()
 
 $OBSBOX_SAMPLES_DATABASE_URL picks the database (any SQLAlchemy URL whose driver is installed); a server that does
-not answer is reported once and SQLite is used instead, so the shop always starts.
+not answer, or a database that cannot be used, is reported once and SQLite is used instead (`open_stock`), so the
+shop always starts.
 """
 
 from __future__ import annotations
@@ -153,6 +154,19 @@ def _slow_query(engine: Engine) -> TextClause | None:
                      lambda dbapi_connection, _record: dbapi_connection.create_function("obsbox_sleep", 1, _sleep))
         return text("SELECT obsbox_sleep(:seconds)")
     return None
+
+
+def open_stock(catalogue: Mapping[str, tuple[str, int, int]]) -> Stock:
+    """The stock where $OBSBOX_SAMPLES_DATABASE_URL says, else (or when that fails: a driver that is not installed,
+    refused credentials) in a SQLite file of its own — the shop always starts, and says once why not there."""
+    url = database_url()
+    if url is not None:
+        try:
+            return Stock.open(url, catalogue)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the demo goes on with SQLite
+            _log.warning("inventory: cannot keep the stock at %s=%s (%s); keeping it in SQLite instead",
+                         DATABASE_URL, make_url(url).render_as_string(hide_password=True), type(exc).__name__)
+    return Stock.open(None, catalogue)
 
 
 def database_url() -> str | None:

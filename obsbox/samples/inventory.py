@@ -25,7 +25,7 @@ import obsbox
 from obsbox import logger
 from obsbox.instrumentation.pull import exposition
 from obsbox.samples._chaos import FaultInjector
-from obsbox.samples._stock import Stock, database_url
+from obsbox.samples._stock import open_stock
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,7 +49,7 @@ _ITEM = re.compile(r"^/items/(?P<sku>[^/]+)$")
 def create_app() -> ASGIApp:
     telemetry = obsbox.configure(service_name="inventory")
     faults = FaultInjector("inventory")
-    stock = Stock.open(database_url(), CATALOGUE)
+    stock = open_stock(CATALOGUE)
 
     async def reserve(body: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(body, dict) or not isinstance(body.get("sku"), str):

@@ -96,6 +96,8 @@ def create_app() -> FastAPI:
         await client.aclose()
         if cache is not None:
             await cache.aclose()
+        if celery is not None:
+            celery.close()  # the broker connections
         telemetry.shutdown()
 
     faults = FaultInjector("orders")

@@ -14,7 +14,7 @@ import pytest
 from obsbox.samples import SERVICES, faults, shop
 from obsbox.samples._deps import DATABASE_URL, REDIS_URL, note
 from obsbox.samples._services import WORKER, shop_processes
-from obsbox.samples._stock import Stock, database_url
+from obsbox.samples._stock import Stock, database_url, open_stock
 from obsbox.samples.inventory import CATALOGUE
 from obsbox.testing import OTLPReceiver, SpanRecord
 from tests.instrumentation.integrations.conftest import Postgres, Redis, postgres_server, redis_server  # noqa: F401
@@ -85,6 +85,18 @@ def test_an_unreachable_database_falls_back_to_sqlite(monkeypatch: pytest.Monkey
     finally:
         stock.close()
     assert not where.exists()  # the shop's own SQLite file goes with it
+
+
+def test_a_database_that_cannot_be_used_falls_back_to_sqlite(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv(DATABASE_URL, f"sqlite:///{tmp_path}/no-such-directory/stock.db")  # cannot be opened
+    with caplog.at_level("WARNING", logger="obsbox.samples"):
+        stock = open_stock(CATALOGUE)
+    try:
+        assert "cannot keep the stock" in caplog.text and "OperationalError" in caplog.text
+        assert str(tmp_path) not in str(stock.engine.url) and stock.reserve("tea-01", 1)[0] == "reserved"
+    finally:
+        stock.close()
 
 
 @pytest.fixture(scope="module")
