@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="obsbox", prog_name="obsbox")
 def cli() -> None:
-    """obsbox: an observability stack in a box (Prometheus, Alertmanager, Grafana, Loki, Jaeger, Collector)."""
+    """obsbox: an observability stack in a box (Collector, Prometheus, Alertmanager, Jaeger, Loki,
+    Pyroscope, Grafana)."""
 
 
 @cli.command()

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 from obsbox.stack import targets
+from obsbox.stack.binaries import BUILDABLE
+from obsbox.stack.components import COMPONENTS
 from obsbox.stack.docker import DockerRuntime, engine_available
 from obsbox.stack.errors import NotRunningError, RuntimeUnavailableError, UsageError
 from obsbox.stack.model import ProcessSpec, Progress, Runtime, StatusReport, UpReport
@@ -148,10 +150,11 @@ def url_of(component: str) -> str:
     """The URL of a running component; NotRunningError naming what is missing."""
     found = urls().get(component)
     if not found:
-        raise NotRunningError(f"{component} is not running", "start the box with `obsbox up`"
-                              + (" (Grafana, Jaeger, Loki and Pyroscope need Docker)"
-                                 if component in ("grafana", "jaeger", "loki", "pyroscope")
-                                 else ""))
+        hint = "start the box with `obsbox up`"
+        if component in COMPONENTS and component not in BUILDABLE:
+            # Natively, what `obsbox build` cannot build runs only from a binary on PATH.
+            hint += f" ({component} needs Docker, or its binary on PATH for the native runtime)"
+        raise NotRunningError(f"{component} is not running", hint)
     return found
 
 

@@ -142,6 +142,14 @@ def test_an_agpl_component_without_docker_says_what_it_needs(state: Path, compon
     assert result.exit_code == 8 and f"{component} is not running" in result.output and "Docker" in result.output
 
 
+def test_a_buildable_component_that_is_not_running_is_not_sent_to_docker(state: Path) -> None:
+    # `obsbox build` makes Jaeger natively: the hint is `obsbox up`, not Docker.
+    record_native(state, {"prometheus": "http://127.0.0.1:19090"})
+    result = invoke("open", "jaeger")
+    assert result.exit_code == 8 and "jaeger is not running" in result.output and "obsbox up" in result.output
+    assert "Docker" not in result.output
+
+
 def test_logs_prints_the_last_lines_of_a_component(state: Path) -> None:
     record_native(state, {"prometheus": "http://127.0.0.1:19090"})
     log = state / "native" / "prometheus" / "prometheus.log"
