@@ -91,8 +91,8 @@ def detach_span(token: Token[Context]) -> None:
     variable = _CONTEXT_VARIABLE
     if variable is not None:
         variable.reset(token)
-    else:
-        _detach(token)
+    else:  # another runtime context, or the profiler's (obsbox.profiling._active): raise as reset() does
+        context_api._RUNTIME_CONTEXT.detach(token)
 
 
 class Sampler:
