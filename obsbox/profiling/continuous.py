@@ -34,7 +34,8 @@ __all__ = ["MAX_CPU_SHARE", "MAX_DEPTH", "MAX_STACKS", "ProfileSink", "Profiler"
 _log = logging.getLogger("obsbox")
 MAX_DEPTH = 128  # frames kept per stack (the leaf-most)
 MAX_STACKS = 20_000  # distinct (stack, span) keys per interval
-MAX_CPU_SHARE = 0.01  # of one core, for the sampler thread (its ticks are spaced out beyond it)
+MAX_CPU_SHARE = 0.005  # of one core, for the sampler thread (its ticks are spaced out beyond it)
+MAX_GAP = 1.0  # seconds between two ticks at most, whatever they cost
 _CPU_TYPES = [("samples", "count"), ("cpu", "nanoseconds")]
 _WALL_TYPES = [("samples", "count"), ("wall", "nanoseconds")]
 _current_tasks: dict[Any, Any] = _active._current_tasks
@@ -135,7 +136,7 @@ class Profiler:
         while True:
             # At most MAX_CPU_SHARE of a core: when a tick costs more (many threads, deep stacks, cold caches on a
             # busy machine), ticks are spaced out; CPU and wall values stay right, as they are measured, not counted.
-            next_tick += max(period, cost / MAX_CPU_SHARE)
+            next_tick += min(max(period, cost / MAX_CPU_SHARE), MAX_GAP)
             now = time.monotonic()
             if next_tick < now:  # fell behind (a long GIL hold): skip the ticks missed, do not catch up in a burst
                 next_tick = now + period
@@ -145,14 +146,20 @@ class Profiler:
             try:
                 self.sample()
                 self.ticks += 1
-                if time.monotonic() >= flush_at:
-                    flush_at += self.interval
-                    self.flush()
             except Exception:  # noqa: BLE001 - the profiler must never take anything down
                 _log.debug("obsbox: profiler tick failed", exc_info=True)
-            cpu = time.thread_time()
-            cost += (cpu - last_cpu - cost) / 8
-            last_cpu = cpu
+            if self.ticks > 1:  # (the first tick runs cold: tens of milliseconds once)
+                # One slow tick counts as 2 ms at most: a collection of the garbage collector, run in whichever
+                # thread allocates, costs tens of ms now and then, and must not stop sampling for seconds.
+                cost += (min(time.thread_time() - last_cpu, 0.002) - cost) / 8
+            if time.monotonic() >= flush_at:
+                flush_at += self.interval
+                try:
+                    self.flush()
+                except Exception:  # noqa: BLE001
+                    _log.debug("obsbox: profile not sent", exc_info=True)
+            # (encoding, once per interval, is not a tick's cost: it would space the next ticks out for seconds)
+            last_cpu = time.thread_time()
         try:
             self.flush()
         except Exception:  # noqa: BLE001
