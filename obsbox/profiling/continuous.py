@@ -26,7 +26,10 @@ import threading
 import time
 from typing import Any, Protocol
 
-from obsbox.profiling import _active
+from opentelemetry import context as context_api
+from opentelemetry.trace.propagation import _SPAN_KEY
+
+from obsbox.profiling import _active, _signal
 from obsbox.profiling.pprof import ProfileBuilder
 
 __all__ = ["MAX_CPU_SHARE", "MAX_DEPTH", "MAX_STACKS", "ProfileSink", "Profiler"]
@@ -45,6 +48,32 @@ def _cpu_clock(native_id: int) -> int:
     """The Linux CPU-time clock of one thread of this process (glibc's pthread_getcpuclockid computes the same id;
     for a thread that has ended, clock_gettime fails with EINVAL instead of reading another's clock)."""
     return (~native_id << 3) | 6  # MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)
+
+
+def _walk(frame: Any, task: Any) -> tuple[Any, ...]:
+    """A stack key: (code object, line) pairs from `frame` outwards, leaf first, then the task's chosen name."""
+    walked: list[Any] = []
+    depth = 0
+    f: Any = frame
+    while f is not None and depth < MAX_DEPTH:
+        walked.append(f.f_code)
+        walked.append(f.f_lineno)
+        f = f.f_back
+        depth += 1
+    if task is not None:
+        name = _task_name(task)
+        if name is not None:
+            walked.append(name)
+    return tuple(walked)
+
+
+def _span_id(span: Any) -> int:
+    if span is None:
+        return 0
+    try:
+        return int(span.get_span_context().span_id)
+    except Exception:  # noqa: BLE001 - a foreign span object
+        return 0
 
 
 def _task_name(task: Any) -> str | None:
@@ -85,6 +114,10 @@ class Profiler:
         self._reset_window()
         self.samples_dropped = 0  # samples with a new stack beyond MAX_STACKS (for tests and the docs)
         self.ticks = 0  # samples taken of the whole process (the rate in force: ticks / seconds)
+        # The main thread's CPU samples, when SIGPROF takes them (_signal): (stack key, span id, CPU ns), appended
+        # by the handler in the main thread and drained into the window by the sampler thread.
+        self._main_cpu: list[tuple[tuple[Any, ...], int, int]] = []
+        self._by_signal: int | None = None  # the main thread's id while SIGPROF samples its CPU
 
     def _reset_window(self) -> None:
         # (stack key, span id) -> [cpu samples, cpu ns, wall samples, wall ns]; a stack key is a flat tuple of
@@ -103,6 +136,9 @@ class Profiler:
         _active.enable()
         self.sender.start()
         self._stop.clear()
+        _signal.install()  # (only the main thread can; configure() and enable_pprof() usually run there)
+        if _signal.arm(self._record_main, self.period_ns / 1e9):
+            self._by_signal = threading.main_thread().ident
         self._thread = threading.Thread(target=self._run, name="obsbox-profiler", daemon=True)
         self._thread.start()
 
@@ -111,6 +147,8 @@ class Profiler:
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        _signal.disarm(self._record_main)
+        self._by_signal = None
         self._stop.set()
         thread.join(timeout)
         _active.disable()
@@ -119,6 +157,8 @@ class Profiler:
     def after_fork(self) -> None:
         """In a forked child: the parent's threads are gone; profile this process afresh (a new sampler thread)."""
         self._thread = None
+        self._by_signal = None
+        self._main_cpu = []
         self._stop = threading.Event()
         self._native_ids = {threading.get_ident(): threading.get_native_id()}  # (the hook runs in that thread)
         self._reset_window()
@@ -181,12 +221,13 @@ class Profiler:
         sender_ident = self.sender.thread_ident
         native_ids = self._native_ids
         last_stack = self._last_stack
+        by_signal = self._by_signal
         for thread_id, frame in frames.items():
             if thread_id in (me, sender_ident):
                 continue
             cpu_ns = 0
             native_id = native_ids.get(thread_id) or getattr(threads.get(thread_id), "native_id", None)
-            if native_id is not None:
+            if native_id is not None and thread_id != by_signal:  # (SIGPROF counts the main thread's CPU)
                 try:
                     cpu = time.clock_gettime_ns(_cpu_clock(native_id))
                 except OSError:  # the thread ended since _current_frames(): its wall time still counts
@@ -199,13 +240,7 @@ class Profiler:
             last_wall[thread_id] = now
             wall_ns = now - previous_wall if previous_wall is not None else self.period_ns
             task = loop_task.get(thread_id)
-            span = _active.active_span(thread_id, task)
-            span_id = 0
-            if span is not None:
-                try:
-                    span_id = span.get_span_context().span_id
-                except Exception:  # noqa: BLE001 - a foreign span object
-                    span_id = 0
+            span_id = _span_id(_active.active_span(thread_id, task))
             # A thread still in the same frame at the same line as at the last tick (an idle thread waiting) has
             # the same stack: a live frame's callers do not change, and a live frame keeps its address.
             code, line = frame.f_code, frame.f_lineno
@@ -213,19 +248,7 @@ class Profiler:
             if seen is not None and seen[0] == id(frame) and seen[1] is code and seen[2] == line and seen[3] is task:
                 stack = seen[4]
             else:
-                walked: list[Any] = []
-                depth = 0
-                f: Any = frame
-                while f is not None and depth < MAX_DEPTH:
-                    walked.append(f.f_code)
-                    walked.append(f.f_lineno)
-                    f = f.f_back
-                    depth += 1
-                if task is not None:
-                    name = _task_name(task)
-                    if name is not None:
-                        walked.append(name)
-                stack = tuple(walked)
+                stack = _walk(frame, task)
                 last_stack[thread_id] = (id(frame), code, line, task, stack)
             key = (stack, span_id)
             values = counts.get(key)
@@ -240,9 +263,32 @@ class Profiler:
             values[2] += 1
             values[3] += wall_ns
         del frames
+        self._drain_main()
+
+    def _record_main(self, frame: Any, cpu_ns: int) -> None:
+        """SIGPROF's handler, in the main thread: `cpu_ns` of its CPU went to `frame`'s stack (in this context)."""
+        loop = _active._get_running_loop()
+        task = _current_tasks.get(loop) if loop is not None else None
+        self._main_cpu.append((_walk(frame, task), _span_id(context_api.get_current().get(_SPAN_KEY)), cpu_ns))
+
+    def _drain_main(self) -> None:
+        """Move the main thread's SIGPROF samples into the window (list swap and append: atomic under the GIL)."""
+        pending, self._main_cpu = self._main_cpu, []
+        counts = self._counts
+        for stack, span_id, cpu_ns in pending:
+            key = (stack, span_id)
+            values = counts.get(key)
+            if values is None:
+                if len(counts) >= MAX_STACKS:
+                    self.samples_dropped += 1
+                    continue
+                values = counts[key] = [0, 0, 0, 0]
+            values[0] += 1
+            values[1] += cpu_ns
 
     def flush(self) -> None:
         """Encode the window's samples as a CPU and a wall profile and queue them for sending; start a new window."""
+        self._drain_main()
         counts, start = self._counts, self._window_start
         live = set(sys._current_frames())
         self._counts = {}

@@ -44,7 +44,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from obsbox.profiling import _stacks
+from obsbox.profiling import _signal, _stacks
 from obsbox.profiling._functions import FunctionNames
 from obsbox.profiling.pprof import ProfileBuilder
 
@@ -136,6 +136,10 @@ def enable_at_configure(server: Any, token: str | None) -> None:
 
 def _enable(token: str | None, port: int | None, host: str, server: Any) -> str | None:
     from obsbox.instrumentation.setup import current_telemetry
+
+    # Profiles are taken in the admin server's thread, which cannot set a signal handler: set SIGPROF's now, from
+    # the thread that switches pprof on (usually the main one); idle until a profile arms its timer (_signal).
+    _signal.install()
 
     telemetry = current_telemetry()
     if token is None:
