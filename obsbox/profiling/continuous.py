@@ -250,13 +250,9 @@ class Profiler:
             else:
                 stack = _walk(frame, task)
                 last_stack[thread_id] = (id(frame), code, line, task, stack)
-            key = (stack, span_id)
-            values = counts.get(key)
+            values = counts.get((stack, span_id)) or self._new_slot(stack, span_id)
             if values is None:
-                if len(counts) >= MAX_STACKS:
-                    self.samples_dropped += 1
-                    continue
-                values = counts[key] = [0, 0, 0, 0]
+                continue
             if cpu_ns > 0:
                 values[0] += 1
                 values[1] += cpu_ns
@@ -276,15 +272,19 @@ class Profiler:
         pending, self._main_cpu = self._main_cpu, []
         counts = self._counts
         for stack, span_id, cpu_ns in pending:
-            key = (stack, span_id)
-            values = counts.get(key)
-            if values is None:
-                if len(counts) >= MAX_STACKS:
-                    self.samples_dropped += 1
-                    continue
-                values = counts[key] = [0, 0, 0, 0]
-            values[0] += 1
-            values[1] += cpu_ns
+            values = counts.get((stack, span_id)) or self._new_slot(stack, span_id)
+            if values is not None:
+                values[0] += 1
+                values[1] += cpu_ns
+
+    def _new_slot(self, stack: tuple[Any, ...], span_id: int) -> list[int] | None:
+        """A window's new [cpu samples, cpu ns, wall samples, wall ns] for (stack, span); None (the sample dropped and
+        counted) beyond MAX_STACKS."""
+        if len(self._counts) >= MAX_STACKS:
+            self.samples_dropped += 1
+            return None
+        values = self._counts[(stack, span_id)] = [0, 0, 0, 0]
+        return values
 
     def flush(self) -> None:
         """Encode the window's samples as a CPU and a wall profile and queue them for sending; start a new window."""
