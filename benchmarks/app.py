@@ -9,10 +9,16 @@ httptools when installed); only the instrumentation differs. OTLP modes export t
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -68,12 +74,60 @@ def obsbox_mode() -> FastAPI:
     return obsbox.instrument(_routes(FastAPI()))
 
 
-def obsbox_profiling() -> FastAPI:
+def obsbox_profiling() -> Any:
     import obsbox
 
-    obsbox.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "bench-obsbox-profiling"), profiling=True,
-                     profiling_endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
-    return obsbox.instrument(_routes(FastAPI()))
+    if os.environ.get("BENCH_SIGPROF") == "0":  # SIGPROF taken: the profiler keeps to its sampler thread
+        signal.signal(signal.SIGPROF, lambda signum, frame: None)
+    telemetry = obsbox.configure(service_name=os.environ.get("OTEL_SERVICE_NAME", "bench-obsbox-profiling"),
+                                 profiling=True, profiling_endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    app = obsbox.instrument(_routes(FastAPI()))
+    if "BENCH_TOGGLE_OUT" in os.environ:  # benchmarks/profiling_paired.py
+        return _toggled(app, telemetry.profiler)
+    return app
+
+
+def _toggled(app: Any, profiler: Any) -> Any:
+    """`app` counting its requests, and a thread switching `profiler` off and on in segments of BENCH_TOGGLE_SECONDS
+    under the benchmark's steady load; each segment's profiler state, process CPU seconds, requests and wall seconds
+    go to BENCH_TOGGLE_OUT (JSON, rewritten after every segment). Pairs of segments run on-off, then off-on (drift
+    cancels). Stopping the profiler sends its last window, and starting it starts its threads: both are charged to
+    the segment with the profiler on. BENCH_TOGGLE_CONTROL=1 keeps the profiler on throughout (an A/A run: what the
+    method reads when nothing changes)."""
+    seconds = float(os.environ.get("BENCH_TOGGLE_SECONDS", "5"))
+    warmup = float(os.environ.get("BENCH_TOGGLE_WARMUP", "5"))
+    control = os.environ.get("BENCH_TOGGLE_CONTROL") == "1"
+    out = os.environ["BENCH_TOGGLE_OUT"]
+    requests = [0]
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        requests[0] += 1
+        await app(scope, receive, send)
+
+    def segments() -> None:
+        while requests[0] < 100:  # the load has begun
+            time.sleep(0.1)
+        time.sleep(warmup)
+        done: list[dict[str, Any]] = []
+        running = True
+        for i in itertools.count():
+            on = i % 4 in (0, 3)  # on, off | off, on | on, off | ...: each pair has one of each, in turn first
+            cpu, count, start = time.process_time(), requests[0], time.monotonic()
+            if on and not running:
+                profiler.start()
+                running = True
+            time.sleep(seconds)
+            if i % 4 == 0 and not control:  # (the next segment is off)
+                profiler.stop()
+                running = False
+            done.append({"on": on, "cpu_s": time.process_time() - cpu, "requests": requests[0] - count,
+                         "wall_s": time.monotonic() - start})
+            with open(out + ".tmp", "w") as f:
+                json.dump({"control": control, "seconds": seconds, "segments": done}, f)
+            os.replace(out + ".tmp", out)
+
+    threading.Thread(target=segments, name="bench-toggle", daemon=True).start()
+    return counted
 
 
 def contrib() -> FastAPI:
