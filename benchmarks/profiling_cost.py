@@ -12,7 +12,7 @@
    what a service pays, whatever its request rate.
 3. The main thread's SIGPROF sample (obsbox.profiling._signal): what the handler's work costs per call with the
    interrupted frame 10, 40 and 80 frames deep (best of 7 runs of 20 000 calls, process CPU). It runs at most
-   `profiling_rate` times per second of the process's CPU time, so rate x cost is its share of the CPU.
+   `profiling_rate` times per second of the main thread's CPU time, so rate x cost is its share of the CPU.
 """
 
 from __future__ import annotations

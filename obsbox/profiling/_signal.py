@@ -1,34 +1,43 @@
 """CPU samples of the main thread taken by SIGPROF, where a sampler thread cannot see them.
 
 >>> install()                     # in the main thread: take SIGPROF if nobody else has it   # doctest: +SKIP
->>> arm(record, period_s=0.01)    # from any thread: ITIMER_PROF fires every 10 ms of CPU   # doctest: +SKIP
+>>> arm(record, period_s=0.01)    # from any thread: SIGPROF every 10 ms of main-thread CPU  # doctest: +SKIP
 >>> disarm(record)                # the timer stops when nobody is armed                    # doctest: +SKIP
 
 A sampler thread only runs when it holds the GIL, and it gets the GIL where the busy thread lets go of it: at the
 5 ms switch interval or at a blocking call. An asyncio service that burns CPU in bursts shorter than that between
 two awaits lets go of the GIL only in its event loop's `select`, so a sampler thread would see every such thread
-in `select` and charge the CPU there. SIGPROF has no such bias: the kernel's CPU-time timer (ITIMER_PROF) fires
-in the thread that is using the CPU, and CPython runs the Python handler in the main thread at the next bytecode,
+in `select` and charge the CPU there. SIGPROF has no such bias: a kernel CPU-time timer fires while the thread
+is using the CPU, and CPython runs the Python handler in the main thread at the next bytecode,
 handing it the frame that was running. The handler reads the main thread's CPU clock and gives the CPU time used
 since its previous run to that frame's stack, in the current context (so a span current in a copied context or a
 task is seen too).
 
+The timer is the main thread's own CPU clock where Linux offers it (timer_create on the thread's CPU-time clock,
+delivered to that thread alone, SIGEV_THREAD_ID, through ctypes): SIGPROF then comes `rate` times per second of
+the main thread's CPU, never to another thread, however much CPU the process's other threads use. Elsewhere (or
+if that fails) it is the process's ITIMER_PROF, which fires per second of the whole process's CPU and may land in
+any thread that is running (CPython still runs the handler in the main thread).
+
 The profiler takes SIGPROF only when its handler is the default one (another profiler may own it), and only from
 the main thread (where Python lets a handler be set); otherwise it keeps to the sampler thread for every thread.
 The handler is set with `siginterrupt(SIGPROF, False)` (SA_RESTART), so system calls resume after it instead of
-failing with EINTR, and it is left installed (idle: without an armed timer no SIGPROF comes). Interval timers are
-not inherited across fork(); a forked child's profiler arms its own.
+failing with EINTR, and it is left installed (idle: without an armed timer no SIGPROF comes). Neither kind of
+timer is inherited across fork(); a forked child's profiler arms its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 __all__ = ["arm", "armed", "disarm", "install", "installed"]
 
@@ -38,6 +47,7 @@ _installed = False
 _listeners: list[Record] = []
 _last_cpu = 0  # the main thread's CPU clock at the handler's previous run; 0: the next run only starts counting
 _period = 0.0
+_pid = os.getpid()  # the process the listeners and the timer belong to
 
 
 def _on_sigprof(signum: int, frame: FrameType | None) -> None:
@@ -74,41 +84,114 @@ def installed() -> bool:
 
 
 def arm(record: Record, period_s: float) -> bool:
-    """Call `record` with the main thread's frame about every `period_s` of the process's CPU time; False (and
-    nothing armed) when the handler is not installed."""
+    """Call `record` with the main thread's frame about every `period_s` of its CPU time; False (and nothing armed)
+    when the handler is not installed."""
     global _last_cpu, _period
     if not installed():
         return False
+    _in_this_process()
     if record not in _listeners:
         _listeners.append(record)
     if len(_listeners) == 1 or period_s < _period:
         _last_cpu = 0
         _period = period_s
-        signal.setitimer(signal.ITIMER_PROF, period_s, period_s)
+        _timer.start(period_s)
     return True
 
 
 def disarm(record: Record) -> None:
     global _period
+    _in_this_process()
     if record in _listeners:
         _listeners.remove(record)
     if not _listeners and _period:
         _period = 0.0
-        with contextlib.suppress(ValueError, OSError):
-            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        _timer.stop()
 
 
 def armed() -> bool:
+    _in_this_process()
     return bool(_listeners)
 
 
-def _after_fork_in_child() -> None:
-    global _last_cpu, _period
-    _listeners.clear()  # the child's interval timer is off (not inherited); its profiler arms again
-    _last_cpu = 0
-    _period = 0.0
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
 
+
+class _Sigevent(ctypes.Structure):  # Linux's struct sigevent: 64 bytes, the thread id first in its union
+    _fields_ = [("sigev_value", ctypes.c_void_p), ("sigev_signo", ctypes.c_int), ("sigev_notify", ctypes.c_int),
+                ("sigev_tid", ctypes.c_int), ("_pad", ctypes.c_int * 11)]
+
+
+_SIGEV_THREAD_ID = 4
+
+
+class _Timer:
+    """SIGPROF every `period` of the main thread's CPU time (Linux), or of the process's (ITIMER_PROF) elsewhere."""
+
+    def __init__(self) -> None:
+        self._id: ctypes.c_void_p | None = None  # the thread CPU-time timer, while armed
+        self._libc: Any = None
+        if sys.platform.startswith("linux") and ctypes.sizeof(_Sigevent) == 64:
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.timer_create.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+                libc.timer_settime.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+                libc.timer_delete.argtypes = [ctypes.c_void_p]
+                self._libc = libc
+
+    def start(self, period: float) -> None:
+        self.stop()
+        if self._libc is not None and self._start_thread_timer(period):
+            return
+        signal.setitimer(signal.ITIMER_PROF, period, period)
+
+    def _start_thread_timer(self, period: float) -> bool:
+        # The main thread's id is the process id on Linux (in a forked child too); its CPU-time clock is
+        # MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED), as glibc's pthread_getcpuclockid computes it.
+        tid = os.getpid()
+        event = _Sigevent(None, signal.SIGPROF, _SIGEV_THREAD_ID, tid)
+        timer = ctypes.c_void_p()
+        if self._libc.timer_create((~tid << 3) | 6, ctypes.byref(event), ctypes.byref(timer)) != 0:
+            return False
+        ns = max(int(period * 1e9), 1)
+        every = _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
+        if self._libc.timer_settime(timer, 0, ctypes.byref(_Itimerspec(every, every)), None) != 0:
+            self._libc.timer_delete(timer)
+            return False
+        self._id = timer
+        return True
+
+    def stop(self) -> None:
+        timer, self._id = self._id, None
+        if timer is not None:
+            self._libc.timer_delete(timer)
+        else:
+            with contextlib.suppress(ValueError, OSError):
+                signal.setitimer(signal.ITIMER_PROF, 0, 0)
+
+    def thread_timer(self) -> bool:
+        """True while the main thread's CPU-time timer is armed (not ITIMER_PROF)."""
+        return self._id is not None
+
+    def after_fork(self) -> None:
+        self._id = None  # timers are not inherited: the child has none to delete
+
+
+_timer = _Timer()
+
+
+def _in_this_process() -> None:
+    """After fork(): the child has no timer (none is inherited) and the parent's listeners are not its own. Checked
+    when arming rather than in an at-fork hook, whose order against the profiler's own hook is not ours to fix."""
+    global _pid, _last_cpu, _period
+    if _pid != os.getpid():
+        _pid = os.getpid()
+        _listeners.clear()
+        _timer.after_fork()
+        _last_cpu = 0
+        _period = 0.0
