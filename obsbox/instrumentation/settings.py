@@ -304,7 +304,7 @@ def _signal_endpoint(signal: str) -> Any:
 def _signal_headers(signal: str) -> Any:
     return _setting(None, "key=value,...", _headers,
                     f"Headers for {signal} exports only; when set they replace `headers` for this signal.",
-                    otel=(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",))
+                    otel=(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS",), secret=True)
 
 
 def _signal_exporter(signal: str) -> Any:
@@ -339,7 +339,7 @@ class ExportSettings:
         otel=("OTEL_EXPORTER_OTLP_PROTOCOL",))
     headers: dict[str, str] = _setting(
         {}, "key=value,...", _headers, "Headers sent with every export (for example an API key).",
-        otel=("OTEL_EXPORTER_OTLP_HEADERS",))
+        otel=("OTEL_EXPORTER_OTLP_HEADERS",), secret=True)
     traces_headers: dict[str, str] | None = _signal_headers("traces")
     metrics_headers: dict[str, str] | None = _signal_headers("metrics")
     logs_headers: dict[str, str] | None = _signal_headers("logs")

@@ -181,3 +181,20 @@ def test_per_signal_endpoints_are_used_as_is_and_the_common_one_gets_a_path_appe
     assert s.export.signal_endpoint("logs") == ("http://collector:4318", False)
     # signal headers replace the common ones for that signal (as the OpenTelemetry SDK does)
     assert s.export.signal_headers("traces") == {"b": "2"} and s.export.signal_headers("metrics") == {"a": "1"}
+
+
+def test_the_settings_repr_leaves_out_every_credential_and_shows_the_rest() -> None:
+    # Export headers carry API keys and bearer tokens; the pprof token guards the profiling endpoint. A repr lands
+    # in logs, tracebacks and bug reports, so none of them is in it, whether set by argument or by env.
+    s = resolve({"headers": {"authorization": "Bearer arg-secret-1"}, "pprof_token": "tok-secret-2",
+                 "service_name": "orders"},
+                environ={"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-api-key=env-secret-3",
+                         "OBSBOX_METRICS_HEADERS": "x-api-key=env-secret-4",
+                         "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-api-key=env-secret-5"})
+    assert s.export.headers == {"authorization": "Bearer arg-secret-1"}  # still there to be sent
+    assert s.export.signal_headers("traces") == {"x-api-key": "env-secret-3"}
+    assert s.export.signal_headers("metrics") == {"x-api-key": "env-secret-4"}
+    text = repr(s)
+    for secret in ("arg-secret-1", "tok-secret-2", "env-secret-3", "env-secret-4", "env-secret-5"):
+        assert secret not in text, text
+    assert "service_name='orders'" in text and "protocol='http/protobuf'" in text  # the rest is still shown
