@@ -14,7 +14,7 @@ since its previous run to that frame's stack, in the current context (so a span 
 task is seen too).
 
 The timer is the main thread's own CPU clock where Linux offers it (timer_create on the thread's CPU-time clock,
-delivered to that thread alone, SIGEV_THREAD_ID, through ctypes): SIGPROF then comes `rate` times per second of
+delivered to that thread alone, SIGEV_THREAD_ID, through ctypes): SIGPROF then comes once per `period_s` of
 the main thread's CPU, never to another thread, however much CPU the process's other threads use. Elsewhere (or
 if that fails) it is the process's ITIMER_PROF, which fires per second of the whole process's CPU and may land in
 any thread that is running (CPython still runs the handler in the main thread).
@@ -39,7 +39,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["arm", "armed", "disarm", "install", "installed"]
+__all__ = ["arm", "armed", "cpu_clock", "disarm", "install", "installed"]
 
 Record = Callable[[FrameType, int], None]  # (the interrupted frame, the main thread's CPU ns since the last run)
 
@@ -48,6 +48,12 @@ _listeners: list[Record] = []
 _last_cpu = 0  # the main thread's CPU clock at the handler's previous run; 0: the next run only starts counting
 _period = 0.0
 _pid = os.getpid()  # the process the listeners and the timer belong to
+
+
+def cpu_clock(native_id: int) -> int:
+    """The Linux CPU-time clock of one thread of this process (glibc's pthread_getcpuclockid computes the same id;
+    for a thread that has ended, clock_gettime fails with EINVAL instead of reading another's clock)."""
+    return (~native_id << 3) | 6  # MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)
 
 
 def _on_sigprof(signum: int, frame: FrameType | None) -> None:
@@ -151,12 +157,10 @@ class _Timer:
         signal.setitimer(signal.ITIMER_PROF, period, period)
 
     def _start_thread_timer(self, period: float) -> bool:
-        # The main thread's id is the process id on Linux (in a forked child too); its CPU-time clock is
-        # MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED), as glibc's pthread_getcpuclockid computes it.
-        tid = os.getpid()
+        tid = os.getpid()  # the main thread's id on Linux (in a forked child too)
         event = _Sigevent(None, signal.SIGPROF, _SIGEV_THREAD_ID, tid)
         timer = ctypes.c_void_p()
-        if self._libc.timer_create((~tid << 3) | 6, ctypes.byref(event), ctypes.byref(timer)) != 0:
+        if self._libc.timer_create(cpu_clock(tid), ctypes.byref(event), ctypes.byref(timer)) != 0:
             return False
         ns = max(int(period * 1e9), 1)
         every = _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)

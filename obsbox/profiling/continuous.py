@@ -44,10 +44,7 @@ _WALL_TYPES = [("samples", "count"), ("wall", "nanoseconds")]
 _current_tasks: dict[Any, Any] = _active._current_tasks
 
 
-def _cpu_clock(native_id: int) -> int:
-    """The Linux CPU-time clock of one thread of this process (glibc's pthread_getcpuclockid computes the same id;
-    for a thread that has ended, clock_gettime fails with EINVAL instead of reading another's clock)."""
-    return (~native_id << 3) | 6  # MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)
+_cpu_clock = _signal.cpu_clock
 
 
 def _walk(frame: Any, task: Any) -> tuple[Any, ...]:

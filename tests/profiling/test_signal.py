@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 PROGRAM = textwrap.dedent("""
-    import json, os, signal, threading, time, zlib
+    import json, os, re, signal, threading, time, zlib
     from obsbox.profiling import _signal
 
     runs = [0]
@@ -33,7 +33,7 @@ PROGRAM = textwrap.dedent("""
 
     def sigprof_timers():
         with open("/proc/self/timers") as f:
-            return [block for block in f.read().split("ID:") if "signal: 27/" in block]
+            return [block for block in re.split(r"^ID:", f.read(), flags=re.M) if "signal: 27/" in block]
 
     assert _signal.install()
     assert _signal.arm(record, 0.01)            # 100 per second of CPU
@@ -65,6 +65,7 @@ PROGRAM = textwrap.dedent("""
     after = len(calls)
     burn(0.2)
     print(json.dumps({
+        "pid": os.getpid(),
         "thread_timer": _signal._timer.thread_timer() or bool(timers),
         "timers": timers,
         "itimer": itimer,
@@ -93,7 +94,8 @@ def test_sigprof_comes_per_second_of_the_main_threads_cpu_and_not_for_another_th
     # The kernel's side: one POSIX timer sending SIGPROF (27) to the main thread (its tid is the pid), on that
     # thread's CPU clock; ITIMER_PROF stays off. Disarmed, the timer is gone.
     assert len(out["timers"]) == 1, out
-    assert "notify: signal/tid." in out["timers"][0], out
+    assert f"notify: signal/tid.{out['pid']}" in out["timers"][0], out
+    assert f"ClockID: {(~out['pid'] << 3) | 6}\n" in out["timers"][0], out  # MAKE_THREAD_CPUCLOCK(pid, SCHED)
     assert out["itimer"] == [0.0, 0.0], out
     assert out["timers_after_disarm"] == [], out
     # 0.6 s of the main thread's CPU at 100 Hz, while another thread burnt CPU of its own: about 60 runs of the
