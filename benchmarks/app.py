@@ -25,7 +25,7 @@ from fastapi import FastAPI
 MODES: dict[str, str] = {
     "bare": "no instrumentation",
     "obsbox": "obsbox.configure() + obsbox.instrument(app): server span, RED metrics, exemplars over OTLP",
-    "obsbox-profiling": "as obsbox, with the continuous profiler at its default rate (100 Hz) sending pprof to the "
+    "obsbox-profiling": "as obsbox, with the continuous profiler at its default rate (19 Hz) sending pprof to the "
                         "receiver's /ingest every 15 s",
     "contrib": "OpenTelemetry SDK + OTLP/HTTP exporters + contrib FastAPIInstrumentor (stable HTTP semconv)",
     "contrib-lean": "as contrib, with exclude_spans=['receive', 'send']: the server span only",
@@ -91,14 +91,24 @@ def _toggled(app: Any, profiler: Any) -> Any:
     """`app` counting its requests, and a thread switching `profiler` off and on in segments of BENCH_TOGGLE_SECONDS
     under the benchmark's steady load; each segment's profiler state, process CPU seconds, requests and wall seconds
     go to BENCH_TOGGLE_OUT (JSON, rewritten after every segment). Pairs of segments run on-off, then off-on (drift
-    cancels). Stopping the profiler sends its last window, and starting it starts its threads: both are charged to
-    the segment with the profiler on. BENCH_TOGGLE_CONTROL=1 keeps the profiler on throughout (an A/A run: what the
-    method reads when nothing changes)."""
+    cancels). BENCH_TOGGLE_CONTROL=1 keeps the profiler on throughout (an A/A run: what the method reads when
+    nothing changes).
+
+    BENCH_TOGGLE_MODE=pause (the default) switches with `Profiler.pause()`/`resume()`: the SIGPROF timer, the sampler
+    thread's ticks and span noting, with the threads kept. The profiler's own flush is put off (the server runs with
+    a long profiling interval) and this thread flushes instead, at the end of an "on" segment once
+    BENCH_TOGGLE_FLUSH seconds of "on" time have gone by since the last one: the encoding and sending of a window
+    land in an "on" segment, once per interval of sampling, as in a process that profiles all the time.
+    BENCH_TOGGLE_MODE=restart switches with `stop()`/`start()` (every stop sends a window, every start starts the
+    threads): a cost per segment that a profiling process does not pay, so an upper bound."""
     seconds = float(os.environ.get("BENCH_TOGGLE_SECONDS", "5"))
     warmup = float(os.environ.get("BENCH_TOGGLE_WARMUP", "5"))
     control = os.environ.get("BENCH_TOGGLE_CONTROL") == "1"
+    restart = os.environ.get("BENCH_TOGGLE_MODE", "pause") == "restart"
+    flush_every = float(os.environ.get("BENCH_TOGGLE_FLUSH", "15"))
     out = os.environ["BENCH_TOGGLE_OUT"]
     requests = [0]
+    off, on = (profiler.stop, profiler.start) if restart else (profiler.pause, profiler.resume)
 
     async def counted(scope: Any, receive: Any, send: Any) -> None:
         requests[0] += 1
@@ -110,21 +120,29 @@ def _toggled(app: Any, profiler: Any) -> Any:
         time.sleep(warmup)
         done: list[dict[str, Any]] = []
         running = True
+        sampled = 0.0  # seconds "on" since the last flush (pause mode)
         for i in itertools.count():
-            on = i % 4 in (0, 3)  # on, off | off, on | on, off | ...: each pair has one of each, in turn first
+            this_on = i % 4 in (0, 3)  # on, off | off, on | on, off | ...: each pair has one of each, in turn first
             cpu, count, start = time.process_time(), requests[0], time.monotonic()
-            if on and not running:
-                profiler.start()
+            if this_on and not running:
+                on()
                 running = True
             time.sleep(seconds)
+            flushed = False
+            if this_on and not restart:
+                sampled += seconds
+                if sampled >= flush_every:
+                    profiler.flush()
+                    sampled, flushed = 0.0, True
             if i % 4 == 0 and not control:  # (the next segment is off)
-                profiler.stop()
+                off()
                 running = False
-            done.append({"on": on, "cpu_s": time.process_time() - cpu, "requests": requests[0] - count,
-                         "wall_s": time.monotonic() - start})
-            with open(out + ".tmp", "w") as f:
-                json.dump({"control": control, "seconds": seconds, "segments": done}, f)
-            os.replace(out + ".tmp", out)
+            done.append({"on": this_on, "cpu_s": time.process_time() - cpu, "requests": requests[0] - count,
+                         "wall_s": time.monotonic() - start, "flushed": flushed})
+            if i % 20 == 19 or seconds >= 2:
+                with open(out + ".tmp", "w") as f:
+                    json.dump({"control": control, "seconds": seconds, "restart": restart, "segments": done}, f)
+                os.replace(out + ".tmp", out)
 
     threading.Thread(target=segments, name="bench-toggle", daemon=True).start()
     return counted

@@ -74,6 +74,9 @@ def _context_variable() -> ContextVar[Context] | None:
 
 # OTEL_PYTHON_CONTEXT can name another runtime context: then the API's attach/detach are used.
 _CONTEXT_VARIABLE = _context_variable()
+# While a profiler notes the current span (obsbox.profiling._active): called with the span `attach_span` makes
+# current and with the one current again after `detach_span`. None otherwise: one load and test per call.
+note_span: Callable[[Any], None] | None = None
 
 
 def attach_span(span: trace.Span, parent: Context) -> Token[Context]:
@@ -83,7 +86,12 @@ def attach_span(span: trace.Span, parent: Context) -> Token[Context]:
     """
     context = Context({**parent, _SPAN_KEY: span}) if parent else Context({_SPAN_KEY: span})
     variable = _CONTEXT_VARIABLE
-    return variable.set(context) if variable is not None else _attach(context)
+    if variable is None:
+        return _attach(context)
+    token = variable.set(context)
+    if note_span is not None:
+        note_span(span)
+    return token
 
 
 def detach_span(token: Token[Context]) -> None:
@@ -91,7 +99,9 @@ def detach_span(token: Token[Context]) -> None:
     variable = _CONTEXT_VARIABLE
     if variable is not None:
         variable.reset(token)
-    else:  # another runtime context, or the profiler's (obsbox.profiling._active): raise as reset() does
+        if note_span is not None:
+            note_span(variable.get().get(_SPAN_KEY))
+    else:  # another runtime context: raise as reset() does
         context_api._RUNTIME_CONTEXT.detach(token)
 
 

@@ -476,8 +476,10 @@ class ProfilingSettings:
     profiling_endpoint: str = _setting(
         "http://127.0.0.1:4040", "URL", _url, "Pyroscope's base URL; profiles are posted to its /ingest API.")
     profiling_rate: int = _setting(
-        100, "Hz", _int(1, 1000),
-        "Stack samples per second at most; fewer when sampling would cost more than 0.5% of a core (see docs/profiling.md).")
+        19, "Hz", _int(1, 1000),
+        "Stack samples per second at most (19: a continuous profile adds them up over minutes; a prime, so they do "
+        "not fall in step with periodic work); fewer when sampling would cost more than 0.5% of a core "
+        "(see docs/profiling.md).")
     profiling_interval: float = _setting(
         15.0, "seconds", _seconds, "Interval between two profiles sent (environment: milliseconds).",
         env_in_ms=True)

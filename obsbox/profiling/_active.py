@@ -9,8 +9,9 @@ thread state, out of reach), nor, before Python 3.12, an asyncio task's context.
 OpenTelemetry runtime context is replaced by one whose attach/detach also note the span that became current,
 keyed by the running asyncio task (when there is one) or else by the thread. Every way a span becomes current goes
 through it: the API's `context.attach` (`start_as_current_span`, `use_span`, the database, gRPC and Celery
-integrations) and obsbox's request path, whose `attach_span` shortcut falls back to the API while profiling is on.
-With profiling off nothing of this is installed: the request path runs exactly as before.
+integrations), and obsbox's request path, whose `attach_span`/`detach_span` shortcut sets the same variable and
+notes the span itself (`_tracer.note_span`), without the API's layers. With profiling off nothing of this is
+installed: the request path only tests that `note_span` is None.
 
 Known gap: code run with a copied context in another thread (`contextvars.copy_context().run`, as Starlette runs a
 sync endpoint in its thread pool) is in the span without attaching it there; its samples carry no span id unless a
@@ -40,16 +41,20 @@ _current_tasks: dict[Any, Any] = asyncio.tasks._current_tasks  # type: ignore[at
 _get_ident = threading.get_ident
 
 
-def _note(context: Context) -> None:
+def _note_span(span: Any) -> None:
+    """`span` is now current in the running asyncio task, or else in this thread (None: no span is)."""
     loop = _get_running_loop()
     key = _current_tasks.get(loop) if loop is not None else None
     if key is None:
         key = _get_ident()
-    span = context.get(_SPAN_KEY)
     if span is None:
         _active.pop(key, None)
     else:
         _active[key] = span
+
+
+def _note(context: Context) -> None:
+    _note_span(context.get(_SPAN_KEY))
 
 
 class _NotingContext(ContextVarsRuntimeContext):
@@ -68,7 +73,7 @@ class _NotingContext(ContextVarsRuntimeContext):
         _note(self._current_context.get())
 
 
-_saved: tuple[Any, Any] | None = None  # (the runtime context, obsbox's attach shortcut variable) replaced
+_saved: Any = None  # the runtime context replaced
 # Profilers noting spans now: the continuous one and on-demand ones (/debug/pprof/profile) enable and disable
 # independently; the runtime context goes back only when the last one is done.
 _users = 0
@@ -93,9 +98,9 @@ def _install() -> bool:
     variable = getattr(runtime, "_current_context", None)
     if type(runtime) is not ContextVarsRuntimeContext or not isinstance(variable, ContextVar):
         return False
-    _saved = (runtime, _tracer._CONTEXT_VARIABLE)
+    _saved = runtime
     context_api._RUNTIME_CONTEXT = _NotingContext(variable)
-    _tracer._CONTEXT_VARIABLE = None  # attach_span/detach_span go through the API (and so through _NotingContext)
+    _tracer.note_span = _note_span  # obsbox's attach_span/detach_span set the same variable and note it themselves
     return True
 
 
@@ -110,9 +115,8 @@ def disable() -> None:
         if _users > 0:
             return
         _users = 0
-        runtime, variable = _saved
-        context_api._RUNTIME_CONTEXT = runtime
-        _tracer._CONTEXT_VARIABLE = variable
+        context_api._RUNTIME_CONTEXT = _saved
+        _tracer.note_span = None
         _saved = None
         _active.clear()
 

@@ -53,7 +53,7 @@ def ingest_name(service: str, labels: Mapping[str, str]) -> str:
 class PyroscopeSender:
     """A background thread posting profiles to `endpoint`/ingest; `offer` never blocks and never raises."""
 
-    def __init__(self, endpoint: str, service: str, labels: Mapping[str, str], *, rate: int = 100,
+    def __init__(self, endpoint: str, service: str, labels: Mapping[str, str], *, rate: int = 19,
                  timeout: float = 3.0, on_drop: Callable[[int], None] | None = None,
                  on_sent: Callable[[int], None] | None = None) -> None:
         parts = urllib.parse.urlsplit(endpoint)

@@ -1,7 +1,9 @@
 """The continuous profiler: stack samples of every thread, CPU and wall time, sent to Pyroscope as pprof.
 
->>> profiler = Profiler(PyroscopeSender("http://127.0.0.1:4040", "orders", {}), rate=100, interval=15.0)  # doctest: +SKIP
->>> profiler.start()     # a daemon thread samples 100 times a second and sends every 15 s    # doctest: +SKIP
+>>> profiler = Profiler(PyroscopeSender("http://127.0.0.1:4040", "orders", {}), rate=19, interval=15.0)  # doctest: +SKIP
+>>> profiler.start()     # a daemon thread samples 19 times a second and sends every 15 s     # doctest: +SKIP
+>>> profiler.pause()     # no sampling, no SIGPROF, no span noting; threads and window kept  # doctest: +SKIP
+>>> profiler.resume()    # sampling again                                                    # doctest: +SKIP
 >>> profiler.stop()      # sends what it has, then ends                                      # doctest: +SKIP
 
 `configure(profiling=True)` runs one (see docs/profiling.md). Each tick the sampler thread takes every other
@@ -20,6 +22,7 @@ leaf-most are kept), and at most MAX_PENDING encoded profiles waiting for the se
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sys
 import threading
@@ -47,21 +50,51 @@ _current_tasks: dict[Any, Any] = _active._current_tasks
 _cpu_clock = _signal.cpu_clock
 
 
-def _walk(frame: Any, task: Any) -> tuple[Any, ...]:
-    """A stack key: (code object, line) pairs from `frame` outwards, leaf first, then the task's chosen name."""
-    walked: list[Any] = []
+def _walk(frame: Any, task: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A stack key and its code objects, from `frame` outwards, leaf first.
+
+    The key is (id of the code, offset of its instruction) pairs, then the task's chosen name if any: cheap to build
+    and to hash, where a code object's hash goes through its constants and names and the line of an instruction
+    (`f_lineno`) is found by scanning the code's line table, tens of microseconds each for a deep stack of large
+    functions. The code objects ride along, kept alive by the window that holds the key (so their ids stay theirs);
+    lines are found once per window, when it is encoded (`_Lines`)."""
+    key: list[Any] = []
+    codes: list[Any] = []
     depth = 0
     f: Any = frame
     while f is not None and depth < MAX_DEPTH:
-        walked.append(f.f_code)
-        walked.append(f.f_lineno)
+        code = f.f_code
+        codes.append(code)
+        key.append(id(code))
+        key.append(f.f_lasti)
         f = f.f_back
         depth += 1
     if task is not None:
         name = _task_name(task)
         if name is not None:
-            walked.append(name)
-    return tuple(walked)
+            key.append(name)
+    return tuple(key), tuple(codes)
+
+
+class _Lines:
+    """The source line of an instruction offset (as `frame.f_lineno` gives it), each code's table read once."""
+
+    def __init__(self) -> None:
+        self._tables: dict[int, tuple[list[int], list[int]]] = {}  # id(code) -> (range starts, their lines)
+
+    def line(self, code: Any, offset: int) -> int:
+        table = self._tables.get(id(code))
+        if table is None:
+            starts: list[int] = []
+            lines: list[int] = []
+            for start, _end, line in code.co_lines():
+                starts.append(start)
+                lines.append(line or 0)
+            table = self._tables[id(code)] = (starts, lines)
+        if offset < 0:  # (not started yet: its first line, as f_lineno says)
+            return int(code.co_firstlineno)
+        i = bisect.bisect_right(table[0], offset) - 1
+        return table[1][i] if i >= 0 else int(code.co_firstlineno)
 
 
 def _span_id(span: Any) -> int:
@@ -99,56 +132,80 @@ class ProfileSink(Protocol):
 class Profiler:
     """Samples the process at `rate` Hz and hands a CPU and a wall profile to `sender` every `interval` seconds."""
 
-    def __init__(self, sender: ProfileSink, *, rate: int = 100, interval: float = 15.0) -> None:
+    def __init__(self, sender: ProfileSink, *, rate: int = 19, interval: float = 15.0) -> None:
         self.sender = sender
         self.rate = rate
         self.interval = interval
         self.period_ns = 1_000_000_000 // rate
         self._stop = threading.Event()
+        self._sampling = threading.Event()  # clear while paused: the sampler thread waits on it
+        self._sampling.set()
         self._thread: threading.Thread | None = None
         # Thread ids whose Thread object has a stale native_id: after fork(), threading keeps the parent's.
         self._native_ids: dict[int, int] = {}
         self._reset_window()
         self.samples_dropped = 0  # samples with a new stack beyond MAX_STACKS (for tests and the docs)
         self.ticks = 0  # samples taken of the whole process (the rate in force: ticks / seconds)
-        # The main thread's CPU samples, when SIGPROF takes them (_signal): (stack key, span id, CPU ns), appended
+        # The main thread's CPU samples, when SIGPROF takes them (_signal): (stack key, its codes, span id, CPU ns),
         # by the handler in the main thread and drained into the window by the sampler thread.
-        self._main_cpu: list[tuple[tuple[Any, ...], int, int]] = []
+        self._main_cpu: list[tuple[tuple[Any, ...], tuple[Any, ...], int, int]] = []
         self._by_signal: int | None = None  # the main thread's id while SIGPROF samples its CPU
 
     def _reset_window(self) -> None:
-        # (stack key, span id) -> [cpu samples, cpu ns, wall samples, wall ns]; a stack key is a flat tuple of
-        # (code object, line) pairs, leaf first, optionally ending with the task's name.
-        self._counts: dict[tuple[tuple[Any, ...], int], list[int]] = {}
+        # (stack key, span id) -> [cpu samples, cpu ns, wall samples, wall ns, the stack's code objects]; a stack
+        # key is a flat tuple of (id of a code object, instruction offset) pairs, leaf first, optionally ending with
+        # the task's name (_walk).
+        self._counts: dict[tuple[tuple[Any, ...], int], list[Any]] = {}
         self._window_start = time.time_ns()
         self._last_cpu: dict[int, int] = {}  # thread id -> CPU ns at the previous tick
         self._last_wall: dict[int, int] = {}  # thread id -> monotonic ns at the previous tick
-        # thread id -> (id of its leaf frame, its code, line, the task running, the stack key) at the previous tick
-        self._last_stack: dict[int, tuple[int, Any, int, Any, tuple[Any, ...]]] = {}
+        # thread id -> (id of its leaf frame, its code, instruction offset, the task running, the stack key, its
+        # codes) at the previous tick
+        self._last_stack: dict[int, tuple[int, Any, int, Any, tuple[Any, ...], tuple[Any, ...]]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is not None:
             return
-        _active.enable()
         self.sender.start()
         self._stop.clear()
         _signal.install()  # (only the main thread can; configure() and enable_pprof() usually run there)
-        if _signal.arm(self._record_main, self.period_ns / 1e9):
-            self._by_signal = threading.main_thread().ident
+        self._sampling.clear()
+        self.resume()
         self._thread = threading.Thread(target=self._run, name="obsbox-profiler", daemon=True)
         self._thread.start()
+
+    def pause(self) -> None:
+        """Stop sampling and keep everything else: the threads, the sender, the window (sent at the next interval
+        with what was taken before). Nothing runs while paused: the sampler thread waits, the SIGPROF timer is
+        disarmed and spans are no longer noted. `resume()` takes up sampling again."""
+        if not self._sampling.is_set():
+            return
+        self._sampling.clear()
+        _signal.disarm(self._record_main)
+        self._by_signal = None
+        _active.disable()
+
+    def resume(self) -> None:
+        """Sample again after `pause()` (and, in `start()`, for the first time)."""
+        if self._sampling.is_set():
+            return
+        _active.enable()
+        if _signal.arm(self._record_main, self.period_ns / 1e9):
+            self._by_signal = threading.main_thread().ident
+        self._last_cpu.clear()  # (CPU used while paused is not charged to the stack found on resuming)
+        self._last_wall.clear()
+        self._sampling.set()
 
     def stop(self, timeout: float = 3.0) -> None:
         """End sampling, send the last window, wait up to `timeout` seconds for the sender."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        _signal.disarm(self._record_main)
-        self._by_signal = None
+        self.pause()
         self._stop.set()
+        self._sampling.set()  # (a paused sampler thread wakes up to end)
         thread.join(timeout)
-        _active.disable()
         self.sender.stop(timeout)
 
     def after_fork(self) -> None:
@@ -157,6 +214,7 @@ class Profiler:
         self._by_signal = None
         self._main_cpu = []
         self._stop = threading.Event()
+        self._sampling = threading.Event()
         self._native_ids = {threading.get_ident(): threading.get_native_id()}  # (the hook runs in that thread)
         self._reset_window()
         _active.reset_after_fork()
@@ -178,6 +236,9 @@ class Profiler:
             if next_tick < now:  # fell behind (a long GIL hold): skip the ticks missed, do not catch up in a burst
                 next_tick = now + period
             time.sleep(next_tick - now)  # (cheaper than Event.wait: no Condition and lock per tick)
+            if not self._sampling.is_set():  # paused: wait, then start ticking afresh
+                self._sampling.wait()
+                next_tick = time.monotonic()
             if self._stop.is_set():
                 break
             try:
@@ -189,8 +250,11 @@ class Profiler:
                 # One slow tick counts as 2 ms at most: a collection of the garbage collector, run in whichever
                 # thread allocates, costs tens of ms now and then, and must not stop sampling for seconds.
                 cost += (min(time.thread_time() - last_cpu, 0.002) - cost) / 8
-            if time.monotonic() >= flush_at:
+            now = time.monotonic()
+            if now >= flush_at:
                 flush_at += self.interval
+                if flush_at <= now:  # (after a pause, or a tick held up that long: one flush, not one per interval)
+                    flush_at = now + self.interval
                 try:
                     self.flush()
                 except Exception:  # noqa: BLE001
@@ -238,16 +302,16 @@ class Profiler:
             wall_ns = now - previous_wall if previous_wall is not None else self.period_ns
             task = loop_task.get(thread_id)
             span_id = _span_id(_active.active_span(thread_id, task))
-            # A thread still in the same frame at the same line as at the last tick (an idle thread waiting) has
-            # the same stack: a live frame's callers do not change, and a live frame keeps its address.
-            code, line = frame.f_code, frame.f_lineno
+            # A thread still in the same frame at the same instruction as at the last tick (an idle thread waiting)
+            # has the same stack: a live frame's callers do not change, and a live frame keeps its address.
+            code, offset = frame.f_code, frame.f_lasti
             seen = last_stack.get(thread_id)
-            if seen is not None and seen[0] == id(frame) and seen[1] is code and seen[2] == line and seen[3] is task:
-                stack = seen[4]
+            if seen is not None and seen[0] == id(frame) and seen[1] is code and seen[2] == offset and seen[3] is task:
+                stack, codes = seen[4], seen[5]
             else:
-                stack = _walk(frame, task)
-                last_stack[thread_id] = (id(frame), code, line, task, stack)
-            values = counts.get((stack, span_id)) or self._new_slot(stack, span_id)
+                stack, codes = _walk(frame, task)
+                last_stack[thread_id] = (id(frame), code, offset, task, stack, codes)
+            values = counts.get((stack, span_id)) or self._new_slot(stack, span_id, codes)
             if values is None:
                 continue
             if cpu_ns > 0:
@@ -262,25 +326,26 @@ class Profiler:
         """SIGPROF's handler, in the main thread: `cpu_ns` of its CPU went to `frame`'s stack (in this context)."""
         loop = _active._get_running_loop()
         task = _current_tasks.get(loop) if loop is not None else None
-        self._main_cpu.append((_walk(frame, task), _span_id(context_api.get_current().get(_SPAN_KEY)), cpu_ns))
+        stack, codes = _walk(frame, task)
+        self._main_cpu.append((stack, codes, _span_id(context_api.get_current().get(_SPAN_KEY)), cpu_ns))
 
     def _drain_main(self) -> None:
         """Move the main thread's SIGPROF samples into the window (list swap and append: atomic under the GIL)."""
         pending, self._main_cpu = self._main_cpu, []
         counts = self._counts
-        for stack, span_id, cpu_ns in pending:
-            values = counts.get((stack, span_id)) or self._new_slot(stack, span_id)
+        for stack, codes, span_id, cpu_ns in pending:
+            values = counts.get((stack, span_id)) or self._new_slot(stack, span_id, codes)
             if values is not None:
                 values[0] += 1
                 values[1] += cpu_ns
 
-    def _new_slot(self, stack: tuple[Any, ...], span_id: int) -> list[int] | None:
-        """A window's new [cpu samples, cpu ns, wall samples, wall ns] for (stack, span); None (the sample dropped and
-        counted) beyond MAX_STACKS."""
+    def _new_slot(self, stack: tuple[Any, ...], span_id: int, codes: tuple[Any, ...]) -> list[Any] | None:
+        """A window's new [cpu samples, cpu ns, wall samples, wall ns, codes] for (stack, span); None (the sample
+        dropped and counted) beyond MAX_STACKS."""
         if len(self._counts) >= MAX_STACKS:
             self.samples_dropped += 1
             return None
-        values = self._counts[(stack, span_id)] = [0, 0, 0, 0]
+        values = self._counts[(stack, span_id)] = [0, 0, 0, 0, codes]
         return values
 
     def flush(self) -> None:
@@ -301,21 +366,30 @@ class Profiler:
                              start_ns=start, duration_ns=duration)
         wall = ProfileBuilder(_WALL_TYPES, period_type=("wall", "nanoseconds"), period=self.period_ns,
                               start_ns=start, duration_ns=duration)
-        names: dict[Any, tuple[str, str]] = {}
-        for (stack, span_id), (cpu_samples, cpu_ns, wall_samples, wall_ns) in counts.items():
+        names: dict[int, tuple[str, str]] = {}  # id(code) -> (function, file)
+        lines = _Lines()
+        # Keys that differ only in instruction offsets on the same lines make one sample each.
+        merged: dict[tuple[tuple[tuple[str, str, int], ...], int], list[int]] = {}
+        for (stack, span_id), (cpu_samples, cpu_ns, wall_samples, wall_ns, codes) in counts.items():
             frames: list[tuple[str, str, int]] = []
-            for i in range(0, len(stack) - 1, 2):
-                code = stack[i]
-                name = names.get(code)
+            for i, code in enumerate(codes):
+                name = names.get(stack[2 * i])
                 if name is None:
-                    name = names[code] = (code.co_qualname, code.co_filename)
-                frames.append((name[0], name[1], stack[i + 1] or 0))
+                    name = names[stack[2 * i]] = (code.co_qualname, code.co_filename)
+                frames.append((name[0], name[1], lines.line(code, stack[2 * i + 1])))
             if len(stack) % 2:  # the asyncio task's name, as the root-most frame
                 frames.append((f"<task {stack[-1]}>", "<asyncio>", 0))
+            total = merged.setdefault((tuple(frames), span_id), [0, 0, 0, 0])
+            total[0] += cpu_samples
+            total[1] += cpu_ns
+            total[2] += wall_samples
+            total[3] += wall_ns
+        for (frames_key, span_id), (cpu_samples, cpu_ns, wall_samples, wall_ns) in merged.items():
             labels = {"span_id": format(span_id, "016x")} if span_id else None
             if cpu_samples:
-                cpu.add(frames, (cpu_samples, cpu_ns), labels)
-            wall.add(frames, (wall_samples, wall_ns), labels)
+                cpu.add(list(frames_key), (cpu_samples, cpu_ns), labels)
+            if wall_samples:
+                wall.add(list(frames_key), (wall_samples, wall_ns), labels)
         for kind, builder in (("cpu", cpu), ("wall", wall)):
             if len(builder):
                 self.sender.offer(kind, builder.encode(), start, end)

@@ -9,6 +9,7 @@ profile.go, api/model/labelset, pkg/distributor pprofsplit) are pinned in `test_
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -179,7 +180,7 @@ def test_request_is_what_pyroscope_parses(tmp_path: Path, ingest: IngestReceiver
         # name=app{k=v,...}: the app name becomes service_name; resource labels as Prometheus-style names.
         assert request.query["name"] == "burner{deployment_environment_name=test}"
         assert request.query["spyName"] == "obsbox"  # not pyspy/rbspy: function names are kept as they are
-        assert request.query["sampleRate"] == "100"
+        assert request.query["sampleRate"] == "19"  # the profiling rate in force (the default: 19 Hz)
         assert re.fullmatch(r"\d{10}", request.query["from"]) and re.fullmatch(r"\d{10}", request.query["until"])
         assert int(request.query["from"]) <= int(request.query["until"])
     kinds = []
@@ -335,3 +336,105 @@ def test_a_sigprof_handler_of_someone_else_is_kept_and_the_sampler_thread_profil
     assert result.returncode == 0 and "kept" in result.stdout, result.stderr
     top = go_pprof("-top", *_save(tmp_path, ingest.requests, "cpu"))
     assert "burn_elsewhere" in top, top  # long bursts: the sampler thread sees them without SIGPROF
+
+
+PAUSE_PROGRAM = textwrap.dedent("""
+    import json, re, sys, time
+    from opentelemetry import context as context_api
+    from obsbox.profiling.continuous import Profiler
+
+    class Sink:                                  # what the profiler hands on, kept here
+        thread_ident = None
+        def __init__(self): self.offered = []
+        def start(self): pass
+        def stop(self, timeout): pass
+        def after_fork(self): pass
+        def offer(self, kind, body, start_ns, end_ns):
+            self.offered.append(kind)
+            return True
+
+    def sigprof_timers():
+        with open("/proc/self/timers") as f:
+            return sum(1 for block in re.split(r"^ID:", f.read(), flags=re.M) if "signal: 27/" in block)
+
+    def burn(seconds):
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+
+    def state(ticks_before):
+        return {"timers": sigprof_timers(), "ticks": profiler.ticks - ticks_before,
+                "runtime": type(context_api._RUNTIME_CONTEXT).__name__}
+
+    sink = Sink()
+    profiler = Profiler(sink, rate=100, interval=3600.0)
+    profiler.start()
+    ticks = profiler.ticks
+    burn(0.3)
+    on = state(ticks)
+    profiler.pause()
+    time.sleep(0.05)
+    ticks = profiler.ticks
+    burn(0.3)                                    # paused: neither sampled nor charged to anything
+    paused = state(ticks)
+    profiler.resume()
+    ticks = profiler.ticks
+    burn(0.3)
+    resumed = state(ticks)
+    profiler.pause()
+    profiler._drain_main()
+    cpu_s = sum(values[1] for values in profiler._counts.values()) / 1e9
+    sent_before_stop = list(sink.offered)
+    profiler.stop()
+    print(json.dumps({"on": on, "paused": paused, "resumed": resumed, "cpu_s": cpu_s,
+                      "sent_before_stop": sent_before_stop, "sent": sink.offered}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/timers and the thread CPU timer")
+def test_pause_stops_every_part_of_sampling_and_resume_takes_it_up_with_the_window_kept(tmp_path: Path) -> None:
+    script = tmp_path / "pause.py"
+    script.write_text(PAUSE_PROGRAM)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    # Sampling: the main thread's SIGPROF timer, the sampler thread's ticks, spans noted through the runtime context.
+    assert out["on"]["timers"] == 1 and out["on"]["ticks"] >= 5 and out["on"]["runtime"] == "_NotingContext", out
+    assert out["paused"] == {"timers": 0, "ticks": 0, "runtime": "ContextVarsRuntimeContext"}, out
+    assert out["resumed"]["timers"] == 1 and out["resumed"]["ticks"] >= 5, out
+    assert out["resumed"]["runtime"] == "_NotingContext", out
+    # The window holds the CPU of the 0.6 s burnt while sampling, not the 0.3 s burnt while paused ...
+    assert 0.4 <= out["cpu_s"] <= 0.66, out
+    # ... and is sent once, when the profiler stops (its interval is an hour): nothing was lost to the pause.
+    assert out["sent_before_stop"] == [] and sorted(out["sent"]) == ["cpu", "wall"], out
+
+
+def test_the_walk_keeps_instruction_offsets_whose_lines_are_what_f_lineno_says() -> None:
+    from obsbox.profiling.continuous import _Lines, _walk
+
+    seen: list[tuple[Any, ...]] = []
+
+    def leaf() -> None:
+        frame = sys._getframe()
+        (key, codes), here = _walk(frame, None), frame.f_lineno  # (this frame's line while it walked)
+        expected = [(frame.f_code.co_qualname, here)]
+        f: Any = frame.f_back
+        while f is not None:
+            expected.append((f.f_code.co_qualname, f.f_lineno))
+            f = f.f_back
+        lines = _Lines()
+        seen.append((expected, [(c.co_qualname, lines.line(c, key[2 * i + 1])) for i, c in enumerate(codes)]))
+
+    def middle(n: int) -> None:
+        x = n * 2
+        if x > 2:
+            leaf()  # a call on a line further down than the function's first
+        else:
+            for _ in range(1):
+                leaf()
+
+    middle(5)
+    middle(0)
+    for expected, found in seen:
+        assert found == expected[:len(found)] and len(found) == min(len(expected), 128), (found, expected)
+    assert seen[0][1][1][1] != seen[1][1][1][1]  # middle's two calls, on two lines, told apart
