@@ -6,7 +6,7 @@
 1. Per span: `start_as_current_span` entered and left (the API path every integration takes) and the request
    path's `attach_span`/`detach_span`, with profiling off and on (on: the runtime context notes the current span per
    thread or task). Best of 7 runs of 200 000 each, process CPU time, in ns per span.
-2. The sampler thread: its own CPU time (its Linux thread clock) per second of wall time at the default 100 Hz, with
+2. The sampler thread: its own CPU time (its Linux thread clock) per second of wall time at the default rate, with
    1, 8 and 32 other threads (one busy in a span, the rest idle in sleep, each 30 frames deep), sending to a local
    receiver, and the rate it kept (it spaces its ticks out to stay within 0.5% of a core). That share of one core is
    what a service pays, whatever its request rate.

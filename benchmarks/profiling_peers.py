@@ -5,7 +5,7 @@ inside the process): CPU cost, memory, what reaches the backend.
     .venv/bin/python benchmarks/profiling_peers.py --rounds 5 --seconds 20 --json out.json
 
 Each mode runs the same program in a fresh process: one thread burning CPU inside a span (counting iterations),
-eight threads idle 30 frames deep, each profiler at its default rate (100 Hz) sending to a receiver in this
+eight threads idle 30 frames deep, each profiler at 100 Hz (the Pyroscope agent's default; obsbox's is 19) sending to a receiver in this
 process that stores what it gets. Modes alternate within a round. Per mode, medians over the rounds:
 
 - work/CPU s: iterations per CPU second of the busy thread (what the application keeps of its own speed);
@@ -36,7 +36,7 @@ PROGRAM = textwrap.dedent("""
     import obsbox
     telemetry = obsbox.configure(service_name="peer-" + mode, console=False, traces_exporter="none",
                                  metrics_exporter="none", logs_exporter="none", profiling=mode == "obsbox",
-                                 profiling_endpoint=endpoint, profiling_interval=5.0)
+                                 profiling_endpoint=endpoint, profiling_interval=5.0, profiling_rate=100)
     if mode == "pyroscope-io":
         import pyroscope
         pyroscope.configure(application_name="peer-pyroscope-io", server_address=endpoint, upload_interval=5)
